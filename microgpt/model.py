@@ -1,0 +1,118 @@
+"""The GPT, written over scalar `Val`s: embeddings, causal attention with a KV cache, RMSNorm, MLP.
+
+Follows the seed's architecture (itself Karpathy's microGPT, a GPT-2 with RMSNorm and ReLU and no
+biases), one token at a time so the KV cache is explicit. Every matrix is a `ValMatrix` with one
+row per output unit, so a layer is `linear(x, W) = W·x`, one fused node per output.
+
+References: Vaswani et al. 2017 (attention), Zhang & Sennrich 2019 (RMSNorm),
+Radford et al. 2019 (GPT-2), Karpathy, "microGPT" (2026).
+"""
+import math
+import random
+
+import numpy as np
+
+from microgpt._core import Val, ValMatrix, cross_entropy, linear, rmsnorm, softmax, vadd, vrelu, vsum
+
+
+class GPT:
+    """A decoder-only transformer whose every weight is a `Val`."""
+
+    def __init__(self, vocab_size, n_ctx, n_emb, n_layer, n_head, n_ff_exp, *,
+                 init_scale=0.1, rms_eps=1e-5, seed=None):
+        for name, value in (("vocab_size", vocab_size), ("n_ctx", n_ctx), ("n_emb", n_emb),
+                            ("n_layer", n_layer), ("n_head", n_head), ("n_ff_exp", n_ff_exp)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"GPT: {name} must be a whole number >= 1, got {value!r}")
+        if n_emb % n_head:
+            raise ValueError(f"GPT: n_emb ({n_emb}) must be divisible by n_head ({n_head})")
+        self.vocab_size, self.n_ctx, self.n_emb = vocab_size, n_ctx, n_emb
+        self.n_layer, self.n_head, self.n_ff_exp = n_layer, n_head, n_ff_exp
+        self.head_dim = n_emb // n_head
+        self.rms_eps = rms_eps
+
+        rng = random.Random(seed)
+
+        def matrix(rows, cols):  # uniform(-1, 1) * init_scale, drawn row by row
+            return ValMatrix([[Val(rng.uniform(-1.0, 1.0) * init_scale) for _ in range(cols)]
+                              for _ in range(rows)])
+
+        n_ff = n_ff_exp * n_emb
+        self.weights = {"wte": matrix(vocab_size, n_emb), "wpe": matrix(n_ctx, n_emb),
+                        "lm_head": matrix(vocab_size, n_emb)}
+        for i in range(n_layer):
+            for w in ("wq", "wk", "wv", "wo"):
+                self.weights[f"layers.{i}.{w}"] = matrix(n_emb, n_emb)
+            self.weights[f"layers.{i}.fc1"] = matrix(n_ff, n_emb)
+            self.weights[f"layers.{i}.fc2"] = matrix(n_emb, n_ff)
+
+    # Parameters and their float64 copies.
+
+    def parameters(self):
+        """Every weight as a list of Vals, matrix by matrix in state_dict order, row-major."""
+        return [v for W in self.weights.values() for v in W.values()]
+
+    def state_dict(self):
+        """{name: float64 array of shape (rows, cols)}: a copy of every weight."""
+        return {name: np.array([v.data for v in W.values()], dtype=np.float64).reshape(W.shape)
+                for name, W in self.weights.items()}
+
+    def grad_dict(self):
+        """{name: float64 array of shape (rows, cols)}: a copy of every weight's gradient."""
+        return {name: np.array([v.grad for v in W.values()], dtype=np.float64).reshape(W.shape)
+                for name, W in self.weights.items()}
+
+    def load_state_dict(self, state):
+        """Copy weights in from {name: array}; ValueError on a missing, unknown or misshapen key."""
+        missing = [k for k in self.weights if k not in state]
+        unknown = [k for k in state if k not in self.weights]
+        if missing or unknown:
+            raise ValueError(f"load_state_dict: missing keys {missing}, unknown keys {unknown}")
+        arrays = {}
+        for name, W in self.weights.items():
+            a = np.asarray(state[name], dtype=np.float64)
+            if a.shape != W.shape:
+                raise ValueError(f"load_state_dict: {name} has shape {a.shape}, expected {W.shape}")
+            arrays[name] = a
+        for name, W in self.weights.items():  # only after every key checked: no half-loaded model
+            for v, x in zip(W.values(), arrays[name].ravel().tolist()):
+                v.data = x
+
+    # The forward pass, one token at a time.
+
+    def new_cache(self):
+        """An empty KV cache: per layer, the keys and values of the positions seen so far."""
+        return [([], []) for _ in range(self.n_layer)]
+
+    def forward(self, token, pos, cache):
+        """The vocab_size logits (Vals) after `token` at position `pos`; appends to `cache`."""
+        W = self.weights
+        x = vadd(W["wte"][token], W["wpe"][pos])                        # n_emb
+        scale = 1.0 / math.sqrt(self.head_dim)
+        for i, (keys, values) in enumerate(cache):
+            # Attention block: x = x + wo · attend(q, cached k, cached v)
+            xn = rmsnorm(x, self.rms_eps)
+            q = linear(xn, W[f"layers.{i}.wq"])                          # n_emb
+            keys.append(linear(xn, W[f"layers.{i}.wk"]))                 # pos+1 rows of n_emb
+            values.append(linear(xn, W[f"layers.{i}.wv"]))
+            heads = []
+            for h in range(0, self.n_emb, self.head_dim):                # n_head slices of head_dim
+                k_h = [k[h:h + self.head_dim] for k in keys]             # (pos+1, head_dim)
+                v_h = [v[h:h + self.head_dim] for v in values]
+                att = softmax(linear(q[h:h + self.head_dim], k_h, scale))  # pos+1 weights
+                heads.extend(linear(att, list(zip(*v_h))))               # head_dim: sum_t att_t v_t
+            x = vadd(x, linear(heads, W[f"layers.{i}.wo"]))
+            # MLP block: x = x + fc2 · relu(fc1 · rmsnorm(x))
+            hidden = vrelu(linear(rmsnorm(x, self.rms_eps), W[f"layers.{i}.fc1"]))  # n_ff_exp*n_emb
+            x = vadd(x, linear(hidden, W[f"layers.{i}.fc2"]))
+        return linear(rmsnorm(x, self.rms_eps), W["lm_head"])           # vocab_size
+
+    def loss(self, tokens):
+        """Mean next-token cross-entropy (a Val) over tokens[:n_ctx]: position p predicts p+1."""
+        tokens = list(tokens)[:self.n_ctx]
+        if len(tokens) < 2:
+            raise ValueError("GPT.loss needs at least two tokens")
+        cache = self.new_cache()
+        losses = [cross_entropy(self.forward(tokens[p], p, cache), tokens[p + 1])
+                  for p in range(len(tokens) - 1)]
+        return vsum(losses, 1.0 / len(losses))
