@@ -3,6 +3,7 @@
 Cython compiler directives live here, and only here.
 """
 import shutil
+import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -38,7 +39,8 @@ class BuildPyWithNames(build_py):
 
 setup(
     ext_modules=cythonize(
-        [Extension("microgpt._core", ["microgpt/_core.pyx"], extra_compile_args=["-O3"])],
+        [Extension("microgpt._core", ["microgpt/_core.pyx"],
+                   extra_compile_args=[] if sys.platform == "win32" else ["-O3"])],
         compiler_directives=DIRECTIVES,
     ),
     cmdclass={"build_py": BuildPyWithNames},

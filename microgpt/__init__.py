@@ -24,7 +24,24 @@ except ImportError as exc:  # no pure-Python fallback ships: a missing core is a
 
 __version__ = "0.1.0"
 
+# The layers above the core import numpy; load them on first use so `import microgpt` stays cheap.
+_LAZY = {"GPT": "microgpt.model", "TrainingConfig": "microgpt.train",
+         "TrainingResult": "microgpt.train", "train_and_generate": "microgpt.train"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'microgpt' has no attribute {name!r}")
+
+
 __all__ = [
+    "GPT",
+    "TrainingConfig",
+    "TrainingResult",
+    "train_and_generate",
     "Val",
     "ValMatrix",
     "adam_step",

@@ -2,8 +2,8 @@
 from collections.abc import Sequence
 from typing import Union
 
-Number = Union[int, float]
-ValLike = Union["Val", int, float]
+Number = Union[int, float]  # noqa: UP007 (a runtime alias: Python 3.9 has no X | Y)
+ValLike = Union["Val", int, float]  # noqa: UP007
 
 class Val:
     """A scalar with a gradient and the edges (parent, d self / d parent) that made it."""
@@ -46,7 +46,7 @@ class ValMatrix:
 def vsum(vals: Sequence[ValLike], scale: float = 1.0) -> Val: ...
 def dot(a: Sequence[ValLike], b: Sequence[ValLike], scale: float = 1.0) -> Val: ...
 def linear(
-    x: Sequence[ValLike], W: Union[ValMatrix, Sequence[Sequence[ValLike]]], scale: float = 1.0
+    x: Sequence[ValLike], W: ValMatrix | Sequence[Sequence[ValLike]], scale: float = 1.0
 ) -> list[Val]: ...
 def softmax(logits: Sequence[ValLike]) -> list[Val]: ...
 def cross_entropy(logits: Sequence[ValLike], target: int) -> Val: ...

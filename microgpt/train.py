@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -122,9 +122,9 @@ class TrainingConfig:
 @dataclass
 class TrainingResult:
     """What a run produced: sampled names, every step's loss, the held-out loss, the size."""
-    names: List[str]
+    names: list[str]
     final_loss: float                    # the last step's training loss (one name, as in the seed)
-    losses: List[float] = field(repr=False)
+    losses: list[float] = field(repr=False)
     val_loss: float
     num_params: int
     seconds: float

@@ -1,0 +1,132 @@
+"""Tokenizer, dataset loading, Adam, the training loop and sampling."""
+import random
+
+import pytest
+
+from microgpt import GPT
+from microgpt.train import (
+    Adam,
+    Tokenizer,
+    TrainingConfig,
+    load_names,
+    sample,
+    split_names,
+    train_and_generate,
+)
+
+NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn",
+         "abigail", "emily", "ella", "elizabeth", "camila", "luna", "sofia", "avery", "mila"]
+
+
+def write_names(tmp_path, names):
+    path = tmp_path / "names.txt"
+    path.write_text("\n".join(names) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_tokenizer_on_unicode_names():
+    tok = Tokenizer.from_names(["zoë", "李雷", "josé", "ana maria"])
+    assert tok.chars == sorted(set("zoë李雷joséanamaria"))     # whitespace is not a token
+    assert tok.bos == len(tok.chars) and tok.vocab_size == len(tok.chars) + 1
+    ids = tok.encode("李雷")
+    assert ids[0] == ids[-1] == tok.bos and len(ids) == 4
+    assert tok.decode(ids) == "李雷"
+    assert tok.decode(tok.encode("ana maria")) == "anamaria"
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        tok.encode("x")
+
+
+def test_load_names_skips_blank_lines_and_strips(tmp_path):
+    path = tmp_path / "n.txt"
+    path.write_text("  emma \n\n\nava\r\n   \nzoë\n", encoding="utf-8")
+    assert load_names(path) == ["emma", "ava", "zoë"]
+
+
+def test_the_bundled_names_ship_with_the_package():
+    names = load_names()
+    assert len(names) == 32033 and names[0] == "emma"
+
+
+@pytest.mark.parametrize("content, message", [("", "empty"), ("\n  \n\n", "empty"),
+                                              (b"\xff\xfe\x00", "not UTF-8")])
+def test_bad_datasets(tmp_path, content, message):
+    path = tmp_path / "n.txt"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(ValueError, match=message):
+        load_names(path)
+    with pytest.raises(ValueError, match="no such file"):
+        load_names(tmp_path / "absent.txt")
+
+
+def test_split_is_fixed_and_disjoint():
+    names = [f"n{i}" for i in range(100)]
+    train, held = split_names(names)
+    assert (train, held) == split_names(names)
+    assert len(held) == 10 and not set(train) & set(held) and set(train) | set(held) == set(names)
+
+
+def test_adam_matches_the_formula():
+    model = GPT(5, 4, 4, 1, 2, 1, seed=0)
+    params = model.parameters()
+    opt = Adam(params, beta1=0.9, beta2=0.99, eps=1e-8)
+    p = params[3]
+    before = p.data
+    loss = model.loss([4, 1, 2, 4])
+    loss.backward()
+    g = p.grad
+    opt.step(0.01)
+    m, v = 0.1 * g, 0.01 * g * g
+    expected = before - 0.01 * (m / 0.1) / ((v / 0.01) ** 0.5 + 1e-8)
+    assert p.data == pytest.approx(expected, rel=1e-12)
+    assert p.grad == 0.0
+
+
+def test_gpt_loss_gradient_matches_finite_differences():
+    model = GPT(6, 5, 4, 2, 2, 2, seed=3)
+    tokens = [5, 0, 3, 1, 2, 5]
+    model.loss(tokens).backward()
+    params = model.parameters()
+    rng = random.Random(0)
+    for p in rng.sample(params, 25):
+        analytic, x, h = p.grad, p.data, 1e-6
+        p.data = x + h
+        up = model.loss(tokens).data
+        p.data = x - h
+        down = model.loss(tokens).data
+        p.data = x
+        assert analytic == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-8)
+
+
+def test_training_lowers_the_loss_and_is_reproducible(tmp_path):
+    cfg = TrainingConfig(steps=150, seed=1, gen_samples=4, val_names=20)
+    a = train_and_generate(cfg)
+    assert len(a.losses) == 150 and a.final_loss == a.losses[-1]
+    assert sum(a.losses[-30:]) / 30 < sum(a.losses[:30]) / 30 - 0.3
+    assert a.val_loss < a.losses[0]
+    assert len(a.names) == 4 and a.num_params == 4192
+    b = train_and_generate(cfg)
+    assert (a.losses, a.names, a.val_loss) == (b.losses, b.names, b.val_loss)   # bit for bit
+    c = train_and_generate(TrainingConfig(steps=150, seed=2, gen_samples=4, val_names=20))
+    assert c.losses != a.losses
+
+
+def test_training_on_a_small_unicode_dataset(tmp_path):
+    path = write_names(tmp_path, ["zoë", "chloé", "anaïs", "zoé", "noé"])
+    res = train_and_generate(TrainingConfig(steps=30, input_file=path, gen_samples=3))
+    assert len(res.names) == 3
+    allowed = set("zoëchléanïsé")
+    assert all(set(name) <= allowed for name in res.names)
+
+
+def test_sampling_respects_the_context_and_the_temperature():
+    names = ["abc", "bca", "cab"]
+    tok = Tokenizer.from_names(names)
+    model = GPT(tok.vocab_size, 3, 4, 1, 1, 1, seed=0)
+    rng = random.Random(0)
+    for _ in range(20):
+        assert len(sample(model, tok, rng, temperature=1.0)) <= 3
+    # A near-zero temperature is greedy: the same name every time.
+    cold = {sample(model, tok, random.Random(i), temperature=1e-9) for i in range(5)}
+    assert len(cold) == 1
+    with pytest.raises(ValueError, match="temperature"):
+        train_and_generate(TrainingConfig(steps=1, temperature=0.0))
