@@ -3,41 +3,123 @@
 Follows the seed's `Val` (data, grad, edges to parents with local derivatives) and micrograd's
 engine, re-derived for speed:
 
-- `data`/`grad` are C doubles; edges live in C (inline for one or two parents, shared arrays for
-  fused ops), never in Python tuples.
+- `data`/`grad` are C doubles. A Val keeps its own, unless a `ValMatrix` has adopted it: then they
+  live in the matrix's contiguous arrays, so a layer's weights stream through the cache as plain
+  doubles, never as a walk over objects.
+- Edges live in C: a pooled `Edges` block per interior node (inline for one or two parents,
+  shared arrays for fused ops), never Python tuples. Leaves have none.
 - Fused n-ary ops (`vsum`, `dot`, `linear`, `softmax`, `rmsnorm`, `cross_entropy`) make one node
   with many parents instead of a chain of binary nodes.
-- `backward` walks nodes in reverse creation order (a topological order, since a node is always
+- `backward` visits nodes newest first (creation order is a topological order: a node is always
   made after its parents) with a binary heap; visited marks live in the node.
-- Freeing a deep graph defers every release to an explicit stack, so it never recurses through
-  the C stack.
+- Freeing a deep graph defers every release to an explicit stack: it never recurses in C.
 
 Compiler directives are set in setup.py, in one place.
 """
-from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
+from cpython.ref cimport PyObject, Py_INCREF
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_ITEMS, PySequence_Fast_GET_SIZE
 from libc.math cimport exp, log, pow, sqrt
 from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memset
 cimport cython
 
-# Node kinds: how a node's parents and local derivatives are stored.
-cdef enum:
-    LEAF = 0       # no parents (an input or a parameter)
-    EDGES = 1      # one or two parents, inline: (p0, d0), (p1, d1)
-    WEIGHTED = 2   # n parents in a shared Pack, local derivatives in an owned array
-    DOT = 3        # scale * sum_j a_j * b_j over two Packs; b absent means all-ones (a sum)
+cdef extern from "Python.h":
+    void _decref "Py_DECREF"(PyObject* o)   # on a raw pointer: no temporary reference
 
+
+# ---------------------------------------------------------------------------------------------
+# Storage: Packs (shared arrays of Vals), Storage (a matrix's contiguous doubles), Edges.
 
 # A Pack is a reference-counted C array of Vals, shared by the many nodes of a fused op
 # (every output of `linear` points into the same packed input and weight matrix).
 cdef struct Pack:
     Py_ssize_t refcnt
     Py_ssize_t n
+    bint has_interior       # some item is an interior node (backward must queue it)
+    Storage* st             # non-NULL: items[k]'s data and grad are st.data[k], st.grad[k]
     PyObject** items
 
 
-cdef unsigned long long _next_seq = 1   # creation counter: seq order is a topological order
-cdef unsigned long long _epoch = 0      # one per backward pass: marks need no reset
+# The contiguous data and grad of a ValMatrix's Vals. Adopted Vals point here.
+cdef struct Storage:
+    Py_ssize_t refcnt
+    double* data
+    double* grad
+
+
+# How an interior node was made. EDGES: one or two parents with their local derivatives, inline.
+# WEIGHTED: n parents in a Pack, local derivatives in an owned array. DOT: scale * sum_j a_j b_j
+# over pa[oa : oa + n] and pb[0 : n] (pb NULL: scale * sum_j a_j).
+cdef enum:
+    EDGES = 1
+    WEIGHTED = 2
+    DOT = 3
+
+cdef struct TwoEdges:
+    PyObject* p0
+    PyObject* p1
+    double d0
+    double d1
+
+cdef struct WeightedEdges:
+    Pack* pa
+    double* ds
+
+cdef struct DotEdges:
+    Pack* pa
+    Pack* pb
+    Py_ssize_t oa
+    double scale
+
+cdef union Recipe:
+    TwoEdges two
+    WeightedEdges w
+    DotEdges dot
+    void* next_free         # while the block sits in the pool
+
+cdef struct Edges:          # 64 bytes: one cache line
+    unsigned long long seq  # creation order
+    unsigned long long mark # the epoch of the last backward that reached this node
+    int kind
+    Py_ssize_t n            # parents (EDGES, WEIGHTED) or terms (DOT)
+    Recipe r
+
+
+cdef unsigned long long _next_seq = 1
+cdef unsigned long long _epoch = 0      # one per backward or graph walk: marks need no reset
+
+# Edges come from a pool of fixed-size blocks: an interior node costs no malloc.
+cdef enum:
+    EDGES_PER_CHUNK = 4096
+cdef void* _free_edges = NULL
+
+
+cdef Edges* _edges_new(int kind) except NULL:
+    global _free_edges, _next_seq
+    cdef Edges* e
+    cdef Py_ssize_t i
+    if _free_edges == NULL:
+        e = <Edges*>malloc(EDGES_PER_CHUNK * sizeof(Edges))   # kept for reuse, never returned
+        if e == NULL:
+            raise MemoryError()
+        for i in range(EDGES_PER_CHUNK - 1):
+            e[i].r.next_free = &e[i + 1]
+        e[EDGES_PER_CHUNK - 1].r.next_free = NULL
+        _free_edges = e
+    e = <Edges*>_free_edges
+    _free_edges = e.r.next_free
+    memset(e, 0, sizeof(Edges))
+    e.seq = _next_seq
+    _next_seq += 1
+    e.kind = kind
+    return e
+
+
+cdef inline void _edges_free(Edges* e) noexcept:
+    global _free_edges
+    e.r.next_free = _free_edges
+    _free_edges = e
+
 
 # Deferred releases: freeing node N releases N's parents through this stack, not recursively.
 cdef PyObject** _pending = NULL
@@ -51,12 +133,12 @@ cdef void _release(PyObject* o) noexcept:
     global _pending, _n_pending, _cap_pending, _draining
     cdef PyObject** grown
     if o.ob_refcnt > 1:                  # not the last reference: nothing can cascade
-        Py_DECREF(<object>o)
+        _decref(o)
         return
     if _n_pending == _cap_pending:
         grown = <PyObject**>realloc(_pending, (2 * _cap_pending + 1024) * sizeof(PyObject*))
         if grown == NULL:               # out of memory: fall back to a plain release
-            Py_DECREF(<object>o)
+            _decref(o)
             return
         _pending = grown
         _cap_pending = 2 * _cap_pending + 1024
@@ -67,8 +149,16 @@ cdef void _release(PyObject* o) noexcept:
     _draining = True
     while _n_pending > 0:
         _n_pending -= 1
-        Py_DECREF(<object>_pending[_n_pending])
+        _decref(_pending[_n_pending])
     _draining = False
+
+
+cdef void _storage_release(Storage* st) noexcept:
+    st.refcnt -= 1
+    if st.refcnt == 0:
+        free(st.data)
+        free(st.grad)
+        free(st)
 
 
 cdef Pack* _pack_new(Py_ssize_t n) except NULL:
@@ -76,9 +166,19 @@ cdef Pack* _pack_new(Py_ssize_t n) except NULL:
     if pk == NULL:
         raise MemoryError()
     pk.refcnt = 1
-    pk.n = 0                            # filled in as items are stored
+    pk.n = 0                            # counts the items stored so far
+    pk.has_interior = False
+    pk.st = NULL
     pk.items = <PyObject**>(pk + 1)
     return pk
+
+
+cdef inline void _pack_put(Pack* pk, Val v) noexcept:
+    Py_INCREF(v)
+    pk.items[pk.n] = <PyObject*>v
+    pk.n += 1
+    if v.e != NULL:
+        pk.has_interior = True
 
 
 cdef void _pack_release(Pack* pk) noexcept:
@@ -87,6 +187,8 @@ cdef void _pack_release(Pack* pk) noexcept:
     if pk.refcnt == 0:
         for i in range(pk.n):
             _release(pk.items[i])
+        if pk.st != NULL:
+            _storage_release(pk.st)
         free(pk)
 
 
@@ -105,16 +207,12 @@ cdef Pack* _pack_seq(object seq, Py_ssize_t expected) except NULL:
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(fast), i
     cdef PyObject** items = PySequence_Fast_ITEMS(fast)
     cdef Pack* pk
-    cdef object v
     if expected >= 0 and n != expected:
         raise ValueError(f"expected {expected} Vals, got {n}")
     pk = _pack_new(n)
     try:
         for i in range(n):
-            v = _as_val(<object>items[i])
-            Py_INCREF(v)
-            pk.items[i] = <PyObject*>v
-            pk.n = i + 1
+            _pack_put(pk, _as_val(<object>items[i]))
     except BaseException:
         _pack_release(pk)
         raise
@@ -124,12 +222,11 @@ cdef Pack* _pack_seq(object seq, Py_ssize_t expected) except NULL:
 cdef Pack* _pack_rows(object rows, Py_ssize_t n_cols, Py_ssize_t* n_rows) except NULL:
     """Pack a sequence of equal-length rows of Vals, row-major."""
     cdef object fast = PySequence_Fast(rows, "expected a sequence of rows")
-    cdef Py_ssize_t m = PySequence_Fast_GET_SIZE(fast), i, j, k = 0
+    cdef Py_ssize_t m = PySequence_Fast_GET_SIZE(fast), i, j
     cdef PyObject** row_items = PySequence_Fast_ITEMS(fast)
     cdef object row
     cdef PyObject** items
     cdef Pack* pk
-    cdef object v
     n_rows[0] = m
     pk = _pack_new(m * n_cols)
     try:
@@ -139,53 +236,55 @@ cdef Pack* _pack_rows(object rows, Py_ssize_t n_cols, Py_ssize_t* n_rows) except
                 raise ValueError(f"row {i} has {PySequence_Fast_GET_SIZE(row)} Vals, expected {n_cols}")
             items = PySequence_Fast_ITEMS(row)
             for j in range(n_cols):
-                v = _as_val(<object>items[j])
-                Py_INCREF(v)
-                pk.items[k] = <PyObject*>v
-                k += 1
-                pk.n = k
+                _pack_put(pk, _as_val(<object>items[j]))
     except BaseException:
         _pack_release(pk)
         raise
     return pk
 
 
+# ---------------------------------------------------------------------------------------------
+# Val
+
+cdef inline double D(PyObject* o) noexcept:
+    return (<Val>o).pd[0]
+
+cdef inline void add_grad(PyObject* o, double x) noexcept:
+    (<Val>o).pg[0] = (<Val>o).pg[0] + x
+
+
 cdef inline Val _leaf(double data):
     cdef Val v = Val.__new__(Val)
-    v.data = data
+    v.own_data = data
     return v
 
 
-cdef inline Val _node(double data):
-    """A fresh interior node; the caller sets its kind and parents."""
-    global _next_seq
+cdef inline Val _node(double data, int kind):
+    """A fresh interior node; the caller fills in its parents."""
     cdef Val v = Val.__new__(Val)
-    v.data = data
-    v.seq = _next_seq
-    _next_seq += 1
+    v.own_data = data
+    v.e = _edges_new(kind)
     return v
 
 
 cdef inline Val _unary(double data, Val a, double da):
-    cdef Val v = _node(data)
-    v.kind = EDGES
-    v.n = 1
+    cdef Val v = _node(data, EDGES)
+    v.e.n = 1
     Py_INCREF(a)
-    v.p0 = <PyObject*>a
-    v.d0 = da
+    v.e.r.two.p0 = <PyObject*>a
+    v.e.r.two.d0 = da
     return v
 
 
 cdef inline Val _binary(double data, Val a, double da, Val b, double db):
-    cdef Val v = _node(data)
-    v.kind = EDGES
-    v.n = 2
+    cdef Val v = _node(data, EDGES)
+    v.e.n = 2
     Py_INCREF(a)
     Py_INCREF(b)
-    v.p0 = <PyObject*>a
-    v.d0 = da
-    v.p1 = <PyObject*>b
-    v.d1 = db
+    v.e.r.two.p0 = <PyObject*>a
+    v.e.r.two.d0 = da
+    v.e.r.two.p1 = <PyObject*>b
+    v.e.r.two.d1 = db
     return v
 
 
@@ -197,104 +296,125 @@ cdef inline bint _is_number(object o):
 @cython.freelist(4096)
 cdef class Val:
     """A scalar with a gradient and the edges (parent, d self / d parent) that made it."""
-    cdef public double data
-    cdef public double grad
-    cdef int kind
-    cdef Py_ssize_t n                   # number of parents (EDGES, WEIGHTED) or terms (DOT)
-    cdef unsigned long long seq         # creation order; 0 for leaves
-    cdef unsigned long long mark        # the epoch of the last backward that reached this node
-    cdef PyObject* p0                   # EDGES: inline parents and local derivatives
-    cdef PyObject* p1
-    cdef double d0
-    cdef double d1
-    cdef Pack* pa                       # WEIGHTED, DOT: parents pa[oa : oa + n]
-    cdef Pack* pb                       # DOT: second factors pb[ob : ob + n], or NULL
-    cdef Py_ssize_t oa
-    cdef Py_ssize_t ob
-    cdef double* ds                     # WEIGHTED: local derivatives
-    cdef double scale                   # DOT: data = scale * sum_j a_j * b_j
+    cdef double* pd                     # -> own_data, or a slot of an adopting ValMatrix
+    cdef double* pg                     # -> own_grad, likewise
+    cdef Edges* e                       # NULL for a leaf
+    cdef Storage* st                    # the adopting matrix's storage, or NULL
+    cdef double own_data
+    cdef double own_grad
+
+    def __cinit__(self):
+        self.pd = &self.own_data
+        self.pg = &self.own_grad
 
     def __init__(self, data):
-        self.data = data
+        self.pd[0] = data
 
     def __dealloc__(self):
-        if self.kind == EDGES:
-            _release(self.p0)
-            if self.n == 2:
-                _release(self.p1)
-        elif self.kind == WEIGHTED:
-            free(self.ds)
-            _pack_release(self.pa)
-        elif self.kind == DOT:
-            _pack_release(self.pa)
-            if self.pb != NULL:
-                _pack_release(self.pb)
+        cdef Edges* e = self.e
+        if self.st != NULL:
+            _storage_release(self.st)
+            self.st = NULL
+        if e == NULL:
+            return
+        self.e = NULL
+        if e.kind == EDGES:
+            _release(e.r.two.p0)
+            if e.n == 2:
+                _release(e.r.two.p1)
+        elif e.kind == WEIGHTED:
+            free(e.r.w.ds)
+            _pack_release(e.r.w.pa)
+        else:
+            _pack_release(e.r.dot.pa)
+            if e.r.dot.pb != NULL:
+                _pack_release(e.r.dot.pb)
+        _edges_free(e)
+
+    @property
+    def data(self):
+        """The value, a C double."""
+        return self.pd[0]
+
+    @data.setter
+    def data(self, double x):
+        self.pd[0] = x
+
+    @property
+    def grad(self):
+        """d(root)/d(self) after root.backward(), accumulated across calls; a C double."""
+        return self.pg[0]
+
+    @grad.setter
+    def grad(self, double x):
+        self.pg[0] = x
 
     def __repr__(self):
-        return f"Val(data={self.data!r}, grad={self.grad!r})"
+        return f"Val(data={self.pd[0]!r}, grad={self.pg[0]!r})"
 
     def __float__(self):
-        return self.data
+        return self.pd[0]
 
     # Elementary ops. Each comment gives the local derivatives d out / d operand.
     # Cython 3 follows Python's binop rules, so reflected operators are written out.
 
     def __add__(self, other):           # d/da = 1, d/db = 1
         if type(other) is Val:
-            return _binary(self.data + (<Val>other).data, self, 1.0, <Val>other, 1.0)
+            return _binary(self.pd[0] + (<Val>other).pd[0], self, 1.0, <Val>other, 1.0)
         if _is_number(other):
-            return _unary(self.data + <double>other, self, 1.0)
+            return _unary(self.pd[0] + <double>other, self, 1.0)
         return NotImplemented
 
     def __radd__(self, other):
         if _is_number(other):
-            return _unary(<double>other + self.data, self, 1.0)
+            return _unary(<double>other + self.pd[0], self, 1.0)
         return NotImplemented
 
     def __sub__(self, other):           # d/da = 1, d/db = -1
         if type(other) is Val:
-            return _binary(self.data - (<Val>other).data, self, 1.0, <Val>other, -1.0)
+            return _binary(self.pd[0] - (<Val>other).pd[0], self, 1.0, <Val>other, -1.0)
         if _is_number(other):
-            return _unary(self.data - <double>other, self, 1.0)
+            return _unary(self.pd[0] - <double>other, self, 1.0)
         return NotImplemented
 
     def __rsub__(self, other):          # c - a: d/da = -1
         if _is_number(other):
-            return _unary(<double>other - self.data, self, -1.0)
+            return _unary(<double>other - self.pd[0], self, -1.0)
         return NotImplemented
 
     def __mul__(self, other):           # d/da = b, d/db = a
+        cdef double b
         if type(other) is Val:
-            return _binary(self.data * (<Val>other).data, self, (<Val>other).data,
-                           <Val>other, self.data)
+            b = (<Val>other).pd[0]
+            return _binary(self.pd[0] * b, self, b, <Val>other, self.pd[0])
         if _is_number(other):
-            return _unary(self.data * <double>other, self, <double>other)
+            return _unary(self.pd[0] * <double>other, self, <double>other)
         return NotImplemented
 
     def __rmul__(self, other):
         if _is_number(other):
-            return _unary(<double>other * self.data, self, <double>other)
+            return _unary(<double>other * self.pd[0], self, <double>other)
         return NotImplemented
 
     def __truediv__(self, other):       # d/da = 1/b, d/db = -a/b^2
         cdef double b
         if type(other) is Val:
-            b = (<Val>other).data
-            return _binary(self.data / b, self, 1.0 / b, <Val>other, -self.data / (b * b))
+            b = (<Val>other).pd[0]
+            return _binary(self.pd[0] / b, self, 1.0 / b, <Val>other, -self.pd[0] / (b * b))
         if _is_number(other):
             b = <double>other
-            return _unary(self.data / b, self, 1.0 / b)
+            return _unary(self.pd[0] / b, self, 1.0 / b)
         return NotImplemented
 
     def __rtruediv__(self, other):      # c / a: d/da = -c/a^2
         cdef double c
         if _is_number(other):
             c = <double>other
-            return _unary(c / self.data, self, -c / (self.data * self.data))
+            return _unary(c / self.pd[0], self, -c / (self.pd[0] * self.pd[0]))
         return NotImplemented
 
     def __neg__(self):                  # d/da = -1
-        return _unary(-self.data, self, -1.0)
+        return _unary(-self.pd[0], self, -1.0)
 
     def __pos__(self):
         return self
@@ -309,57 +429,64 @@ cdef class Val:
         if modulo is not None or not _is_number(other):
             return NotImplemented
         c = <double>other
-        out = pow(c, self.data)
+        out = pow(c, self.pd[0])
         return _unary(out, self, out * log(c))
 
     cpdef Val pow(self, double p):
         """self ** p, for a number p."""
-        return _unary(pow(self.data, p), self, p * pow(self.data, p - 1.0))
+        return _unary(pow(self.pd[0], p), self, p * pow(self.pd[0], p - 1.0))
 
     cpdef Val exp(self):                # d/da = e^a
-        cdef double e = exp(self.data)
+        cdef double e = exp(self.pd[0])
         return _unary(e, self, e)
 
     cpdef Val log(self):                # d/da = 1/a
-        return _unary(log(self.data), self, 1.0 / self.data)
+        return _unary(log(self.pd[0]), self, 1.0 / self.pd[0])
 
     cpdef Val relu(self):               # d/da = 1 if a > 0 else 0
-        return _unary(self.data if self.data > 0.0 else 0.0, self,
-                      1.0 if self.data > 0.0 else 0.0)
+        cdef bint on = self.pd[0] > 0.0
+        return _unary(self.pd[0] if on else 0.0, self, 1.0 if on else 0.0)
 
     def backward(self):
         """Set self.grad to 1 and add d self / d node into the grad of every node below it."""
-        self.grad = 1.0
+        self.pg[0] = 1.0
         _backward(self)
 
 
-cdef inline void _heap_push(PyObject** heap, Py_ssize_t* size, PyObject* o) noexcept:
-    """Push o on a max-heap keyed by seq (the newest node on top)."""
+# ---------------------------------------------------------------------------------------------
+# backward: a max-heap of the nodes waiting for their gradient, keyed by creation order.
+
+cdef struct HeapItem:
+    unsigned long long seq
+    PyObject* node
+
+
+cdef inline void _heap_push(HeapItem* heap, Py_ssize_t* size, PyObject* o,
+                            unsigned long long s) noexcept:
     cdef Py_ssize_t i = size[0], parent
-    cdef unsigned long long s = (<Val>o).seq
     size[0] = i + 1
     while i > 0:
         parent = (i - 1) >> 1
-        if (<Val>heap[parent]).seq >= s:
+        if heap[parent].seq >= s:
             break
         heap[i] = heap[parent]
         i = parent
-    heap[i] = o
+    heap[i].seq = s
+    heap[i].node = o
 
 
-cdef inline PyObject* _heap_pop(PyObject** heap, Py_ssize_t* size) noexcept:
-    cdef PyObject* top = heap[0]
+cdef inline PyObject* _heap_pop(HeapItem* heap, Py_ssize_t* size) noexcept:
+    cdef PyObject* top = heap[0].node
     cdef Py_ssize_t n = size[0] - 1, i = 0, child
-    cdef PyObject* last = heap[n]
-    cdef unsigned long long s = (<Val>last).seq
+    cdef HeapItem last = heap[n]
     size[0] = n
     while True:
         child = 2 * i + 1
         if child >= n:
             break
-        if child + 1 < n and (<Val>heap[child + 1]).seq > (<Val>heap[child]).seq:
+        if child + 1 < n and heap[child + 1].seq > heap[child].seq:
             child += 1
-        if (<Val>heap[child]).seq <= s:
+        if heap[child].seq <= last.seq:
             break
         heap[i] = heap[child]
         i = child
@@ -367,99 +494,158 @@ cdef inline PyObject* _heap_pop(PyObject** heap, Py_ssize_t* size) noexcept:
     return top
 
 
+cdef inline void _visit(PyObject* o, HeapItem* heap, Py_ssize_t* size,
+                        unsigned long long epoch) noexcept:
+    """Queue an interior node the first time this pass reaches it."""
+    cdef Edges* e = (<Val>o).e
+    if e != NULL and e.mark != epoch:
+        e.mark = epoch
+        _heap_push(heap, size, o, e.seq)
+
+
+cdef inline void _visit_pack(Pack* pk, Py_ssize_t off, Py_ssize_t n, HeapItem* heap,
+                             Py_ssize_t* size, unsigned long long epoch) noexcept:
+    cdef Py_ssize_t j
+    if pk.has_interior:
+        for j in range(n):
+            _visit(pk.items[off + j], heap, size, epoch)
+
+
 cdef int _backward(Val root) except -1:
-    """Reverse-mode sweep from root, newest node first, each interior node exactly once."""
+    """Reverse-mode sweep from root, newest node first, each interior node exactly once.
+
+    A node is newer than all its parents, so when it is popped every node that uses it has
+    already added its share: its grad is final and can be pushed down.
+    """
     global _epoch
-    cdef Py_ssize_t cap = 1024, size = 0, j
-    cdef PyObject** heap
-    cdef PyObject** grown
+    cdef Py_ssize_t cap = 1024, size = 0, j, need
+    cdef HeapItem* heap
+    cdef HeapItem* grown
     cdef PyObject* o
-    cdef PyObject* a
     cdef PyObject* b
-    cdef Val v, p
-    cdef double g, gs
-    if root.kind == LEAF:
+    cdef Edges* e
+    cdef Pack* pa
+    cdef Pack* pb
+    cdef double* wd
+    cdef double* wg
+    cdef double g, gs, bd
+    if root.e == NULL:
         return 0
     _epoch += 1
-    heap = <PyObject**>malloc(cap * sizeof(PyObject*))
+    heap = <HeapItem*>malloc(cap * sizeof(HeapItem))
     if heap == NULL:
         raise MemoryError()
-    root.mark = _epoch
-    _heap_push(heap, &size, <PyObject*>root)
-    # Pushing a parent needs at most v.n (DOT: 2 v.n) free slots; grow before each node.
+    _visit(<PyObject*>root, heap, &size, _epoch)
     while size > 0:
-        v = <Val>_heap_pop(heap, &size)
-        if size + 2 * v.n + 2 > cap:
-            cap = 2 * (size + 2 * v.n + 2)
-            grown = <PyObject**>realloc(heap, cap * sizeof(PyObject*))
+        o = _heap_pop(heap, &size)
+        e = (<Val>o).e
+        need = size + 2 * e.n + 2         # the most this node can push
+        if need > cap:
+            cap = 2 * need
+            grown = <HeapItem*>realloc(heap, cap * sizeof(HeapItem))
             if grown == NULL:
                 free(heap)
                 raise MemoryError()
             heap = grown
-        g = v.grad
-        if v.kind == EDGES:
-            p = <Val>v.p0
-            p.grad += g * v.d0
-            if p.kind != LEAF and p.mark != _epoch:
-                p.mark = _epoch
-                _heap_push(heap, &size, v.p0)
-            if v.n == 2:
-                p = <Val>v.p1
-                p.grad += g * v.d1
-                if p.kind != LEAF and p.mark != _epoch:
-                    p.mark = _epoch
-                    _heap_push(heap, &size, v.p1)
-        elif v.kind == WEIGHTED:
-            for j in range(v.n):
-                a = v.pa.items[v.oa + j]
-                p = <Val>a
-                p.grad += g * v.ds[j]
-                if p.kind != LEAF and p.mark != _epoch:
-                    p.mark = _epoch
-                    _heap_push(heap, &size, a)
+        g = (<Val>o).pg[0]
+        if e.kind == EDGES:
+            add_grad(e.r.two.p0, g * e.r.two.d0)
+            _visit(e.r.two.p0, heap, &size, _epoch)
+            if e.n == 2:
+                add_grad(e.r.two.p1, g * e.r.two.d1)
+                _visit(e.r.two.p1, heap, &size, _epoch)
+        elif e.kind == WEIGHTED:
+            pa = e.r.w.pa
+            for j in range(e.n):
+                add_grad(pa.items[j], g * e.r.w.ds[j])
+            _visit_pack(pa, 0, e.n, heap, &size, _epoch)
         else:  # DOT: d/da_j = scale b_j, d/db_j = scale a_j (b_j = 1 for a plain sum)
-            gs = g * v.scale
-            for j in range(v.n):
-                a = v.pa.items[v.oa + j]
-                p = <Val>a
-                if v.pb == NULL:
-                    p.grad += gs
-                else:
-                    b = v.pb.items[v.ob + j]
-                    p.grad += gs * (<Val>b).data
-                    (<Val>b).grad += gs * p.data
-                    if (<Val>b).kind != LEAF and (<Val>b).mark != _epoch:
-                        (<Val>b).mark = _epoch
-                        _heap_push(heap, &size, b)
-                if p.kind != LEAF and p.mark != _epoch:
-                    p.mark = _epoch
-                    _heap_push(heap, &size, a)
+            gs = g * e.r.dot.scale
+            pa = e.r.dot.pa
+            pb = e.r.dot.pb
+            if pb == NULL:
+                for j in range(e.n):
+                    add_grad(pa.items[e.r.dot.oa + j], gs)
+            elif pa.st != NULL:           # a row of a matrix: its doubles are contiguous
+                wd = pa.st.data + e.r.dot.oa
+                wg = pa.st.grad + e.r.dot.oa
+                for j in range(e.n):
+                    b = pb.items[j]
+                    bd = D(b)
+                    add_grad(b, gs * wd[j])
+                    wg[j] += gs * bd
+            else:
+                for j in range(e.n):
+                    o = pa.items[e.r.dot.oa + j]
+                    b = pb.items[j]
+                    bd = D(b)                     # read both before writing: a may be b
+                    add_grad(b, gs * D(o))
+                    add_grad(o, gs * bd)
+            if pb != NULL:
+                _visit_pack(pb, 0, e.n, heap, &size, _epoch)
+            _visit_pack(pa, e.r.dot.oa, e.n, heap, &size, _epoch)
     free(heap)
     return 0
 
 
+def graph_size(Val root):
+    """(interior nodes, edges) of the graph below root: what one backward pass walks."""
+    global _epoch
+    cdef list stack = [root]
+    cdef Py_ssize_t nodes = 0, edges = 0, j
+    cdef Val v
+    cdef Edges* e
+    if root.e == NULL:
+        return (0, 0)
+    _epoch += 1
+    root.e.mark = _epoch
+    while stack:
+        v = stack.pop()
+        e = v.e
+        nodes += 1
+        if e.kind == EDGES:
+            parents = [<object>e.r.two.p0] if e.n == 1 else [<object>e.r.two.p0, <object>e.r.two.p1]
+        elif e.kind == WEIGHTED:
+            parents = [<object>e.r.w.pa.items[j] for j in range(e.n)]
+        else:
+            parents = [<object>e.r.dot.pa.items[e.r.dot.oa + j] for j in range(e.n)]
+            if e.r.dot.pb != NULL:
+                parents += [<object>e.r.dot.pb.items[j] for j in range(e.n)]
+        edges += len(parents)
+        for p in parents:
+            e = (<Val>p).e
+            if e != NULL and e.mark != _epoch:
+                e.mark = _epoch
+                stack.append(p)
+    return (nodes, edges)
+
+
+# ---------------------------------------------------------------------------------------------
 # Fused ops: one node with many parents where the seed would build a chain of binary nodes.
 
-cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t ob, Py_ssize_t n, double scale):
-    """scale * sum_j a_j * b_j over pa[oa:oa+n] and pb[ob:ob+n] (pb NULL: scale * sum_j a_j)."""
+cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t n, double scale):
+    """scale * sum_j a_j * b_j over pa[oa:oa+n] and pb[0:n] (pb NULL: scale * sum_j a_j)."""
     cdef double s = 0.0
     cdef Py_ssize_t j
+    cdef double* wd
     cdef Val v
     if pb == NULL:
         for j in range(n):
-            s += (<Val>pa.items[oa + j]).data
+            s += D(pa.items[oa + j])
+    elif pa.st != NULL:
+        wd = pa.st.data + oa
+        for j in range(n):
+            s += wd[j] * D(pb.items[j])
     else:
         for j in range(n):
-            s += (<Val>pa.items[oa + j]).data * (<Val>pb.items[ob + j]).data
-    v = _node(scale * s)
-    v.kind = DOT
-    v.n = n
-    v.scale = scale
-    v.pa = pa
-    v.oa = oa
+            s += D(pa.items[oa + j]) * D(pb.items[j])
+    v = _node(scale * s, DOT)
+    v.e.n = n
+    v.e.r.dot.scale = scale
+    v.e.r.dot.pa = pa
+    v.e.r.dot.oa = oa
     pa.refcnt += 1
-    v.pb = pb
-    v.ob = ob
+    v.e.r.dot.pb = pb
     if pb != NULL:
         pb.refcnt += 1
     return v
@@ -467,12 +653,16 @@ cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t ob, Py_ssize_t 
 
 cdef Val _weighted(double data, Pack* pk, double* ds):
     """A node over all of pk with local derivatives ds (the node takes ownership of ds)."""
-    cdef Val v = _node(data)
-    v.kind = WEIGHTED
-    v.n = pk.n
-    v.pa = pk
+    cdef Val v
+    try:
+        v = _node(data, WEIGHTED)
+    except BaseException:
+        free(ds)
+        raise
+    v.e.n = pk.n
+    v.e.r.w.pa = pk
     pk.refcnt += 1
-    v.ds = ds
+    v.e.r.w.ds = ds
     return v
 
 
@@ -487,7 +677,7 @@ def vsum(vals, double scale=1.0):
     """scale * sum(vals) as one Val with len(vals) parents (d/dx_j = scale)."""
     cdef Pack* pk = _pack_seq(vals, -1)
     try:
-        return _dot_node(pk, 0, NULL, 0, pk.n, scale)
+        return _dot_node(pk, 0, NULL, pk.n, scale)
     finally:
         _pack_release(pk)
 
@@ -498,16 +688,69 @@ def dot(a, b, double scale=1.0):
     cdef Pack* pb = NULL
     try:
         pb = _pack_seq(b, pa.n)
-        return _dot_node(pa, 0, pb, 0, pa.n, scale)
+        return _dot_node(pa, 0, pb, pa.n, scale)
     finally:
         _pack_release(pa)
         if pb != NULL:
             _pack_release(pb)
 
 
+cdef bint _adopt(Pack* pk) except -1:
+    """Move the data and grad of pk's Vals into contiguous arrays, if each is a leaf that no
+    other matrix holds and none repeats; return whether it did (else nothing changes)."""
+    cdef Storage* st
+    cdef Val v
+    cdef Py_ssize_t k, n = pk.n
+    if pk.has_interior or n == 0:
+        return False
+    for k in range(n):
+        if (<Val>pk.items[k]).st != NULL:
+            return False
+    st = <Storage*>malloc(sizeof(Storage))
+    if st == NULL:
+        raise MemoryError()
+    st.data = <double*>malloc(n * sizeof(double))
+    st.grad = <double*>malloc(n * sizeof(double))
+    if st.data == NULL or st.grad == NULL:
+        free(st.data)
+        free(st.grad)
+        free(st)
+        raise MemoryError()
+    st.refcnt = 1                       # the pack's reference
+    for k in range(n):
+        v = <Val>pk.items[k]
+        if v.st == st:                  # the same Val twice: give everything back
+            for j in range(k):
+                _unadopt(<Val>pk.items[j])
+            _storage_release(st)
+            return False
+        st.data[k] = v.pd[0]
+        st.grad[k] = v.pg[0]
+        v.pd = st.data + k
+        v.pg = st.grad + k
+        v.st = st
+        st.refcnt += 1
+    pk.st = st
+    return True
+
+
+cdef void _unadopt(Val v) noexcept:
+    v.own_data = v.pd[0]
+    v.own_grad = v.pg[0]
+    v.pd = &v.own_data
+    v.pg = &v.own_grad
+    _storage_release(v.st)
+    v.st = NULL
+
+
 @cython.final
 cdef class ValMatrix:
-    """A fixed rows x cols grid of Vals packed in C, so `linear` can reuse it without repacking."""
+    """A fixed rows x cols grid of Vals packed in C, so `linear` can reuse it without repacking.
+
+    When the Vals are leaves held by no other matrix (a model's weights), the matrix adopts
+    them: their data and grad move into two contiguous arrays that `linear`, backward and
+    `adam_step` read as plain doubles. The Vals still read and write those same numbers.
+    """
     cdef Pack* pk
     cdef readonly Py_ssize_t rows
     cdef readonly Py_ssize_t cols
@@ -522,6 +765,11 @@ cdef class ValMatrix:
         if PySequence_Fast_GET_SIZE(fast) > 0:
             n = len(<object>PySequence_Fast_ITEMS(fast)[0])
         pk = _pack_rows(fast, n, &m)
+        try:
+            _adopt(pk)
+        except BaseException:
+            _pack_release(pk)
+            raise
         _pack_release(self.pk)
         self.pk = pk
         self.rows = m
@@ -534,6 +782,11 @@ cdef class ValMatrix:
     @property
     def shape(self):
         return (self.rows, self.cols)
+
+    @property
+    def contiguous(self):
+        """Whether the matrix adopted its Vals (their numbers live in its arrays)."""
+        return self.pk.st != NULL
 
     def __len__(self):
         return self.rows
@@ -553,6 +806,29 @@ cdef class ValMatrix:
     def values(self):
         """All rows * cols Vals, row-major."""
         return [<object>self.pk.items[k] for k in range(self.pk.n)]
+
+    def datas(self):
+        """All rows * cols values as a list of floats, row-major."""
+        return [D(self.pk.items[k]) for k in range(self.pk.n)]
+
+    def grads(self):
+        """All rows * cols gradients as a list of floats, row-major."""
+        return [(<Val>self.pk.items[k]).pg[0] for k in range(self.pk.n)]
+
+    def set_datas(self, values):
+        """Overwrite every value from a sequence of rows * cols floats, row-major."""
+        cdef Py_ssize_t k
+        vals = [float(x) for x in values]
+        if len(vals) != self.pk.n:
+            raise ValueError(f"set_datas: expected {self.pk.n} values, got {len(vals)}")
+        for k in range(self.pk.n):
+            (<Val>self.pk.items[k]).pd[0] = vals[k]
+
+    def zero_grad(self):
+        """Set every Val's grad to 0."""
+        cdef Py_ssize_t k
+        for k in range(self.pk.n):
+            (<Val>self.pk.items[k]).pg[0] = 0.0
 
     def __repr__(self):
         return f"ValMatrix(rows={self.rows}, cols={self.cols})"
@@ -579,7 +855,7 @@ def linear(x, W, double scale=1.0):
             pw = _pack_rows(W, n, &m)
         out = [None] * m
         for i in range(m):
-            out[i] = _dot_node(pw, i * n, px, 0, n, scale)
+            out[i] = _dot_node(pw, i * n, px, n, scale)
         return out
     finally:
         _pack_release(px)
@@ -587,21 +863,15 @@ def linear(x, W, double scale=1.0):
             _pack_release(pw)
 
 
-cdef double _max_data(Pack* pk):
-    cdef double m = (<Val>pk.items[0]).data
-    cdef Py_ssize_t j
-    for j in range(1, pk.n):
-        if (<Val>pk.items[j]).data > m:
-            m = (<Val>pk.items[j]).data
-    return m
-
-
 cdef double _log_sum_exp(Pack* pk, double* p):
     """log sum_j exp(x_j), writing softmax(x)_j into p; the max is subtracted so exp cannot overflow."""
-    cdef double m = _max_data(pk), s = 0.0
+    cdef double m = D(pk.items[0]), s = 0.0
     cdef Py_ssize_t j
+    for j in range(1, pk.n):
+        if D(pk.items[j]) > m:
+            m = D(pk.items[j])
     for j in range(pk.n):
-        p[j] = exp((<Val>pk.items[j]).data - m)
+        p[j] = exp(D(pk.items[j]) - m)
         s += p[j]
     for j in range(pk.n):
         p[j] /= s
@@ -616,7 +886,7 @@ def softmax(logits):
     """
     cdef Pack* pk = _pack_seq(logits, -1)
     cdef Py_ssize_t n = pk.n, i
-    cdef double* p = NULL
+    cdef double* p
     cdef Val lse
     cdef list out
     try:
@@ -635,7 +905,7 @@ def softmax(logits):
 def cross_entropy(logits, Py_ssize_t target):
     """-log softmax(logits)[target] as one Val (d/dx_j = softmax_j - [j == target])."""
     cdef Pack* pk = _pack_seq(logits, -1)
-    cdef double* p = NULL
+    cdef double* p
     cdef double lse
     try:
         if not 0 <= target < pk.n:
@@ -643,7 +913,7 @@ def cross_entropy(logits, Py_ssize_t target):
         p = _doubles(pk.n)
         lse = _log_sum_exp(pk, p)
         p[target] -= 1.0
-        return _weighted(lse - (<Val>pk.items[target]).data, pk, p)
+        return _weighted(lse - D(pk.items[target]), pk, p)
     finally:
         _pack_release(pk)
 
@@ -656,24 +926,24 @@ def rmsnorm(x, double eps=1e-5):
     cdef Pack* pk = _pack_seq(x, -1)
     cdef Py_ssize_t n = pk.n, j
     cdef double ms = 0.0, s, xj
-    cdef double* ds = NULL
+    cdef double* ds
     cdef Val s_node
     cdef list out
     try:
         if n == 0:
             raise ValueError("rmsnorm of an empty list")
         for j in range(n):
-            xj = (<Val>pk.items[j]).data
+            xj = D(pk.items[j])
             ms += xj * xj
         ms /= n
         s = pow(ms + eps, -0.5)
         ds = _doubles(n)
         for j in range(n):
-            ds[j] = -(<Val>pk.items[j]).data * s * s * s / n
+            ds[j] = -D(pk.items[j]) * s * s * s / n
         s_node = _weighted(s, pk, ds)
         out = [None] * n
         for j in range(n):
-            xj = (<Val>pk.items[j]).data
+            xj = D(pk.items[j])
             out[j] = _binary(xj * s, <Val>pk.items[j], s, s_node, xj)
         return out
     finally:
@@ -690,7 +960,7 @@ def vadd(a, b):
     for i in range(n):
         x = _as_val(a[i])
         y = _as_val(b[i])
-        out[i] = _binary(x.data + y.data, x, 1.0, y, 1.0)
+        out[i] = _binary(x.pd[0] + y.pd[0], x, 1.0, y, 1.0)
     return out
 
 
@@ -707,7 +977,7 @@ def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
     """
     cdef Py_ssize_t n = params.pk.n, i
     cdef double c1, c2, g
-    cdef Val p
+    cdef PyObject* p
     if m.shape[0] != n or v.shape[0] != n:
         raise ValueError(f"adam_step: {n} params but moments of length {m.shape[0]}, {v.shape[0]}")
     if t < 1:
@@ -715,9 +985,9 @@ def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
     c1 = 1.0 - pow(beta1, <double>t)
     c2 = 1.0 - pow(beta2, <double>t)
     for i in range(n):
-        p = <Val>params.pk.items[i]
-        g = p.grad
+        p = params.pk.items[i]
+        g = (<Val>p).pg[0]
         m[i] = beta1 * m[i] + (1.0 - beta1) * g
         v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
-        p.data -= lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps)
-        p.grad = 0.0
+        (<Val>p).pd[0] = D(p) - lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps)
+        (<Val>p).pg[0] = 0.0

@@ -54,12 +54,12 @@ class GPT:
 
     def state_dict(self):
         """{name: float64 array of shape (rows, cols)}: a copy of every weight."""
-        return {name: np.array([v.data for v in W.values()], dtype=np.float64).reshape(W.shape)
+        return {name: np.array(W.datas(), dtype=np.float64).reshape(W.shape)
                 for name, W in self.weights.items()}
 
     def grad_dict(self):
         """{name: float64 array of shape (rows, cols)}: a copy of every weight's gradient."""
-        return {name: np.array([v.grad for v in W.values()], dtype=np.float64).reshape(W.shape)
+        return {name: np.array(W.grads(), dtype=np.float64).reshape(W.shape)
                 for name, W in self.weights.items()}
 
     def load_state_dict(self, state):
@@ -75,8 +75,7 @@ class GPT:
                 raise ValueError(f"load_state_dict: {name} has shape {a.shape}, expected {W.shape}")
             arrays[name] = a
         for name, W in self.weights.items():  # only after every key checked: no half-loaded model
-            for v, x in zip(W.values(), arrays[name].ravel().tolist()):
-                v.data = x
+            W.set_datas(arrays[name].ravel().tolist())
 
     # The forward pass, one token at a time.
 
