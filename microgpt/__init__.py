@@ -25,7 +25,7 @@ except ImportError as exc:  # no pure-Python fallback ships: a missing core is a
 
 __version__ = "0.1.0"
 
-# The layers above the core import numpy; load them on first use so `import microgpt` stays cheap.
+# The Python layers load on first use, so `import microgpt` costs only the compiled core.
 _LAZY = {"GPT": "microgpt.model", "TrainingConfig": "microgpt.train",
          "TrainingResult": "microgpt.train", "train_and_generate": "microgpt.train"}
 

@@ -560,6 +560,8 @@ cdef int _backward(Val root) except -1:
                 add_grad(pa.items[j], g * e.r.w.ds[j])
             _visit_pack(pa, 0, e.n, heap, &size, _epoch)
         else:  # DOT: d/da_j = scale b_j, d/db_j = scale a_j (b_j = 1 for a plain sum)
+            if e.r.dot.scale == 0.0:      # a clamped relu (or a zero scale) passes nothing down
+                continue
             gs = g * e.r.dot.scale
             pa = e.r.dot.pa
             pb = e.r.dot.pb
@@ -623,8 +625,12 @@ def graph_size(Val root):
 # ---------------------------------------------------------------------------------------------
 # Fused ops: one node with many parents where the seed would build a chain of binary nodes.
 
-cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t n, double scale):
-    """scale * sum_j a_j * b_j over pa[oa:oa+n] and pb[0:n] (pb NULL: scale * sum_j a_j)."""
+cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t n, double scale,
+                   bint relu=False):
+    """scale * sum_j a_j * b_j over pa[oa:oa+n] and pb[0:n] (pb NULL: scale * sum_j a_j).
+
+    relu: clamp at 0; a clamped node keeps scale 0, its derivative, and backward skips it.
+    """
     cdef double s = 0.0
     cdef Py_ssize_t j
     cdef double* wd
@@ -639,7 +645,11 @@ cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t n, double scale
     else:
         for j in range(n):
             s += D(pa.items[oa + j]) * D(pb.items[j])
-    v = _node(scale * s, DOT)
+    s *= scale
+    if relu and not s > 0.0:
+        s = 0.0
+        scale = 0.0
+    v = _node(s, DOT)
     v.e.n = n
     v.e.r.dot.scale = scale
     v.e.r.dot.pa = pa
@@ -834,11 +844,12 @@ cdef class ValMatrix:
         return f"ValMatrix(rows={self.rows}, cols={self.cols})"
 
 
-def linear(x, W, double scale=1.0):
+def linear(x, W, double scale=1.0, bint relu=False):
     """W·x as len(W) Vals: out_i = scale * sum_j W[i][j] * x[j], one node per output.
 
     W is a ValMatrix or a sequence of equal-length rows. Every output shares the packed x and W,
-    so a layer costs one small node per output, not two nodes per multiply-add.
+    so a layer costs one small node per output, not two nodes per multiply-add. relu=True gives
+    relu(out_i) in the same node (d/d out_i = 1 if out_i > 0 else 0).
     """
     cdef Pack* px = _pack_seq(x, -1)
     cdef Pack* pw = NULL
@@ -855,7 +866,7 @@ def linear(x, W, double scale=1.0):
             pw = _pack_rows(W, n, &m)
         out = [None] * m
         for i in range(m):
-            out[i] = _dot_node(pw, i * n, px, n, scale)
+            out[i] = _dot_node(pw, i * n, px, n, scale, relu)
         return out
     finally:
         _pack_release(px)
@@ -984,6 +995,14 @@ def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
         raise ValueError("adam_step: t counts from 1")
     c1 = 1.0 - pow(beta1, <double>t)
     c2 = 1.0 - pow(beta2, <double>t)
+    if params.pk.st != NULL:           # adopted weights: walk the contiguous arrays
+        for i in range(n):
+            g = params.pk.st.grad[i]
+            m[i] = beta1 * m[i] + (1.0 - beta1) * g
+            v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
+            params.pk.st.data[i] -= lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps)
+            params.pk.st.grad[i] = 0.0
+        return
     for i in range(n):
         p = params.pk.items[i]
         g = (<Val>p).pg[0]

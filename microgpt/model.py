@@ -10,9 +10,7 @@ Radford et al. 2019 (GPT-2), Karpathy, "microGPT" (2026).
 import math
 import random
 
-import numpy as np
-
-from microgpt._core import Val, ValMatrix, cross_entropy, linear, rmsnorm, softmax, vadd, vrelu, vsum
+from microgpt._core import Val, ValMatrix, cross_entropy, linear, rmsnorm, softmax, vadd, vsum
 
 
 class GPT:
@@ -52,18 +50,26 @@ class GPT:
         """Every weight as a list of Vals, matrix by matrix in state_dict order, row-major."""
         return [v for W in self.weights.values() for v in W.values()]
 
+    # numpy is imported only here: training never loads it (nor its BLAS threads).
+
     def state_dict(self):
         """{name: float64 array of shape (rows, cols)}: a copy of every weight."""
+        import numpy as np
+
         return {name: np.array(W.datas(), dtype=np.float64).reshape(W.shape)
                 for name, W in self.weights.items()}
 
     def grad_dict(self):
         """{name: float64 array of shape (rows, cols)}: a copy of every weight's gradient."""
+        import numpy as np
+
         return {name: np.array(W.grads(), dtype=np.float64).reshape(W.shape)
                 for name, W in self.weights.items()}
 
     def load_state_dict(self, state):
         """Copy weights in from {name: array}; ValueError on a missing, unknown or misshapen key."""
+        import numpy as np
+
         missing = [k for k in self.weights if k not in state]
         unknown = [k for k in state if k not in self.weights]
         if missing or unknown:
@@ -102,7 +108,7 @@ class GPT:
                 heads.extend(linear(att, list(zip(*v_h))))               # head_dim: sum_t att_t v_t
             x = vadd(x, linear(heads, W[f"layers.{i}.wo"]))
             # MLP block: x = x + fc2 · relu(fc1 · rmsnorm(x))
-            hidden = vrelu(linear(rmsnorm(x, self.rms_eps), W[f"layers.{i}.fc1"]))  # n_ff_exp*n_emb
+            hidden = linear(rmsnorm(x, self.rms_eps), W[f"layers.{i}.fc1"], relu=True)  # n_ff
             x = vadd(x, linear(hidden, W[f"layers.{i}.fc2"]))
         return linear(rmsnorm(x, self.rms_eps), W["lm_head"])           # vocab_size
 

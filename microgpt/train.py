@@ -10,12 +10,11 @@ Reference: Kingma & Ba 2015 (Adam).
 import math
 import random
 import time
+from array import array
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Optional
-
-import numpy as np
 
 from microgpt._core import ValMatrix, adam_step
 from microgpt.model import GPT
@@ -81,20 +80,29 @@ class Tokenizer:
 
 
 class Adam:
-    """Adam over a fixed list of Vals, the whole update in one compiled call (`adam_step`)."""
+    """Adam over fixed parameters, each group updated in one compiled call (`adam_step`).
+
+    params: Vals, or ValMatrix objects (a model's weights), whose contiguous arrays are the
+    fastest to update.
+    """
 
     def __init__(self, params, beta1=0.85, beta2=0.99, eps=1e-8):
-        self.params = ValMatrix([list(params)])
-        n = self.params.cols
-        self.m = np.zeros(n)
-        self.v = np.zeros(n)
+        params = list(params)
+        groups = [p for p in params if isinstance(p, ValMatrix)]
+        loose = [p for p in params if not isinstance(p, ValMatrix)]
+        if loose:
+            groups.append(ValMatrix([loose]))
+        # per group: (params, first moments, second moments), float64 zeros
+        self.groups = [(W, array("d", bytes(8 * W.rows * W.cols)),
+                        array("d", bytes(8 * W.rows * W.cols))) for W in groups]
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.t = 0
 
     def step(self, lr):
         """Apply one update with learning rate lr and zero every gradient."""
         self.t += 1
-        adam_step(self.params, self.m, self.v, lr, self.beta1, self.beta2, self.eps, self.t)
+        for W, m, v in self.groups:
+            adam_step(W, m, v, lr, self.beta1, self.beta2, self.eps, self.t)
 
 
 @dataclass
@@ -177,7 +185,7 @@ def train_and_generate(cfg, progress: Optional[Callable[[int, float], None]] = N
 
     model = GPT(tok.vocab_size, cfg.n_ctx, cfg.n_emb, cfg.n_layer, cfg.n_head, cfg.n_ff_exp,
                 init_scale=cfg.init_scale, rms_eps=cfg.rms_eps, seed=cfg.seed)
-    opt = Adam(model.parameters(), cfg.adam_beta1, cfg.adam_beta2, cfg.adam_eps)
+    opt = Adam(model.weights.values(), cfg.adam_beta1, cfg.adam_beta2, cfg.adam_eps)
     losses = []
     for step in range(cfg.steps):
         loss = model.loss(tok.encode(train[step % len(train)]))
