@@ -36,6 +36,7 @@ cdef struct Pack:
     Py_ssize_t refcnt
     Py_ssize_t n
     bint has_interior       # some item is an interior node (backward must queue it)
+    unsigned long long mark # the epoch of the last backward that queued all its items
     Storage* st             # non-NULL: items[k]'s data and grad are st.data[k], st.grad[k]
     PyObject** items
 
@@ -168,6 +169,7 @@ cdef Pack* _pack_new(Py_ssize_t n) except NULL:
     pk.refcnt = 1
     pk.n = 0                            # counts the items stored so far
     pk.has_interior = False
+    pk.mark = 0
     pk.st = NULL
     pk.items = <PyObject**>(pk + 1)
     return pk
@@ -506,9 +508,14 @@ cdef inline void _visit(PyObject* o, HeapItem* heap, Py_ssize_t* size,
 cdef inline void _visit_pack(Pack* pk, Py_ssize_t off, Py_ssize_t n, HeapItem* heap,
                              Py_ssize_t* size, unsigned long long epoch) noexcept:
     cdef Py_ssize_t j
-    if pk.has_interior:
-        for j in range(n):
-            _visit(pk.items[off + j], heap, size, epoch)
+    if not pk.has_interior:
+        return
+    if off == 0 and n == pk.n:          # the whole pack (the shared input of a layer): once
+        if pk.mark == epoch:
+            return
+        pk.mark = epoch
+    for j in range(n):
+        _visit(pk.items[off + j], heap, size, epoch)
 
 
 cdef int _backward(Val root) except -1:
@@ -993,14 +1000,14 @@ def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
         raise ValueError(f"adam_step: {n} params but moments of length {m.shape[0]}, {v.shape[0]}")
     if t < 1:
         raise ValueError("adam_step: t counts from 1")
-    c1 = 1.0 - pow(beta1, <double>t)
-    c2 = 1.0 - pow(beta2, <double>t)
+    c1 = 1.0 / (1.0 - pow(beta1, <double>t))     # bias corrections, as factors
+    c2 = 1.0 / (1.0 - pow(beta2, <double>t))
     if params.pk.st != NULL:           # adopted weights: walk the contiguous arrays
         for i in range(n):
             g = params.pk.st.grad[i]
             m[i] = beta1 * m[i] + (1.0 - beta1) * g
             v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
-            params.pk.st.data[i] -= lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps)
+            params.pk.st.data[i] -= lr * (m[i] * c1) / (sqrt(v[i] * c2) + eps)
             params.pk.st.grad[i] = 0.0
         return
     for i in range(n):
@@ -1008,5 +1015,5 @@ def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
         g = (<Val>p).pg[0]
         m[i] = beta1 * m[i] + (1.0 - beta1) * g
         v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
-        (<Val>p).pd[0] = D(p) - lr * (m[i] / c1) / (sqrt(v[i] / c2) + eps)
+        (<Val>p).pd[0] = D(p) - lr * (m[i] * c1) / (sqrt(v[i] * c2) + eps)
         (<Val>p).pg[0] = 0.0
