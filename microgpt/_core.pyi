@@ -1,5 +1,5 @@
 """Hand-written stub of the compiled core, microgpt/_core.pyx."""
-from collections.abc import Sequence
+from collections.abc import MutableSequence, Sequence
 from typing import Union
 
 Number = Union[int, float]  # noqa: UP007 (a runtime alias: Python 3.9 has no X | Y)
@@ -52,8 +52,12 @@ class ValMatrix:
 def vsum(vals: Sequence[ValLike], scale: float = 1.0) -> Val: ...
 def dot(a: Sequence[ValLike], b: Sequence[ValLike], scale: float = 1.0) -> Val: ...
 def linear(
-    x: Sequence[ValLike], W: ValMatrix | Sequence[Sequence[ValLike]], scale: float = 1.0
+    x: Sequence[ValLike],
+    W: ValMatrix | Sequence[Sequence[ValLike]],
+    scale: float = 1.0,
+    relu: bool = False,
 ) -> list[Val]: ...
+def graph_size(root: Val) -> tuple[int, int]: ...
 def softmax(logits: Sequence[ValLike]) -> list[Val]: ...
 def cross_entropy(logits: Sequence[ValLike], target: int) -> Val: ...
 def rmsnorm(x: Sequence[ValLike], eps: float = 1e-5) -> list[Val]: ...
@@ -61,8 +65,8 @@ def vadd(a: Sequence[ValLike], b: Sequence[ValLike]) -> list[Val]: ...
 def vrelu(x: Sequence[ValLike]) -> list[Val]: ...
 def adam_step(
     params: ValMatrix,
-    m: Sequence[float],
-    v: Sequence[float],
+    m: MutableSequence[float],
+    v: MutableSequence[float],
     lr: float,
     beta1: float,
     beta2: float,

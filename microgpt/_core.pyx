@@ -92,23 +92,43 @@ cdef unsigned long long _epoch = 0      # one per backward or graph walk: marks 
 # Edges come from a pool of fixed-size blocks: an interior node costs no malloc.
 cdef enum:
     EDGES_PER_CHUNK = 4096
+    CHUNKS_KEPT = 64            # 16 MiB: the pool a training step reuses; more goes back
 cdef void* _free_edges = NULL
+cdef Edges** _chunks = NULL             # every chunk the pool holds
+cdef Py_ssize_t _n_chunks = 0
+cdef Py_ssize_t _cap_chunks = 0
+cdef Py_ssize_t _live_edges = 0         # blocks in use
+
+
+cdef void _thread_chunk(Edges* e, void* tail) noexcept:
+    """Link every block of chunk e into a free list ending in tail."""
+    cdef Py_ssize_t i
+    for i in range(EDGES_PER_CHUNK - 1):
+        e[i].r.next_free = &e[i + 1]
+    e[EDGES_PER_CHUNK - 1].r.next_free = tail
 
 
 cdef Edges* _edges_new(int kind) except NULL:
-    global _free_edges, _next_seq
+    global _free_edges, _next_seq, _chunks, _n_chunks, _cap_chunks, _live_edges
     cdef Edges* e
-    cdef Py_ssize_t i
+    cdef Edges** grown
     if _free_edges == NULL:
-        e = <Edges*>malloc(EDGES_PER_CHUNK * sizeof(Edges))   # kept for reuse, never returned
+        if _n_chunks == _cap_chunks:
+            grown = <Edges**>realloc(_chunks, (2 * _cap_chunks + 16) * sizeof(Edges*))
+            if grown == NULL:
+                raise MemoryError()
+            _chunks = grown
+            _cap_chunks = 2 * _cap_chunks + 16
+        e = <Edges*>malloc(EDGES_PER_CHUNK * sizeof(Edges))
         if e == NULL:
             raise MemoryError()
-        for i in range(EDGES_PER_CHUNK - 1):
-            e[i].r.next_free = &e[i + 1]
-        e[EDGES_PER_CHUNK - 1].r.next_free = NULL
+        _chunks[_n_chunks] = e
+        _n_chunks += 1
+        _thread_chunk(e, NULL)
         _free_edges = e
     e = <Edges*>_free_edges
     _free_edges = e.r.next_free
+    _live_edges += 1
     memset(e, 0, sizeof(Edges))
     e.seq = _next_seq
     _next_seq += 1
@@ -117,9 +137,25 @@ cdef Edges* _edges_new(int kind) except NULL:
 
 
 cdef inline void _edges_free(Edges* e) noexcept:
-    global _free_edges
+    global _free_edges, _live_edges
     e.r.next_free = _free_edges
     _free_edges = e
+    _live_edges -= 1
+    if _live_edges == 0 and _n_chunks > CHUNKS_KEPT:
+        _shrink_pool()
+
+
+cdef void _shrink_pool() noexcept:
+    """Every block is free: return the chunks beyond CHUNKS_KEPT to the system."""
+    global _free_edges, _n_chunks
+    cdef Py_ssize_t i
+    for i in range(CHUNKS_KEPT, _n_chunks):
+        free(_chunks[i])
+    _n_chunks = CHUNKS_KEPT
+    _free_edges = NULL
+    for i in range(_n_chunks):
+        _thread_chunk(_chunks[i], _free_edges)
+        _free_edges = _chunks[i]
 
 
 # Deferred releases: freeing node N releases N's parents through this stack, not recursively.
@@ -152,6 +188,10 @@ cdef void _release(PyObject* o) noexcept:
         _n_pending -= 1
         _decref(_pending[_n_pending])
     _draining = False
+    if _cap_pending > 65536:            # a huge graph was freed: give the stack back
+        free(_pending)
+        _pending = NULL
+        _cap_pending = 0
 
 
 cdef void _storage_release(Storage* st) noexcept:
@@ -402,7 +442,7 @@ cdef class Val:
         cdef double b
         if type(other) is Val:
             b = (<Val>other).pd[0]
-            return _binary(self.pd[0] / b, self, 1.0 / b, <Val>other, -self.pd[0] / (b * b))
+            return _binary(self.pd[0] / b, self, 1.0 / b, <Val>other, -(self.pd[0] / b) / b)
         if _is_number(other):
             b = <double>other
             return _unary(self.pd[0] / b, self, 1.0 / b)
@@ -412,7 +452,7 @@ cdef class Val:
         cdef double c
         if _is_number(other):
             c = <double>other
-            return _unary(c / self.pd[0], self, -c / (self.pd[0] * self.pd[0]))
+            return _unary(c / self.pd[0], self, -(c / self.pd[0]) / self.pd[0])
         return NotImplemented
 
     def __neg__(self):                  # d/da = -1
@@ -432,11 +472,12 @@ cdef class Val:
             return NotImplemented
         c = <double>other
         out = pow(c, self.pd[0])
-        return _unary(out, self, out * log(c))
+        return _unary(out, self, out * log(c) if out != 0.0 else 0.0)   # 0^a is flat in a
 
     cpdef Val pow(self, double p):
         """self ** p, for a number p."""
-        return _unary(pow(self.pd[0], p), self, p * pow(self.pd[0], p - 1.0))
+        return _unary(pow(self.pd[0], p), self,
+                      p * pow(self.pd[0], p - 1.0) if p != 0.0 else 0.0)  # x^0 is flat
 
     cpdef Val exp(self):                # d/da = e^a
         cdef double e = exp(self.pd[0])

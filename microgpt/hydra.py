@@ -205,6 +205,9 @@ class Observer:
     def cycle_done(self, cycle, seconds):
         """The cycle's wall time."""
 
+    def retrying(self, organisms):
+        """A worker process died; these lost evaluations run again in a new pool."""
+
 
 def score(organism, heads):
     """Fill organism.scores under every head; a failed or non-finite one scores -inf."""
@@ -305,14 +308,14 @@ def evaluate_all(todo, executor, cfg, heads, observer, evaluate, respawn=None):
         lost.sort(key=lambda o: order[id(o)])
         if lost and respawn is not None:
             executor = respawn(executor)
-        todo = []
+        todo = [org for org in lost if respawn is not None and org.attempts < 2]
         for org in lost:
-            if respawn is not None and org.attempts < 2:
-                todo.append(org)
-                continue
-            org.error = "worker process died" + (" twice" if org.attempts > 1 else "")
-            score(org, heads)
-            observer.evaluated(org)
+            if org not in todo:
+                org.error = "worker process died" + (" twice" if org.attempts > 1 else "")
+                score(org, heads)
+                observer.evaluated(org)
+        if todo:
+            observer.retrying(todo)
     return executor
 
 
@@ -555,9 +558,14 @@ class Report(Observer):
         self.records.write(json.dumps({"event": event, **fields}, allow_nan=False) + "\n")
         self.records.flush()
 
-    def warn(self, text):
+    def note(self, text):
+        """A line for the log only."""
         self.log.write(text + "\n")
         self.log.flush()
+
+    def warn(self, text):
+        """A line for the log and stderr (around the progress bar)."""
+        self.note(text)
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)
         else:
@@ -621,6 +629,10 @@ class Report(Observer):
     def cycle_done(self, cycle, seconds):
         self.say(f"  Cycle {cycle + 1} took {seconds:.1f}s")
         self.say()
+
+    def retrying(self, organisms):
+        self.warn(f"microgpt-hydra: a worker process died; retrying {len(organisms)} lost "
+                  f"evaluation{'s' if len(organisms) != 1 else ''} in a new pool")
 
     def close_bar(self):
         if self.bar is not None:
@@ -716,8 +728,7 @@ def _run(args, parser, argv, evaluate=evaluate_genome):
         except KeyboardInterrupt:
             pool.kill()
             report.close_bar()
-            report.say(f"Interrupted after {time.perf_counter() - started:.1f}s; "
-                       f"no genome written.", chatter=False)
+            report.note(f"Interrupted after {time.perf_counter() - started:.1f}s; no genome written.")
             report.record("end", status="interrupted", seconds=time.perf_counter() - started)
             print(f"microgpt-hydra: interrupted; {args.out} untouched (log: {log.name})",
                   file=sys.stderr)
