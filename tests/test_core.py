@@ -666,7 +666,7 @@ def test_derivatives_at_the_edges_of_the_doubles():
     assert w.grad == 0.0
 
 
-def test_a_freed_deep_graph_gives_its_memory_back():
+def test_a_freed_deep_graph_gives_its_memory_back(tmp_path):
     code = textwrap.dedent("""
         from microgpt import Val
         def rss_mb():
@@ -679,7 +679,8 @@ def test_a_freed_deep_graph_gives_its_memory_back():
         del y
         print(peak, rss_mb())
     """)
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     peak, after = map(float, res.stdout.split())
     assert after < peak / 3, (peak, after)
