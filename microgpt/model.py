@@ -86,26 +86,31 @@ class GPT:
     # The forward pass, one token at a time.
 
     def new_cache(self):
-        """An empty KV cache: per layer, the keys and values of the positions seen so far."""
-        return [([], []) for _ in range(self.n_layer)]
+        """An empty KV cache: per layer and head, the keys as rows (t, head_dim) and the values
+        as columns (head_dim, t), so attention is two `linear` calls with no reshaping."""
+        return [[([], [[] for _ in range(self.head_dim)]) for _ in range(self.n_head)]
+                for _ in range(self.n_layer)]
 
     def forward(self, token, pos, cache):
         """The vocab_size logits (Vals) after `token` at position `pos`; appends to `cache`."""
         W = self.weights
+        hd = self.head_dim
         x = vadd(W["wte"][token], W["wpe"][pos])                        # n_emb
-        scale = 1.0 / math.sqrt(self.head_dim)
-        for i, (keys, values) in enumerate(cache):
+        scale = 1.0 / math.sqrt(hd)
+        for i, heads_cache in enumerate(cache):
             # Attention block: x = x + wo · attend(q, cached k, cached v)
             xn = rmsnorm(x, self.rms_eps)
             q = linear(xn, W[f"layers.{i}.wq"])                          # n_emb
-            keys.append(linear(xn, W[f"layers.{i}.wk"]))                 # pos+1 rows of n_emb
-            values.append(linear(xn, W[f"layers.{i}.wv"]))
+            k = linear(xn, W[f"layers.{i}.wk"])
+            v = linear(xn, W[f"layers.{i}.wv"])
             heads = []
-            for h in range(0, self.n_emb, self.head_dim):                # n_head slices of head_dim
-                k_h = [k[h:h + self.head_dim] for k in keys]             # (pos+1, head_dim)
-                v_h = [v[h:h + self.head_dim] for v in values]
-                att = softmax(linear(q[h:h + self.head_dim], k_h, scale))  # pos+1 weights
-                heads.extend(linear(att, list(zip(*v_h))))               # head_dim: sum_t att_t v_t
+            for h, (keys, value_cols) in enumerate(heads_cache):         # n_head slices of hd
+                lo = h * hd
+                keys.append(k[lo:lo + hd])                               # keys: (pos+1, hd)
+                for d in range(hd):
+                    value_cols[d].append(v[lo + d])                      # value_cols: (hd, pos+1)
+                att = softmax(linear(q[lo:lo + hd], keys, scale))        # pos+1 weights
+                heads.extend(linear(att, value_cols))                    # hd: sum_t att_t v_t
             x = vadd(x, linear(heads, W[f"layers.{i}.wo"]))
             # MLP block: x = x + fc2 · relu(fc1 · rmsnorm(x))
             hidden = linear(rmsnorm(x, self.rms_eps), W[f"layers.{i}.fc1"], relu=True)  # n_ff
