@@ -497,66 +497,105 @@ cdef class Val:
 
 
 # ---------------------------------------------------------------------------------------------
-# backward: a max-heap of the nodes waiting for their gradient, keyed by creation order.
+# backward: a queue of the nodes waiting for their gradient, newest (largest seq) first.
+# It is a radix heap: every key pushed is at most the last key popped (a parent is older than
+# its child), so keys can be bucketed by the highest bit where they differ from that last key,
+# and a pop is a scan of at most 65 buckets instead of a chain of comparisons.
 
-cdef struct HeapItem:
+cdef extern from *:
+    """
+    static inline int mg_bitlen(unsigned long long x) {
+    #if defined(__GNUC__) || defined(__clang__)
+        return x ? 64 - __builtin_clzll(x) : 0;
+    #else
+        int n = 0;
+        while (x) { n++; x >>= 1; }
+        return n;
+    #endif
+    }
+    """
+    int mg_bitlen(unsigned long long x) nogil
+
+
+cdef struct QueueItem:
     unsigned long long seq
     PyObject* node
 
+cdef struct Bucket:
+    QueueItem* items
+    Py_ssize_t n
+    Py_ssize_t cap
 
-cdef inline void _heap_push(HeapItem* heap, Py_ssize_t* size, PyObject* o,
-                            unsigned long long s) noexcept:
-    cdef Py_ssize_t i = size[0], parent
-    size[0] = i + 1
-    while i > 0:
-        parent = (i - 1) >> 1
-        if heap[parent].seq >= s:
-            break
-        heap[i] = heap[parent]
-        i = parent
-    heap[i].seq = s
-    heap[i].node = o
+cdef struct Queue:
+    unsigned long long last      # the last key popped; every key queued is <= last
+    Py_ssize_t size
+    Bucket b[65]                 # b[i]: keys whose highest bit differing from last is bit i-1
 
 
-cdef inline PyObject* _heap_pop(HeapItem* heap, Py_ssize_t* size) noexcept:
-    cdef PyObject* top = heap[0].node
-    cdef Py_ssize_t n = size[0] - 1, i = 0, child
-    cdef HeapItem last = heap[n]
-    size[0] = n
-    while True:
-        child = 2 * i + 1
-        if child >= n:
-            break
-        if child + 1 < n and heap[child + 1].seq > heap[child].seq:
-            child += 1
-        if heap[child].seq <= last.seq:
-            break
-        heap[i] = heap[child]
-        i = child
-    heap[i] = last
-    return top
+cdef inline int _q_append(Bucket* bk, unsigned long long s, PyObject* o) except -1:
+    cdef QueueItem* grown
+    if bk.n == bk.cap:
+        grown = <QueueItem*>realloc(bk.items, (2 * bk.cap + 16) * sizeof(QueueItem))
+        if grown == NULL:
+            raise MemoryError()
+        bk.items = grown
+        bk.cap = 2 * bk.cap + 16
+    bk.items[bk.n].seq = s
+    bk.items[bk.n].node = o
+    bk.n += 1
+    return 0
 
 
-cdef inline void _visit(PyObject* o, HeapItem* heap, Py_ssize_t* size,
-                        unsigned long long epoch) noexcept:
+cdef inline int _q_push(Queue* q, PyObject* o, unsigned long long s) except -1:
+    _q_append(&q.b[mg_bitlen(q.last ^ s)], s, o)
+    q.size += 1
+    return 0
+
+
+cdef int _q_pop(Queue* q, PyObject** out) except -1:
+    """Take the node with the largest seq."""
+    cdef Py_ssize_t i = 0, j
+    cdef Bucket* bk
+    cdef unsigned long long top
+    if q.b[0].n == 0:
+        while q.b[i].n == 0:
+            i += 1
+        bk = &q.b[i]
+        top = bk.items[0].seq
+        for j in range(1, bk.n):
+            if bk.items[j].seq > top:
+                top = bk.items[j].seq
+        q.last = top                    # every other key in bk moves to a lower bucket
+        for j in range(bk.n):
+            _q_append(&q.b[mg_bitlen(top ^ bk.items[j].seq)], bk.items[j].seq, bk.items[j].node)
+        bk.n = 0
+    q.b[0].n -= 1
+    q.size -= 1
+    out[0] = q.b[0].items[q.b[0].n].node
+    return 0
+
+
+cdef inline int _visit(PyObject* o, Queue* q, unsigned long long epoch) except -1:
     """Queue an interior node the first time this pass reaches it."""
     cdef Edges* e = (<Val>o).e
     if e != NULL and e.mark != epoch:
         e.mark = epoch
-        _heap_push(heap, size, o, e.seq)
+        _q_push(q, o, e.seq)
+    return 0
 
 
-cdef inline void _visit_pack(Pack* pk, Py_ssize_t off, Py_ssize_t n, HeapItem* heap,
-                             Py_ssize_t* size, unsigned long long epoch) noexcept:
+cdef inline int _visit_pack(Pack* pk, Py_ssize_t off, Py_ssize_t n, Queue* q,
+                            unsigned long long epoch) except -1:
     cdef Py_ssize_t j
     if not pk.has_interior:
-        return
+        return 0
     if off == 0 and n == pk.n:          # the whole pack (the shared input of a layer): once
         if pk.mark == epoch:
-            return
+            return 0
         pk.mark = epoch
     for j in range(n):
-        _visit(pk.items[off + j], heap, size, epoch)
+        _visit(pk.items[off + j], q, epoch)
+    return 0
 
 
 cdef int _backward(Val root) except -1:
@@ -566,9 +605,8 @@ cdef int _backward(Val root) except -1:
     already added its share: its grad is final and can be pushed down.
     """
     global _epoch
-    cdef Py_ssize_t cap = 1024, size = 0, j, need
-    cdef HeapItem* heap
-    cdef HeapItem* grown
+    cdef Queue q
+    cdef Py_ssize_t j
     cdef PyObject* o
     cdef PyObject* b
     cdef Edges* e
@@ -580,61 +618,55 @@ cdef int _backward(Val root) except -1:
     if root.e == NULL:
         return 0
     _epoch += 1
-    heap = <HeapItem*>malloc(cap * sizeof(HeapItem))
-    if heap == NULL:
-        raise MemoryError()
-    _visit(<PyObject*>root, heap, &size, _epoch)
-    while size > 0:
-        o = _heap_pop(heap, &size)
-        e = (<Val>o).e
-        need = size + 2 * e.n + 2         # the most this node can push
-        if need > cap:
-            cap = 2 * need
-            grown = <HeapItem*>realloc(heap, cap * sizeof(HeapItem))
-            if grown == NULL:
-                free(heap)
-                raise MemoryError()
-            heap = grown
-        g = (<Val>o).pg[0]
-        if e.kind == EDGES:
-            add_grad(e.r.two.p0, g * e.r.two.d0)
-            _visit(e.r.two.p0, heap, &size, _epoch)
-            if e.n == 2:
-                add_grad(e.r.two.p1, g * e.r.two.d1)
-                _visit(e.r.two.p1, heap, &size, _epoch)
-        elif e.kind == WEIGHTED:
-            pa = e.r.w.pa
-            for j in range(e.n):
-                add_grad(pa.items[j], g * e.r.w.ds[j])
-            _visit_pack(pa, 0, e.n, heap, &size, _epoch)
-        else:  # DOT: d/da_j = scale b_j, d/db_j = scale a_j (b_j = 1 for a plain sum)
-            if e.r.dot.scale == 0.0:      # a clamped relu (or a zero scale) passes nothing down
-                continue
-            gs = g * e.r.dot.scale
-            pa = e.r.dot.pa
-            pb = e.r.dot.pb
-            if pb == NULL:
+    memset(&q, 0, sizeof(Queue))
+    q.last = root.e.seq
+    try:
+        _visit(<PyObject*>root, &q, _epoch)
+        while q.size > 0:
+            _q_pop(&q, &o)
+            e = (<Val>o).e
+            g = (<Val>o).pg[0]
+            if e.kind == EDGES:
+                add_grad(e.r.two.p0, g * e.r.two.d0)
+                _visit(e.r.two.p0, &q, _epoch)
+                if e.n == 2:
+                    add_grad(e.r.two.p1, g * e.r.two.d1)
+                    _visit(e.r.two.p1, &q, _epoch)
+            elif e.kind == WEIGHTED:
+                pa = e.r.w.pa
                 for j in range(e.n):
-                    add_grad(pa.items[e.r.dot.oa + j], gs)
-            elif pa.st != NULL:           # a row of a matrix: its doubles are contiguous
-                wd = pa.st.data + e.r.dot.oa
-                wg = pa.st.grad + e.r.dot.oa
-                for j in range(e.n):
-                    b = pb.items[j]
-                    bd = D(b)
-                    add_grad(b, gs * wd[j])
-                    wg[j] += gs * bd
-            else:
-                for j in range(e.n):
-                    o = pa.items[e.r.dot.oa + j]
-                    b = pb.items[j]
-                    bd = D(b)                     # read both before writing: a may be b
-                    add_grad(b, gs * D(o))
-                    add_grad(o, gs * bd)
-            if pb != NULL:
-                _visit_pack(pb, 0, e.n, heap, &size, _epoch)
-            _visit_pack(pa, e.r.dot.oa, e.n, heap, &size, _epoch)
-    free(heap)
+                    add_grad(pa.items[j], g * e.r.w.ds[j])
+                _visit_pack(pa, 0, e.n, &q, _epoch)
+            else:  # DOT: d/da_j = scale b_j, d/db_j = scale a_j (b_j = 1 for a plain sum)
+                if e.r.dot.scale == 0.0:      # a clamped relu (or a zero scale) passes nothing
+                    continue
+                gs = g * e.r.dot.scale
+                pa = e.r.dot.pa
+                pb = e.r.dot.pb
+                if pb == NULL:
+                    for j in range(e.n):
+                        add_grad(pa.items[e.r.dot.oa + j], gs)
+                elif pa.st != NULL:           # a row of a matrix: its doubles are contiguous
+                    wd = pa.st.data + e.r.dot.oa
+                    wg = pa.st.grad + e.r.dot.oa
+                    for j in range(e.n):
+                        b = pb.items[j]
+                        bd = D(b)
+                        add_grad(b, gs * wd[j])
+                        wg[j] += gs * bd
+                else:
+                    for j in range(e.n):
+                        o = pa.items[e.r.dot.oa + j]
+                        b = pb.items[j]
+                        bd = D(b)                     # read both before writing: a may be b
+                        add_grad(b, gs * D(o))
+                        add_grad(o, gs * bd)
+                if pb != NULL:
+                    _visit_pack(pb, 0, e.n, &q, _epoch)
+                _visit_pack(pa, e.r.dot.oa, e.n, &q, _epoch)
+    finally:
+        for j in range(65):
+            free(q.b[j].items)
     return 0
 
 
