@@ -39,6 +39,11 @@ cdef struct Pack:
     unsigned long long mark # the epoch of the last backward that queued all its items
     Storage* st             # non-NULL: items[k]'s data and grad are st.data[k], st.grad[k]
     PyObject** items
+    # A layer's input is buffered: its values are copied in once (xd) and every output's
+    # backward adds into xg, handed to the Vals in one pass once all outputs are done.
+    double* xd
+    double* xg
+    unsigned long long newest   # the largest seq among the items (0: all leaves)
 
 
 # The contiguous data and grad of a ValMatrix's Vals. Adopted Vals point here.
@@ -89,45 +94,48 @@ cdef struct Edges:          # 64 bytes: one cache line
 cdef unsigned long long _next_seq = 1
 cdef unsigned long long _epoch = 0      # one per backward or graph walk: marks need no reset
 
-# Edges come from a pool of fixed-size blocks: an interior node costs no malloc.
+# Edges come from a pool of fixed-size blocks: an interior node costs no malloc. Blocks are
+# handed out in address order from the chunks (a freed block is reused first); when every block
+# is free again, as after each training step, the pool rewinds to the first chunk, so the next
+# graph is laid out in order and the hardware prefetcher can follow it.
 cdef enum:
     EDGES_PER_CHUNK = 4096
-    CHUNKS_KEPT = 64            # 16 MiB: the pool a training step reuses; more goes back
-cdef void* _free_edges = NULL
+    CHUNKS_KEPT = 64            # 16 MiB stays with the pool after a rewind; more goes back
+cdef void* _free_edges = NULL           # blocks freed since the last rewind
 cdef Edges** _chunks = NULL             # every chunk the pool holds
 cdef Py_ssize_t _n_chunks = 0
 cdef Py_ssize_t _cap_chunks = 0
+cdef Py_ssize_t _bump_chunk = 0         # the next never-used block: _chunks[_bump_chunk][_bump_i]
+cdef Py_ssize_t _bump_i = 0
 cdef Py_ssize_t _live_edges = 0         # blocks in use
 
 
-cdef void _thread_chunk(Edges* e, void* tail) noexcept:
-    """Link every block of chunk e into a free list ending in tail."""
-    cdef Py_ssize_t i
-    for i in range(EDGES_PER_CHUNK - 1):
-        e[i].r.next_free = &e[i + 1]
-    e[EDGES_PER_CHUNK - 1].r.next_free = tail
-
-
 cdef Edges* _edges_new(int kind) except NULL:
-    global _free_edges, _next_seq, _chunks, _n_chunks, _cap_chunks, _live_edges
+    global _free_edges, _next_seq, _chunks, _n_chunks, _cap_chunks, _bump_chunk, _bump_i
+    global _live_edges
     cdef Edges* e
     cdef Edges** grown
-    if _free_edges == NULL:
-        if _n_chunks == _cap_chunks:
-            grown = <Edges**>realloc(_chunks, (2 * _cap_chunks + 16) * sizeof(Edges*))
-            if grown == NULL:
+    if _free_edges != NULL:
+        e = <Edges*>_free_edges
+        _free_edges = e.r.next_free
+    else:
+        if _bump_i == EDGES_PER_CHUNK:
+            _bump_chunk += 1
+            _bump_i = 0
+        if _bump_chunk == _n_chunks:
+            if _n_chunks == _cap_chunks:
+                grown = <Edges**>realloc(_chunks, (2 * _cap_chunks + 16) * sizeof(Edges*))
+                if grown == NULL:
+                    raise MemoryError()
+                _chunks = grown
+                _cap_chunks = 2 * _cap_chunks + 16
+            e = <Edges*>malloc(EDGES_PER_CHUNK * sizeof(Edges))
+            if e == NULL:
                 raise MemoryError()
-            _chunks = grown
-            _cap_chunks = 2 * _cap_chunks + 16
-        e = <Edges*>malloc(EDGES_PER_CHUNK * sizeof(Edges))
-        if e == NULL:
-            raise MemoryError()
-        _chunks[_n_chunks] = e
-        _n_chunks += 1
-        _thread_chunk(e, NULL)
-        _free_edges = e
-    e = <Edges*>_free_edges
-    _free_edges = e.r.next_free
+            _chunks[_n_chunks] = e
+            _n_chunks += 1
+        e = &_chunks[_bump_chunk][_bump_i]
+        _bump_i += 1
     _live_edges += 1
     memset(e, 0, sizeof(Edges))
     e.seq = _next_seq
@@ -137,25 +145,19 @@ cdef Edges* _edges_new(int kind) except NULL:
 
 
 cdef inline void _edges_free(Edges* e) noexcept:
-    global _free_edges, _live_edges
+    global _free_edges, _live_edges, _bump_chunk, _bump_i, _n_chunks
+    cdef Py_ssize_t i
     e.r.next_free = _free_edges
     _free_edges = e
     _live_edges -= 1
-    if _live_edges == 0 and _n_chunks > CHUNKS_KEPT:
-        _shrink_pool()
-
-
-cdef void _shrink_pool() noexcept:
-    """Every block is free: return the chunks beyond CHUNKS_KEPT to the system."""
-    global _free_edges, _n_chunks
-    cdef Py_ssize_t i
-    for i in range(CHUNKS_KEPT, _n_chunks):
-        free(_chunks[i])
-    _n_chunks = CHUNKS_KEPT
-    _free_edges = NULL
-    for i in range(_n_chunks):
-        _thread_chunk(_chunks[i], _free_edges)
-        _free_edges = _chunks[i]
+    if _live_edges == 0:                # every block is free: rewind
+        _free_edges = NULL
+        _bump_chunk = 0
+        _bump_i = 0
+        for i in range(CHUNKS_KEPT, _n_chunks):
+            free(_chunks[i])
+        if _n_chunks > CHUNKS_KEPT:
+            _n_chunks = CHUNKS_KEPT
 
 
 # Deferred releases: freeing node N releases N's parents through this stack, not recursively.
@@ -202,8 +204,9 @@ cdef void _storage_release(Storage* st) noexcept:
         free(st)
 
 
-cdef Pack* _pack_new(Py_ssize_t n) except NULL:
-    cdef Pack* pk = <Pack*>malloc(sizeof(Pack) + n * sizeof(PyObject*))
+cdef Pack* _pack_new(Py_ssize_t n, bint buffered=False) except NULL:
+    cdef Pack* pk = <Pack*>malloc(sizeof(Pack) + n * sizeof(PyObject*)
+                                  + (2 * n * sizeof(double) if buffered else 0))
     if pk == NULL:
         raise MemoryError()
     pk.refcnt = 1
@@ -211,7 +214,10 @@ cdef Pack* _pack_new(Py_ssize_t n) except NULL:
     pk.has_interior = False
     pk.mark = 0
     pk.st = NULL
+    pk.newest = 0
     pk.items = <PyObject**>(pk + 1)
+    pk.xd = <double*>(pk.items + n) if buffered else NULL
+    pk.xg = pk.xd + n if buffered else NULL
     return pk
 
 
@@ -221,6 +227,8 @@ cdef inline void _pack_put(Pack* pk, Val v) noexcept:
     pk.n += 1
     if v.e != NULL:
         pk.has_interior = True
+        if v.e.seq > pk.newest:
+            pk.newest = v.e.seq
 
 
 cdef void _pack_release(Pack* pk) noexcept:
@@ -243,7 +251,7 @@ cdef inline Val _as_val(object o):
     raise TypeError(f"expected a Val or a number, got {type(o).__name__}")
 
 
-cdef Pack* _pack_seq(object seq, Py_ssize_t expected) except NULL:
+cdef Pack* _pack_seq(object seq, Py_ssize_t expected, bint buffered=False) except NULL:
     """Pack a sequence of Vals (numbers become constants); expected < 0 means any length."""
     cdef object fast = PySequence_Fast(seq, "expected a sequence of Vals")
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(fast), i
@@ -251,10 +259,12 @@ cdef Pack* _pack_seq(object seq, Py_ssize_t expected) except NULL:
     cdef Pack* pk
     if expected >= 0 and n != expected:
         raise ValueError(f"expected {expected} Vals, got {n}")
-    pk = _pack_new(n)
+    pk = _pack_new(n, buffered)
     try:
         for i in range(n):
             _pack_put(pk, _as_val(<object>items[i]))
+            if buffered:
+                pk.xd[i] = D(pk.items[i])
     except BaseException:
         _pack_release(pk)
         raise
@@ -498,9 +508,11 @@ cdef class Val:
 
 # ---------------------------------------------------------------------------------------------
 # backward: a queue of the nodes waiting for their gradient, newest (largest seq) first.
-# It is a radix heap: every key pushed is at most the last key popped (a parent is older than
-# its child), so keys can be bucketed by the highest bit where they differ from that last key,
-# and a pop is a scan of at most 65 buckets instead of a chain of comparisons.
+# A node's key is 2 seq. A buffered input pack (a layer's shared x) is queued too, with key
+# 2 newest + 1: after every node that uses it, before the newest of its items.
+# The queue is a radix heap: every key pushed is at most the last key popped (a parent is older
+# than its child), so keys can be bucketed by the highest bit where they differ from that last
+# key, and a pop is a scan of at most 65 buckets instead of a chain of comparisons.
 
 cdef extern from *:
     """
@@ -552,8 +564,8 @@ cdef inline int _q_push(Queue* q, PyObject* o, unsigned long long s) except -1:
     return 0
 
 
-cdef int _q_pop(Queue* q, PyObject** out) except -1:
-    """Take the node with the largest seq."""
+cdef int _q_pop(Queue* q, PyObject** out, unsigned long long* key) except -1:
+    """Take the entry with the largest key."""
     cdef Py_ssize_t i = 0, j
     cdef Bucket* bk
     cdef unsigned long long top
@@ -572,6 +584,7 @@ cdef int _q_pop(Queue* q, PyObject** out) except -1:
     q.b[0].n -= 1
     q.size -= 1
     out[0] = q.b[0].items[q.b[0].n].node
+    key[0] = q.b[0].items[q.b[0].n].seq
     return 0
 
 
@@ -580,7 +593,7 @@ cdef inline int _visit(PyObject* o, Queue* q, unsigned long long epoch) except -
     cdef Edges* e = (<Val>o).e
     if e != NULL and e.mark != epoch:
         e.mark = epoch
-        _q_push(q, o, e.seq)
+        _q_push(q, o, 2 * e.seq)
     return 0
 
 
@@ -606,7 +619,8 @@ cdef int _backward(Val root) except -1:
     """
     global _epoch
     cdef Queue q
-    cdef Py_ssize_t j
+    cdef Py_ssize_t j, n
+    cdef unsigned long long key
     cdef PyObject* o
     cdef PyObject* b
     cdef Edges* e
@@ -614,29 +628,39 @@ cdef int _backward(Val root) except -1:
     cdef Pack* pb
     cdef double* wd
     cdef double* wg
+    cdef double* xd
+    cdef double* xg
     cdef double g, gs, bd
     if root.e == NULL:
         return 0
     _epoch += 1
     memset(&q, 0, sizeof(Queue))
-    q.last = root.e.seq
+    q.last = 2 * root.e.seq
     try:
         _visit(<PyObject*>root, &q, _epoch)
         while q.size > 0:
-            _q_pop(&q, &o)
+            _q_pop(&q, &o, &key)
+            if key & 1:                       # a buffered input: every user is done
+                pb = <Pack*>o
+                for j in range(pb.n):
+                    add_grad(pb.items[j], pb.xg[j])
+                    if pb.has_interior:
+                        _visit(pb.items[j], &q, _epoch)
+                continue
             e = (<Val>o).e
             g = (<Val>o).pg[0]
+            n = e.n
             if e.kind == EDGES:
                 add_grad(e.r.two.p0, g * e.r.two.d0)
                 _visit(e.r.two.p0, &q, _epoch)
-                if e.n == 2:
+                if n == 2:
                     add_grad(e.r.two.p1, g * e.r.two.d1)
                     _visit(e.r.two.p1, &q, _epoch)
             elif e.kind == WEIGHTED:
                 pa = e.r.w.pa
-                for j in range(e.n):
+                for j in range(n):
                     add_grad(pa.items[j], g * e.r.w.ds[j])
-                _visit_pack(pa, 0, e.n, &q, _epoch)
+                _visit_pack(pa, 0, n, &q, _epoch)
             else:  # DOT: d/da_j = scale b_j, d/db_j = scale a_j (b_j = 1 for a plain sum)
                 if e.r.dot.scale == 0.0:      # a clamped relu (or a zero scale) passes nothing
                     continue
@@ -644,26 +668,35 @@ cdef int _backward(Val root) except -1:
                 pa = e.r.dot.pa
                 pb = e.r.dot.pb
                 if pb == NULL:
-                    for j in range(e.n):
+                    for j in range(n):
                         add_grad(pa.items[e.r.dot.oa + j], gs)
-                elif pa.st != NULL:           # a row of a matrix: its doubles are contiguous
-                    wd = pa.st.data + e.r.dot.oa
-                    wg = pa.st.grad + e.r.dot.oa
-                    for j in range(e.n):
-                        b = pb.items[j]
-                        bd = D(b)
-                        add_grad(b, gs * wd[j])
-                        wg[j] += gs * bd
+                elif pb.xd != NULL:           # b is a layer's buffered input
+                    if pb.mark != _epoch:     # its first user in this pass
+                        pb.mark = _epoch
+                        memset(pb.xg, 0, pb.n * sizeof(double))
+                        _q_push(&q, <PyObject*>pb, 2 * pb.newest + 1)
+                    xd = pb.xd
+                    xg = pb.xg
+                    if pa.st != NULL:         # a row of a matrix: plain arrays on both sides
+                        wd = pa.st.data + e.r.dot.oa
+                        wg = pa.st.grad + e.r.dot.oa
+                        for j in range(n):
+                            xg[j] += gs * wd[j]
+                            wg[j] += gs * xd[j]
+                    else:
+                        for j in range(n):
+                            o = pa.items[e.r.dot.oa + j]
+                            xg[j] += gs * D(o)
+                            add_grad(o, gs * xd[j])
                 else:
-                    for j in range(e.n):
+                    for j in range(n):
                         o = pa.items[e.r.dot.oa + j]
                         b = pb.items[j]
                         bd = D(b)                     # read both before writing: a may be b
                         add_grad(b, gs * D(o))
                         add_grad(o, gs * bd)
-                if pb != NULL:
-                    _visit_pack(pb, 0, e.n, &q, _epoch)
-                _visit_pack(pa, e.r.dot.oa, e.n, &q, _epoch)
+                    _visit_pack(pb, 0, n, &q, _epoch)
+                _visit_pack(pa, e.r.dot.oa, n, &q, _epoch)
     finally:
         for j in range(65):
             free(q.b[j].items)
@@ -718,10 +751,10 @@ cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t n, double scale
     if pb == NULL:
         for j in range(n):
             s += D(pa.items[oa + j])
-    elif pa.st != NULL:
+    elif pa.st != NULL and pb.xd != NULL:
         wd = pa.st.data + oa
         for j in range(n):
-            s += wd[j] * D(pb.items[j])
+            s += wd[j] * pb.xd[j]
     else:
         for j in range(n):
             s += D(pa.items[oa + j]) * D(pb.items[j])
@@ -931,7 +964,7 @@ def linear(x, W, double scale=1.0, bint relu=False):
     so a layer costs one small node per output, not two nodes per multiply-add. relu=True gives
     relu(out_i) in the same node (d/d out_i = 1 if out_i > 0 else 0).
     """
-    cdef Pack* px = _pack_seq(x, -1)
+    cdef Pack* px = _pack_seq(x, -1, True)
     cdef Pack* pw = NULL
     cdef Py_ssize_t n = px.n, m, i
     cdef list out
