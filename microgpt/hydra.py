@@ -8,6 +8,8 @@ population and objective. A cycle is:
   3. Cross-pollination: each head takes in the *other* heads' champions, which replace its worst
      organisms and are judged by its own objective (from the names they already generated: every
      evaluation is scored under every head of the run, so nothing is retrained).
+The exchange feeds the next cycle, so the last cycle ends without one: its champions are the
+final ones, and the winner is chosen among them by a scale-free rule (`choose_winner`).
 The island model is Whitley, Rana & Heckendorn 1999; the keep-two-and-mutate loop is the seed's.
 `--classic` is the seed's legacy `evolve`: the same engine with one island and one combined
 objective.
@@ -130,7 +132,7 @@ def ignore_sigint():
 
 # Organisms and the engine.
 
-@dataclass
+@dataclass(eq=False)              # organisms are compared by identity
 class Organism:
     """A genome with its identity and, once evaluated, its result and its score under every head."""
     genome: dict                    # n_emb, n_head, n_layer, lr
@@ -308,14 +310,14 @@ def evaluate_all(todo, executor, cfg, heads, observer, evaluate, respawn=None):
         lost.sort(key=lambda o: order[id(o)])
         if lost and respawn is not None:
             executor = respawn(executor)
-        todo = [org for org in lost if respawn is not None and org.attempts < 2]
-        for org in lost:
-            if org not in todo:
-                org.error = "worker process died" + (" twice" if org.attempts > 1 else "")
-                score(org, heads)
-                observer.evaluated(org)
+        # every organism of a batch is on the same attempt: the first, or its retry
+        todo = lost if lost and respawn is not None and lost[0].attempts < 2 else []
         if todo:
             observer.retrying(todo)
+        for org in lost if not todo else ():
+            org.error = "worker process died" + (" twice" if org.attempts > 1 else "")
+            score(org, heads)
+            observer.evaluated(org)
     return executor
 
 
@@ -334,7 +336,7 @@ class Evolution:
 
 
 def evolve(heads, executor, cfg, *, evaluate=evaluate_genome, respawn=None, observer=None):
-    """Run Hydra: cfg.cycles of isolation, Gathering and cross-pollination over heads: an Evolution.
+    """Run Hydra: cfg.cycles of isolation, each but the last followed by the Gathering: an Evolution.
 
     With one head it is the classic single-population evolution (there is no one to gather with).
     evaluate(genome, samples, seed, data) -> dict runs in executor; respawn replaces a broken one.
@@ -366,7 +368,7 @@ def evolve(heads, executor, cfg, *, evaluate=evaluate_genome, respawn=None, obse
             evaluations.extend(todo)
             populations = {h.name: rank(populations[h.name], h.name) for h in heads}
             observer.generation(cycle, gen, populations)
-        if len(heads) > 1:
+        if len(heads) > 1 and cycle < cfg.cycles - 1:     # the last cycle's champions are final
             pool, received, populations = gather(populations, heads)
             observer.gathering(cycle, pool, received)
         observer.cycle_done(cycle, time.perf_counter() - start)
@@ -391,19 +393,17 @@ def standing(organism, evolution):
 
 
 def choose_winner(evolution):
-    """(winner, its standing): the final champion with the best standing; ties go to the first
-    head. ValueError when every champion failed."""
-    best, best_standing, seen = None, -1.0, set()
-    for organism in evolution.champions.values():
-        if organism.id in seen or organism.result is None:
-            continue
-        seen.add(organism.id)
-        s = standing(organism, evolution)
-        if s > best_standing:
-            best, best_standing = organism, s
+    """(head name, its champion, the champion's standing): the final champion with the best
+    standing; ties go to the first head. ValueError when every champion failed."""
+    best = None
+    for head, organism in evolution.champions.items():
+        if organism.result is not None:
+            s = standing(organism, evolution)
+            if best is None or s > best[2]:
+                best = (head, organism, s)
     if best is None:
         raise ValueError("every evaluation failed; no genome to write (see the log for reasons)")
-    return best, best_standing
+    return best
 
 
 def _finite(x):
@@ -411,15 +411,17 @@ def _finite(x):
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
-def winner_genome(winner, winner_standing, evolution, mode="hydra"):
-    """The genome.json dict for winner: genes, loss, generation, evolved, and where it came from."""
+def winner_genome(head, winner, winner_standing, evolution, mode="hydra"):
+    """The genome.json dict for winner, head's champion: genes, loss, generation, evolved, and
+    where it came from (bred_by differs from head when it won as an immigrant)."""
     cfg = evolution.config
     genome = full_genome(winner.genome, cfg.steps)
     genome.update({
         "loss": _finite(winner.val_loss),
         "generation": cfg.global_generation(winner),
         "evolved": True,
-        "head": winner.head,
+        "head": head,
+        "bred_by": winner.head,
         "scores": {h.name: _finite(winner.fitness(h.name)) for h in evolution.heads},
         "standing": winner_standing,
         "mode": mode,
@@ -437,23 +439,28 @@ microgpt-hydra: breed microgpt's hyperparameters and write the winner to genome.
 
 The lifecycle:
   1. Primordial: `microgpt` trains with its defaults ("I am unformed").
-  2. Evolution:  `microgpt-hydra` awakens the Hydra. Three heads, each an island of organisms
-                 (genomes: n_emb, n_head, n_layer, lr), evolve in isolation: every organism
-                 trains a GPT and samples names, which its head scores —
-                   Weaver (flow: vowel/consonant rhythm), Mirror (symmetry: palindromes,
-                   repeated halves), Spark (creativity: names not in the training data),
+  2. Evolution:  `microgpt-hydra` awakens the Hydra. Three heads, each an island of
+                 organisms (genomes: n_emb, n_head, n_layer, lr), evolve in isolation:
+                 every organism trains a GPT and samples names, which its head scores:
+                   Weaver (flow: vowel/consonant rhythm),
+                   Mirror (symmetry: palindromes, repeated halves),
+                   Spark (creativity: names not in the training data),
                    and, with --heads, Origin (the held-out loss).
-                 Each generation a head keeps its 2 best and refills with mutants. After each
-                 cycle comes the Gathering: every head takes in the other heads' champions.
-                 The winner is the final champion with the best mean percentile across the
-                 heads (each head's scores ranked against every evaluation of the run), and
-                 its DNA is written to genome.json.
-  3. Evolved:    `microgpt` in that directory reads genome.json and becomes the evolved creature.
+                 Each generation a head keeps its 2 best and refills with their mutants.
+                 Between cycles comes the Gathering: every head takes in the other heads'
+                 champions, which replace its worst. After the last cycle the winner is
+                 the champion with the best mean percentile across the heads (its scores
+                 ranked against every evaluation of the run, so no head's scale
+                 dominates), and its DNA is written to genome.json.
+  3. Evolved:    `microgpt` in that directory reads genome.json and becomes the evolved
+                 creature ("I have become").
 
---classic runs the seed's legacy evolution instead: one population of 12 for 5 generations on
-1.0*flow + 1.2*symmetry + 2.0*creativity. Every run leaves experiments/hydra-<time>.log (what
-was printed) and .jsonl (every evaluation, appended as it finishes). The same --seed gives the
-same genome.json for any --workers. Ctrl-C stops at once and leaves genome.json untouched."""
+--classic runs the seed's legacy evolution instead: one population of 12 for 5 generations
+on 1.0*flow + 1.2*symmetry + 2.0*creativity.
+
+Every run leaves experiments/<hydra|classic>-<time>.log (what it printed) and .jsonl (every
+evaluation, appended as it finishes). The same --seed gives the same genome.json for any
+--workers. Ctrl-C stops at once and leaves any existing genome.json untouched."""
 
 
 def _whole(lowest, highest):
@@ -481,28 +488,29 @@ def build_parser():
     p = argparse.ArgumentParser(prog="microgpt-hydra", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     e = p.add_argument_group("the evolution")
-    e.add_argument("--heads", help=f"comma-separated heads from {', '.join(HYDRA_HEADS)} "
+    e.add_argument("--heads", metavar="LIST", help=f"comma-separated heads from {', '.join(HYDRA_HEADS)} "
                                    f"({DEFAULT_HEADS})")
-    e.add_argument("--cycles", type=_whole(1, 10_000), help="isolation + Gathering cycles (5)")
-    e.add_argument("--generations", type=_whole(1, 10_000), help="generations per cycle (3)")
-    e.add_argument("--population", type=_whole(MIN_POPULATION, 10_000),
+    e.add_argument("--cycles", metavar="N", type=_whole(1, 10_000),
+                   help="cycles of isolation, with a Gathering between them (5)")
+    e.add_argument("--generations", metavar="N", type=_whole(1, 10_000), help="generations per cycle (3)")
+    e.add_argument("--population", metavar="N", type=_whole(MIN_POPULATION, 10_000),
                    help="organisms per head (8; 12 with --classic)")
     e.add_argument("--classic", action="store_true",
                    help="the legacy single-objective evolution (one population of 12, 5 generations)")
     o = p.add_argument_group("each organism")
-    o.add_argument("--steps", type=_whole(1, 100_000), default=300, help="training steps (300)")
-    o.add_argument("--samples", type=_whole(1, 10_000), default=20,
+    o.add_argument("--steps", metavar="N", type=_whole(1, 100_000), default=300, help="training steps (300)")
+    o.add_argument("--samples", metavar="N", type=_whole(1, 10_000), default=20,
                    help="names sampled and scored (20)")
-    o.add_argument("--data", type=Path,
+    o.add_argument("--data", metavar="PATH", type=Path,
                    help="names to train on, one per line (default: the bundled makemore names)")
     r = p.add_argument_group("the run")
-    r.add_argument("--workers", type=_whole(1, 4096), default=default_workers(),
+    r.add_argument("--workers", metavar="N", type=_whole(1, 4096), default=default_workers(),
                    help="worker processes (all cores: %(default)s)")
-    r.add_argument("--seed", type=_whole(0, 2**63 - 1),
+    r.add_argument("--seed", metavar="N", type=_whole(0, 2**63 - 1),
                    help="run seed; the same seed gives the same run (default: a fresh one, printed)")
-    r.add_argument("--out", type=Path, default=Path("genome.json"),
+    r.add_argument("--out", metavar="PATH", type=Path, default=Path("genome.json"),
                    help="where to write the winner (genome.json)")
-    r.add_argument("--experiments", type=Path, default=Path("experiments"),
+    r.add_argument("--experiments", metavar="DIR", type=Path, default=Path("experiments"),
                    help="directory for the run's log and records (experiments)")
     r.add_argument("-q", "--quiet", action="store_true",
                    help="print only the final table, not every generation")
@@ -587,7 +595,11 @@ class Report(Observer):
             from tqdm import tqdm
             self.bar = tqdm(total=len(todo), unit="eval", file=sys.stderr, leave=False,
                             desc=f"cycle {cycle + 1}/{cfg.cycles} gen {generation + 1}/"
-                                 f"{cfg.generations}")
+                                 f"{cfg.generations}", postfix=self.counts())
+
+    def counts(self):
+        """'Weaver 3/6  Mirror 2/6  Spark 6/6': this generation's evaluations done per head."""
+        return "  ".join(f"{h} {self.done[h]}/{n}" for h, n in self.todo.items())
 
     def evaluated(self, organism):
         record = {
@@ -598,15 +610,14 @@ class Report(Observer):
             "fitness": _finite(organism.fitness(organism.head)),
             "names": organism.names, "error": organism.error, "attempts": organism.attempts}
         for key in ("val_loss", "final_loss", "num_params", "seconds"):
-            record[key] = _finite(organism.result[key]) if organism.result else None
+            record[key] = _finite(organism.result.get(key)) if organism.result else None
         self.record("evaluation", **record)
         if organism.error is not None:
             self.warn(f"microgpt-hydra: {organism.id} ({describe(organism.genome)}) failed, "
                       f"scored worst: {organism.error}")
         self.done[organism.head] += 1
         if self.bar is not None:
-            self.bar.set_postfix_str("  ".join(f"{h} {self.done[h]}/{n}"
-                                               for h, n in self.todo.items()), refresh=False)
+            self.bar.set_postfix_str(self.counts(), refresh=False)
             self.bar.update(1)
 
     def generation(self, cycle, generation, populations):
@@ -705,16 +716,35 @@ def banner(cfg, heads, mode, workers):
                    f"{workers} worker{'s' if workers != 1 else ''}", rule]
 
 
+def ascend(evolution, report, mode, out):
+    """Print the final table, choose the winner and write it to out: the genome written."""
+    head, winner, winner_standing = choose_winner(evolution)
+    report.say("━" * 66, chatter=False)
+    report.say("Hydra Ascended" if mode == "hydra" else "Evolution Complete", chatter=False)
+    for h in evolution.heads:
+        champion = evolution.champions[h.name]
+        report.say("  " + report.champion_line(h, champion), chatter=False)
+        report.say(" " * (report.width + 3) + ", ".join(champion.shown_names()), chatter=False)
+    genome = winner_genome(head, winner, winner_standing, evolution, mode)
+    loss = "unknown" if genome["loss"] is None else f"{genome['loss']:.4f}"
+    how = "" if len(evolution.heads) == 1 else (
+        f", mean standing {winner_standing:.2f} across {', '.join(h.name for h in evolution.heads)}")
+    bred = "" if winner.head == head else f", bred by {winner.head}"
+    report.say(f"Winner: [{head}] {describe(winner.genome)}, born in generation "
+               f"{genome['generation']}{bred} (val_loss {loss}{how})", chatter=False)
+    save_genome(out, genome)
+    return genome
+
+
 def _run(args, parser, argv, evaluate=evaluate_genome):
+    """The command after parsing: 0, or 130 on Ctrl-C; bad input raises ValueError or OSError."""
     cfg, heads, mode = _configure(args, parser)
     log, records = open_experiment(args.experiments, mode)
     report = Report(cfg, heads, log, records, args.quiet,
                     progress=sys.stderr.isatty() and not args.quiet)
-    started = time.perf_counter()
-    pool = None
+    started, pool, genome = time.perf_counter(), None, None
     try:
-        report.log.write(f"$ microgpt-hydra {' '.join(argv)}\n"
-                         f"started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        report.note(f"$ microgpt-hydra {' '.join(argv)}\nstarted {time.strftime('%Y-%m-%d %H:%M:%S')}")
         report.record("run", mode=mode, heads=[h.name for h in heads], population=cfg.population,
                       generations=cfg.generations, cycles=cfg.cycles, steps=cfg.steps,
                       samples=cfg.samples, seed=cfg.seed, data=cfg.data, workers=args.workers,
@@ -722,58 +752,43 @@ def _run(args, parser, argv, evaluate=evaluate_genome):
         for line in banner(cfg, heads, mode, args.workers):
             report.say(line)
         pool = WorkerPool(args.workers)
-        try:
-            evolution = evolve(heads, pool.executor, cfg, evaluate=evaluate,
-                               respawn=pool.respawn, observer=report)
-        except KeyboardInterrupt:
-            pool.kill()
-            report.close_bar()
-            report.note(f"Interrupted after {time.perf_counter() - started:.1f}s; no genome written.")
-            report.record("end", status="interrupted", seconds=time.perf_counter() - started)
-            print(f"microgpt-hydra: interrupted; {args.out} untouched (log: {log.name})",
-                  file=sys.stderr)
-            return 130
+        evolution = evolve(heads, pool.executor, cfg, evaluate=evaluate, respawn=pool.respawn,
+                           observer=report)
         pool.close()
-
-        winner, winner_standing = choose_winner(evolution)
-        report.say("━" * 66, chatter=False)
-        report.say("Hydra Ascended" if mode == "hydra" else "Evolution Complete", chatter=False)
-        for h in heads:
-            champion = evolution.champions[h.name]
-            report.say("  " + report.champion_line(h, champion), chatter=False)
-            report.say(" " * (report.width + 3) + ", ".join(champion.shown_names()),
-                       chatter=False)
-        genome = winner_genome(winner, winner_standing, evolution, mode)
-        loss = "unknown" if genome["loss"] is None else f"{genome['loss']:.4f}"
-        report.say(f"Winner: [{winner.head}] {describe(winner.genome)} from generation "
-                   f"{genome['generation']} (val_loss {loss}, mean standing "
-                   f"{winner_standing:.2f} across {', '.join(h.name for h in heads)})",
-                   chatter=False)
-        save_genome(args.out, genome)
+        genome = ascend(evolution, report, mode, args.out)
         failed = sum(o.error is not None for o in evolution.evaluations)
         report.say(f"Wrote {args.out} after {len(evolution.evaluations)} evaluations "
                    f"({failed} failed) in {time.perf_counter() - started:.1f}s. "
                    f"Run `microgpt` to meet the evolved creature.", chatter=False)
         report.say(f"Log: {log.name}", chatter=False)
-        report.record("end", status="completed", winner=winner.id, out=str(args.out),
+        report.record("end", status="completed", winner=genome["organism"], out=str(args.out),
                       seconds=time.perf_counter() - started)
         return 0
     except KeyboardInterrupt:
         if pool is not None:
             pool.kill()
-        print(f"microgpt-hydra: interrupted; {args.out} untouched (log: {log.name})",
-              file=sys.stderr)
+        report.close_bar()
+        outcome = f"{args.out} untouched" if genome is None else f"{args.out} was written"
+        report.note(f"Interrupted after {time.perf_counter() - started:.1f}s; {outcome}.")
+        report.record("end", status="interrupted", seconds=time.perf_counter() - started)
+        print(f"microgpt-hydra: interrupted; {outcome} (log: {log.name})", file=sys.stderr)
         return 130
+    except Exception as exc:             # recorded, then reported by main
+        report.close_bar()
+        report.note(f"Failed: {exc}")
+        report.record("end", status="failed", reason=str(exc))
+        raise
     finally:
-        if pool is not None:
-            pool.executor.shutdown(wait=False, cancel_futures=True)
+        if pool is not None:            # after close() there is nothing left to kill
+            pool.kill()
         report.close_bar()
         log.close()
         records.close()
 
 
 def main(argv=None):
-    """Run the Hydra; the exit status: 0 done, 1 bad input or failure, 2 bad flags, 130 Ctrl-C."""
+    """Run the Hydra; the exit status: 0 done, 1 bad input or failure, 2 bad flags, 130 Ctrl-C,
+    141 stdout closed."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -782,6 +797,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("microgpt-hydra: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:                # stdout closed early (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ValueError, OSError) as exc:   # GenomeError, dataset and file errors
         if args.debug:
             traceback.print_exc()

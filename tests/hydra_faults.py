@@ -1,0 +1,38 @@
+"""Evaluation functions for Hydra's tests: a fast fake one, and ones that fail on purpose.
+
+They live in a module of their own (tests/ is on sys.path, see conftest.py) so that a worker
+process can import them by name; the tests bind their arguments with functools.partial.
+"""
+import os
+import random
+from pathlib import Path
+
+from microgpt.hydra import evaluate_genome
+
+LETTERS = "aeiouy" + "bcdklmnrst"
+
+
+def fake_evaluate(genome, samples, seed, data=None):
+    """Names and a loss drawn from seed alone, in microseconds: the engine's logic without training."""
+    rng = random.Random(seed)
+    names = ["".join(rng.choice(LETTERS) for _ in range(rng.randint(2, 9))) for _ in range(samples)]
+    loss = 2.0 + rng.random() + genome["lr"]
+    return {"names": names, "val_loss": loss, "final_loss": loss, "num_params": genome["n_emb"],
+            "seconds": 0.0}
+
+
+def raise_for(genome, samples, seed, data=None, *, victim):
+    """fake_evaluate, except that the evaluation with seed victim (None: every one) raises."""
+    if victim is None or seed == victim:
+        raise RuntimeError("the organism could not be born")
+    return fake_evaluate(genome, samples, seed, data)
+
+
+def exit_for(genome, samples, seed, data=None, *, victim, marker=None, real=False):
+    """Kill the worker process (os._exit) in the evaluation with seed victim: every time, or
+    only the first time when marker (a file path) is given. Otherwise evaluate, for real or fake."""
+    if seed == victim and (marker is None or not Path(marker).exists()):
+        if marker is not None:
+            Path(marker).touch()
+        os._exit(1)
+    return (evaluate_genome if real else fake_evaluate)(genome, samples, seed, data)

@@ -1,0 +1,176 @@
+"""The heads' scoring rules on hand-computed names, and the --heads parser."""
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from microgpt.heads import (
+    NO_SCORE,
+    Classic,
+    Mirror,
+    Origin,
+    Spark,
+    Weaver,
+    make_heads,
+    overlong_runs,
+    repeated_halves,
+)
+
+TRAINING = ["Anna", "emma", "olivia", "bob"]
+
+
+# Weaver: −1 per letter at which a vowel or consonant run is longer than 2; +1 for length 4–8.
+
+@pytest.mark.parametrize("name, expected", [
+    ("anna", 1.0),         # a n n a: runs 1,1,2,1; length 4
+    ("strength", -2.0),    # s t r(-1) e n g t(-1) h(-1); length 8
+    ("aaaa", -1.0),        # a a a(-1) a(-1); length 4
+    ("Aaaa", -1.0),        # lower-cased first
+    ("ayo", -1.0),         # y is a vowel: a y o(-1); length 3 earns nothing
+    ("bob", 0.0),
+    ("christopher", -1.0),  # c h r(-1) i s t o p h e r; length 11 earns nothing
+    ("banana", 1.0),
+    ("bananarama", 0.0),    # length 10 earns nothing
+])
+def test_weaver_scores_names_by_hand(name, expected):
+    assert Weaver().score([name]) == expected
+
+
+@pytest.mark.parametrize("name", ["ab", "a", "", "an-na", "x1y", "ann a"])
+def test_weaver_skips_short_and_non_letter_names(name):
+    assert Weaver().score_name(name) is None
+
+
+def test_weaver_means_over_scored_names_only():
+    assert Weaver().score(["anna", "ab", "aaaa", "a1b"]) == 0.0   # (1 + -1) / 2
+    assert Weaver().score(["ab", "x", ""]) == NO_SCORE
+    assert Weaver().score([]) == NO_SCORE
+
+
+def test_overlong_runs_counts_letters_not_runs():
+    assert overlong_runs("bcdfg") == 3        # letters 3, 4 and 5 of one run
+    assert overlong_runs("aeiou") == 3
+    assert overlong_runs("banana") == 0
+
+
+# Mirror: +3 palindrome; +2 repeated halves (length ≥ 4); +0.5 ending in a, n or y.
+
+@pytest.mark.parametrize("name, expected", [
+    ("anna", 3.5),     # palindrome, ends in a; 'an' != 'na'
+    ("abab", 2.0),     # halves
+    ("aaaa", 5.5),     # palindrome, halves, ends in a
+    ("bob", 3.0),      # palindrome, too short for halves
+    ("kan", 0.5),
+    ("abcabcx", 2.0),  # 'abc' == 'abc'
+    ("ababa", 5.5),    # palindrome, 'ab' == 'ab', ends in a
+    ("Anna", 3.5),     # case-insensitive
+    ("xyzzy", 0.5),    # 'xy' != 'zz'; ends in y
+    ("a-a", 3.5),      # Mirror does not ask for letters
+    ("tom", 0.0),
+])
+def test_mirror_scores_names_by_hand(name, expected):
+    assert Mirror().score([name]) == expected
+
+
+def test_mirror_skips_short_names():
+    assert Mirror().score_name("aa") is None
+    assert Mirror().score(["aa", "a", "bob", "tom"]) == 1.5
+    assert Mirror().score(["aa"]) == NO_SCORE
+
+
+def test_repeated_halves():
+    assert repeated_halves("abab") and repeated_halves("ababz") and repeated_halves("abcabc")
+    assert not repeated_halves("abba")
+
+
+# Spark: −5 if in the training data, else +2; +0.5 if longer than 6.
+
+@pytest.mark.parametrize("name, expected", [
+    ("anna", -5.0),       # 'Anna' in the data: case-insensitive
+    ("ANNA", -5.0),
+    ("olivia", -5.0),
+    ("zorbax", 2.0),      # length 6 is not longer than 6
+    ("zorbaxy", 2.5),
+    ("annabel", 2.5),
+    ("bob", -5.0),
+])
+def test_spark_scores_names_by_hand(name, expected):
+    assert Spark(TRAINING).score([name]) == expected
+
+
+def test_spark_skips_short_names_and_means():
+    spark = Spark(TRAINING)
+    assert spark.score_name("ab") is None
+    assert spark.score(["ab", "anna", "zorbaxy"]) == (-5.0 + 2.5) / 2
+    assert spark.score(["", "a"]) == NO_SCORE
+
+
+def test_origin_is_the_negated_held_out_loss():
+    assert Origin().score(["whatever"], 2.5) == -2.5
+    assert Origin().score([], 1.0) == -1.0
+    assert Origin().score(["x"], math.nan) == -math.inf
+    assert Origin().score(["x"], math.inf) == -math.inf
+
+
+# Classic: 1.0·flow + 1.2·symmetry + 2.0·creativity per name.
+
+@pytest.mark.parametrize("name, expected", [
+    # flow 0 + 0.5; symmetry 2 (palindrome > 3) + 0.2 (ends a); creativity -5 (known)
+    ("anna", 0.5 + 1.2 * 2.2 + 2.0 * -5),
+    # flow 0 (length 3); palindrome but not longer than 3; ends b; new: +1
+    ("bab", 2.0),
+    # flow 0.5; halves 1.5; new
+    ("abab", 0.5 + 1.2 * 1.5 + 2.0),
+    # a a a(-1) a(-1) + 0.5; palindrome 2 + halves 1.5 + ends a 0.2; new
+    ("aaaa", -1.5 + 1.2 * 3.7 + 2.0),
+    # s t r(-1) e n g t(-1) h(-1) + 0.5; nothing; new
+    ("strength", -2.5 + 2.0),
+    # flow 0; ends in y; new
+    ("kay", 1.2 * 0.2 + 2.0),
+])
+def test_classic_scores_names_by_hand(name, expected):
+    assert Classic(TRAINING).score([name]) == pytest.approx(expected)
+
+
+def test_classic_skips_short_and_non_letter_names():
+    classic = Classic(TRAINING)
+    assert classic.score_name("ab") is None
+    assert classic.score_name("a-b-a") is None
+    assert classic.score(["ab", "bab"]) == 2.0
+    assert classic.score(["ab", "1234"]) == NO_SCORE
+
+
+# Every head is deterministic and returns a float (or NO_SCORE).
+
+names_st = st.lists(st.text(alphabet="abcdeiouyz-A", max_size=12), max_size=8)
+
+
+@given(names_st)
+def test_each_head_is_deterministic(names):
+    for head in make_heads("weaver,mirror,spark,origin", TRAINING) + [Classic(TRAINING)]:
+        first, second = head.score(names, 2.0), head.score(list(names), 2.0)
+        assert first == second
+        assert isinstance(first, float)
+        assert math.isfinite(first)
+
+
+# make_heads: the --heads value.
+
+def test_make_heads_default_order_and_case():
+    heads = make_heads("weaver,mirror,spark", TRAINING)
+    assert [h.name for h in heads] == ["Weaver", "Mirror", "Spark"]
+    assert [h.objective for h in heads] == ["Flow", "Symmetry", "Creativity"]
+    assert [h.name for h in make_heads(" Spark , ORIGIN", TRAINING)] == ["Spark", "Origin"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("weaver,hydra", "unknown head 'hydra'"),
+    ("", "comma-separated"),
+    ("weaver,,spark", "comma-separated"),
+    ("spark,Spark", "named twice"),
+])
+def test_make_heads_rejects_bad_values(spec, message):
+    with pytest.raises(ValueError, match=message) as info:
+        make_heads(spec, TRAINING)
+    assert "\n" not in str(info.value)

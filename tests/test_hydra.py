@@ -1,0 +1,557 @@
+"""Hydra: genomes and mutation, the Gathering, the engine with faults, and the command end to end.
+
+Engine tests use a fake evaluation (tests/hydra_faults.py) so they run in milliseconds; the
+command tests train for real, on tiny runs, as subprocesses in empty temporary directories.
+"""
+import functools
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+import hydra_faults
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from microgpt import hydra
+from microgpt.genome import check_genes, load_genome, validate_genome
+from microgpt.heads import Mirror, Spark, Weaver, make_heads
+from microgpt.hydra import (
+    HydraConfig,
+    Organism,
+    choose_winner,
+    derive_seed,
+    evolve,
+    full_genome,
+    gather,
+    mutate,
+    new_genome,
+    rank,
+    repair,
+    standing,
+)
+from microgpt.train import load_names
+
+TINY = ["--population", "4", "--generations", "1", "--cycles", "2", "--steps", "20"]
+BIN = Path(sys.executable).parent
+
+
+def command(name, module):
+    """The console script beside this Python, or `python -m module` before it is registered."""
+    script = BIN / name
+    return [str(script)] if script.exists() else [sys.executable, "-m", module]
+
+
+HYDRA = command("microgpt-hydra", "microgpt.hydra")
+MICROGPT = command("microgpt", "microgpt.cli")
+
+
+def run_hydra(args, cwd, **kw):
+    return subprocess.run(HYDRA + list(args), cwd=cwd, capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+# Genomes.
+
+genome_st = st.fixed_dictionaries({
+    "n_emb": st.sampled_from([16, 24, 32, 40]),
+    "n_head": st.sampled_from([2, 4]),
+    "n_layer": st.integers(1, 4),
+    "lr": st.floats(0.0001, 0.1),
+})
+
+
+def assert_valid(genome):
+    assert set(genome) == {"n_emb", "n_head", "n_layer", "lr"}
+    assert genome["n_emb"] in (16, 24, 32, 40)
+    assert genome["n_head"] in (2, 4)
+    assert 1 <= genome["n_layer"] <= 4
+    assert 0.0001 <= genome["lr"] <= 0.1
+    assert genome["n_emb"] % genome["n_head"] == 0
+    check_genes(full_genome(genome, 300))
+
+
+@given(st.integers(0, 2**63 - 1))
+def test_new_genomes_come_from_the_seed_ranges(seed):
+    genome = new_genome(random.Random(seed))
+    assert_valid(genome)
+    assert genome["n_emb"] in (16, 24, 32) and genome["n_layer"] <= 3
+    assert 0.001 <= genome["lr"] < 0.015
+
+
+@given(genome_st, st.integers(0, 2**63 - 1))
+def test_mutation_always_yields_a_valid_genome_changing_one_gene(genome, seed):
+    before = dict(genome)
+    child = mutate(genome, random.Random(seed))
+    assert_valid(child)
+    assert sum(child[k] != genome[k] for k in genome) <= 1
+    assert genome == before                     # the parent is left as it was
+    assert child == mutate(genome, random.Random(seed))
+
+
+def test_mutation_steps_layers_by_one_and_scales_lr_within_bounds():
+    rng = random.Random(0)
+    for _ in range(500):
+        parent = {"n_emb": 16, "n_head": 4, "n_layer": 4, "lr": 0.1}
+        child = mutate(parent, rng)
+        assert child["n_layer"] in (3, 4)
+        assert 0.07 - 1e-12 <= child["lr"] <= 0.1
+        parent = {"n_emb": 16, "n_head": 4, "n_layer": 1, "lr": 0.0001}
+        child = mutate(parent, rng)
+        assert child["n_layer"] in (1, 2)
+        assert 0.0001 <= child["lr"] <= 0.00013 + 1e-12
+
+
+def test_repair_falls_back_to_two_heads():
+    assert repair({"n_emb": 18, "n_head": 4, "n_layer": 1, "lr": 0.01})["n_head"] == 2
+    assert repair({"n_emb": 24, "n_head": 4, "n_layer": 1, "lr": 0.01})["n_head"] == 4
+
+
+def test_full_genome_has_the_seven_genes_with_the_defaults():
+    genome = full_genome({"n_emb": 24, "n_head": 2, "n_layer": 3, "lr": 0.01}, 123)
+    assert genome == {"n_emb": 24, "n_ctx": 16, "n_layer": 3, "n_head": 2, "n_ff_exp": 4,
+                      "steps": 123, "lr": 0.01}
+
+
+def test_derived_seeds_are_the_same_in_another_process_and_differ_by_identity():
+    here = derive_seed(7, 1, 2, "Weaver", 3)
+    code = "from microgpt.hydra import derive_seed; print(derive_seed(7, 1, 2, 'Weaver', 3))"
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=BIN, check=True).stdout
+    assert int(there) == here
+    assert 0 <= here < 2**63
+    assert len({derive_seed(7, c, g, h, i) for c in range(3) for g in range(3)
+                for h in ("Weaver", "Mirror") for i in range(8)}) == 3 * 3 * 2 * 8
+
+
+# Ranking and the Gathering, on organisms with made-up scores.
+
+HEADS3 = [Weaver(), Mirror(), Spark([])]
+
+
+def organism(head, index, **scores):
+    o = Organism({"n_emb": 16, "n_head": 2, "n_layer": 1, "lr": 0.01}, head, 0, 0, index, index,
+                 result={"names": [], "val_loss": 1.0})
+    o.scores = {h.name: scores.get(h.name, 0.0) for h in HEADS3}
+    return o
+
+
+def island(head, fitnesses):
+    pop = [organism(head, i, **{head: f}) for i, f in enumerate(fitnesses)]
+    return rank(pop, head)
+
+
+def test_rank_is_best_first_and_stable():
+    pop = [organism("Weaver", i, Weaver=f) for i, f in enumerate([1.0, 3.0, 1.0, -math.inf, 3.0])]
+    assert [o.index for o in rank(pop, "Weaver")] == [1, 4, 0, 2, 3]
+
+
+def test_gathering_never_returns_a_heads_own_champions_and_replaces_the_worst():
+    populations = {h.name: island(h.name, [8, 7, 6, 5, 4, 3, 2, 1]) for h in HEADS3}
+    before = {name: list(pop) for name, pop in populations.items()}
+    pool, received, after = gather(populations, HEADS3)
+    assert [o.id for o in pool] == [o.id for h in HEADS3 for o in before[h.name][:2]]
+    for h in HEADS3:
+        own = {o.id for o in before[h.name][:2]}
+        immigrants = received[h.name]
+        assert len(immigrants) == 4
+        assert not own & {o.id for o in immigrants}
+        assert {o.head for o in immigrants} == {x.name for x in HEADS3} - {h.name}
+        # the four worst natives (fitness 4, 3, 2, 1) made room; the rest stay
+        survivors = [o for o in after[h.name] if o.head == h.name]
+        assert sorted(o.fitness(h.name) for o in survivors) == [5, 6, 7, 8]
+        assert len(after[h.name]) == 8
+        assert after[h.name] == rank(after[h.name], h.name)
+
+
+def test_immigrants_are_judged_by_the_receiving_head():
+    populations = {h.name: island(h.name, [8, 7, 6, 5]) for h in HEADS3}
+    # Mirror's champions score 100 under Weaver: they should lead Weaver's island after the exchange
+    for o in populations["Mirror"][:2]:
+        o.scores["Weaver"] = 100.0
+    _, received, after = gather(populations, HEADS3)
+    assert [o.head for o in after["Weaver"][:2]] == ["Mirror", "Mirror"]
+    # a population of 4 has room for 2 immigrants: the best 2 under Weaver, never its champions
+    assert len(received["Weaver"]) == 2
+    assert [o.fitness("Weaver") for o in after["Weaver"]][2:] == [8, 7]
+
+
+def test_gathering_takes_no_organism_twice():
+    populations = {h.name: island(h.name, [8, 7, 6, 5, 4, 3]) for h in HEADS3}
+    shared = populations["Mirror"][0]
+    populations["Spark"] = rank([shared] + populations["Spark"][1:], "Spark")
+    populations["Weaver"] = rank(populations["Weaver"][:-1] + [shared], "Weaver")
+    _, received, _ = gather(populations, HEADS3)
+    for h in HEADS3:
+        ids = [o.id for o in received[h.name]]
+        assert len(ids) == len(set(ids))
+    assert shared.id not in {o.id for o in received["Weaver"]}   # it already lives there
+
+
+# The engine, with the fake evaluation.
+
+def fast_cfg(**kw):
+    base = {"population": 4, "generations": 2, "cycles": 2, "steps": 5, "samples": 6, "seed": 3}
+    return HydraConfig(**{**base, **kw})
+
+
+def test_evolve_evaluates_only_new_organisms_and_keeps_champions():
+    heads = make_heads("weaver,mirror,spark", ["anna"])
+    with ThreadPoolExecutor(2) as ex:
+        evo = evolve(heads, ex, fast_cfg(), evaluate=hydra_faults.fake_evaluate)
+    # 4 per head in the first generation, then 2 mutants per head in each of the other three
+    assert len(evo.evaluations) == 3 * (4 + 3 * 2)
+    assert len({o.id for o in evo.evaluations}) == len(evo.evaluations)
+    for h in heads:
+        pop = evo.populations[h.name]
+        assert len(pop) == 4 and pop == rank(pop, h.name)
+        assert all(o.evaluated and set(o.scores) == {"Weaver", "Mirror", "Spark"} for o in pop)
+        assert all(o.seed == derive_seed(3, o.cycle, o.generation, o.head, o.index) for o in pop)
+
+
+def test_the_gathering_comes_between_cycles():
+    heads = make_heads("weaver,mirror,spark", ["anna"])
+    events = []
+
+    class Spy(hydra.Observer):
+        def gathering(self, cycle, pool, received):
+            events.append((cycle, len(pool), {h: len(imm) for h, imm in received.items()}))
+
+    with ThreadPoolExecutor(2) as ex:
+        evolve(heads, ex, fast_cfg(cycles=3, population=8), evaluate=hydra_faults.fake_evaluate,
+               observer=Spy())
+    assert [e[0] for e in events] == [0, 1]       # none after the last cycle
+    assert all(e[1] == 6 and set(e[2].values()) <= {3, 4} for e in events)
+
+
+def test_evolve_is_deterministic_for_any_executor():
+    heads = make_heads("weaver,mirror,spark,origin", ["anna"])
+    runs = []
+    for workers in (1, 3):
+        with ThreadPoolExecutor(workers) as ex:
+            evo = evolve(heads, ex, fast_cfg(), evaluate=hydra_faults.fake_evaluate)
+        runs.append(([(o.id, o.genome, o.scores) for o in evo.evaluations],
+                     {h: [o.id for o in pop] for h, pop in evo.populations.items()},
+                     choose_winner(evo)[1].id))
+    assert runs[0] == runs[1]
+
+
+def test_classic_is_one_island_without_a_gathering():
+    heads = [hydra.Classic(["anna"])]
+    events = []
+
+    class Spy(hydra.Observer):
+        def gathering(self, cycle, pool, received):
+            events.append("gathering")
+
+        def generation(self, cycle, generation, populations):
+            events.append(tuple(populations))
+
+    with ThreadPoolExecutor(2) as ex:
+        evo = evolve(heads, ex, HydraConfig(population=5, generations=3, cycles=1, steps=5,
+                                            samples=4, seed=1),
+                     evaluate=hydra_faults.fake_evaluate, observer=Spy())
+    assert events == [("Classic",)] * 3
+    assert len(evo.evaluations) == 5 + 2 * 3
+
+
+def test_an_evaluation_that_raises_scores_worst_and_the_run_completes():
+    heads = make_heads("weaver,mirror,spark", ["anna"])
+    victim = derive_seed(3, 0, 0, "Mirror", 0)
+    evaluate = functools.partial(hydra_faults.raise_for, victim=victim)
+    with ThreadPoolExecutor(2) as ex:
+        evo = evolve(heads, ex, fast_cfg(), evaluate=evaluate)
+    failed = [o for o in evo.evaluations if o.error is not None]
+    assert [o.id for o in failed] == ["c1g1-Mirror-0"]
+    assert failed[0].error == "RuntimeError: the organism could not be born"
+    assert all(s == -math.inf for s in failed[0].scores.values())
+    assert failed[0] not in evo.populations["Mirror"][:2]
+    assert choose_winner(evo)[1].error is None
+
+
+def test_when_everything_fails_there_is_no_winner():
+    heads = make_heads("weaver,spark", ["anna"])
+    with ThreadPoolExecutor(2) as ex:
+        evo = evolve(heads, ex, fast_cfg(cycles=1, generations=1),
+                     evaluate=functools.partial(hydra_faults.raise_for, victim=None))
+    with pytest.raises(ValueError, match="every evaluation failed"):
+        choose_winner(evo)
+
+
+def _respawning_pool():
+    pools = [ProcessPoolExecutor(2)]
+
+    def respawn(broken):
+        broken.shutdown(wait=False, cancel_futures=True)
+        pools.append(ProcessPoolExecutor(2))
+        return pools[-1]
+    return pools, respawn
+
+
+def test_a_worker_that_dies_once_is_replaced_and_its_evaluations_retried(tmp_path):
+    heads = make_heads("weaver,mirror,spark", ["anna"])
+    cfg = fast_cfg()
+    victim = derive_seed(3, 0, 1, "Spark", 2)       # a mutant of the second generation
+    evaluate = functools.partial(hydra_faults.exit_for, victim=victim,
+                                 marker=str(tmp_path / "died"))
+    pools, respawn = _respawning_pool()
+    try:
+        evo = evolve(heads, pools[0], cfg, evaluate=evaluate, respawn=respawn)
+    finally:
+        for p in pools:
+            p.shutdown()
+    assert (tmp_path / "died").exists() and len(pools) == 2
+    assert all(o.error is None for o in evo.evaluations)
+    assert next(o for o in evo.evaluations if o.seed == victim).attempts == 2
+    # the same run as one where nothing died
+    with ThreadPoolExecutor(2) as ex:
+        calm = evolve(heads, ex, cfg, evaluate=hydra_faults.fake_evaluate)
+    assert [(o.id, o.scores) for o in evo.evaluations] == [(o.id, o.scores) for o in calm.evaluations]
+
+
+def test_a_worker_that_always_dies_is_scored_worst_after_one_retry():
+    heads = make_heads("weaver,mirror", ["anna"])
+    victim = derive_seed(3, 0, 0, "Weaver", 1)
+    evaluate = functools.partial(hydra_faults.exit_for, victim=victim)
+    pools, respawn = _respawning_pool()
+    try:
+        evo = evolve(heads, pools[0], fast_cfg(population=3), evaluate=evaluate, respawn=respawn)
+    finally:
+        for p in pools:
+            p.shutdown()
+    dead = next(o for o in evo.evaluations if o.seed == victim)
+    assert dead.error == "worker process died twice" and dead.attempts == 2
+    assert dead.fitness("Weaver") == -math.inf
+    assert choose_winner(evo)[1].error is None
+
+
+def test_without_respawn_lost_evaluations_score_worst():
+    heads = make_heads("weaver", ["anna"])
+    victim = derive_seed(3, 0, 0, "Weaver", 0)
+    with ProcessPoolExecutor(1) as ex:
+        evo = evolve(heads, ex, fast_cfg(cycles=1, generations=1),
+                     evaluate=functools.partial(hydra_faults.exit_for, victim=victim))
+    assert all(o.error == "worker process died" for o in evo.evaluations)
+
+
+# The winner: a scale-free standing.
+
+def test_standing_is_the_mean_percentile_across_heads():
+    heads = HEADS3[:2]
+    orgs = [organism("Weaver", i, Weaver=w, Mirror=m)
+            for i, (w, m) in enumerate([(1, 40), (2, 30), (3, 20), (4, 10)])]
+    evo = hydra.Evolution(heads, fast_cfg(), {"Weaver": rank(orgs, "Weaver"),
+                                              "Mirror": rank(orgs, "Mirror")}, orgs)
+    # under Weaver the 4th is best: (3 below + half of itself) / 4 = 0.875; under Mirror 0.125
+    assert standing(orgs[3], evo) == pytest.approx((0.875 + 0.125) / 2)
+    assert standing(orgs[0], evo) == pytest.approx((0.125 + 0.875) / 2)
+    # both heads' champions stand at 0.5: the tie goes to the first head
+    assert choose_winner(evo) == ("Weaver", orgs[3], pytest.approx(0.5))
+
+
+def test_winner_genome_validates_and_records_where_it_came_from():
+    heads = make_heads("weaver,mirror,spark", ["anna"])
+    with ThreadPoolExecutor(2) as ex:
+        evo = evolve(heads, ex, fast_cfg(), evaluate=hydra_faults.fake_evaluate)
+    head, winner, s = choose_winner(evo)
+    assert evo.champions[head] is winner
+    genome = hydra.winner_genome(head, winner, s, evo)
+    validate_genome(genome)
+    assert genome["evolved"] is True and genome["seed"] == 3
+    assert genome["head"] == head and genome["bred_by"] == winner.head
+    assert genome["generation"] == winner.cycle * 2 + winner.generation + 1
+    assert set(genome["scores"]) == {"Weaver", "Mirror", "Spark"}
+    assert genome["names"] == [n for n in winner.names if n][:5]
+    assert "seconds" not in json.dumps(genome)
+
+
+# The command, end to end (real training, tiny runs).
+
+def test_tiny_run_writes_a_genome_that_microgpt_runs_as_evolved(tmp_path):
+    proc = run_hydra(TINY + ["--seed", "5", "--samples", "8"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Hydra Evolution" in proc.stdout and "The Gathering" in proc.stdout
+    assert "Hydra Ascended" in proc.stdout
+    genome = load_genome(tmp_path / "genome.json")
+    assert genome["evolved"] is True and genome["steps"] == 20 and genome["seed"] == 5
+    assert genome["head"] in ("Weaver", "Mirror", "Spark")
+    assert 1 <= genome["generation"] <= 2
+    assert math.isfinite(genome["loss"])
+
+    logs = sorted((tmp_path / "experiments").iterdir())
+    assert [p.suffix for p in logs] == [".jsonl", ".log"]
+    assert "Hydra Ascended" in logs[1].read_text()
+    records = [json.loads(line) for line in logs[0].read_text().splitlines()]
+    evaluations = [r for r in records if r["event"] == "evaluation"]
+    assert len(evaluations) == 3 * 4 + 3 * 2
+    assert records[0]["event"] == "run" and records[-1]["event"] == "end"
+    assert {"genome", "head", "cycle", "generation", "scores", "names", "val_loss", "final_loss",
+            "seconds"} <= set(evaluations[0])
+
+    creature = subprocess.run(MICROGPT + ["--samples", "3"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120)
+    assert creature.returncode == 0, creature.stderr
+    assert "Evolved" in creature.stdout
+
+
+def _deterministic_view(directory):
+    records = [json.loads(line) for line in
+               next((directory / "experiments").glob("*.jsonl")).read_text().splitlines()]
+    evaluations = sorted((r for r in records if r["event"] == "evaluation"),
+                         key=lambda r: r["organism"])
+    for r in evaluations:
+        del r["seconds"]
+    return evaluations
+
+
+def test_same_seed_same_genome_for_one_and_two_workers(tmp_path):
+    outputs = []
+    for workers in ("1", "2"):
+        cwd = tmp_path / workers
+        cwd.mkdir()
+        proc = run_hydra(TINY + ["--seed", "11", "--samples", "8", "--workers", workers], cwd)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(((cwd / "genome.json").read_bytes(), _deterministic_view(cwd)))
+    assert outputs[0][0] == outputs[1][0]
+    assert outputs[0][1] == outputs[1][1]
+
+
+def test_classic_mode_writes_a_genome_too(tmp_path):
+    proc = run_hydra(["--classic", "--population", "3", "--generations", "2", "--steps", "20",
+                      "--samples", "8", "--seed", "2", "--quiet"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Cycle" not in proc.stdout and "Evolution Complete" in proc.stdout
+    genome = load_genome(tmp_path / "genome.json")
+    assert genome["head"] == "Classic" and genome["mode"] == "classic"
+    assert list(genome["scores"]) == ["Classic"]
+
+
+def test_a_crashing_evaluation_in_the_command_leaves_a_completed_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    victim = derive_seed(4, 0, 0, "Weaver", 0)
+    argv = TINY + ["--seed", "4", "--samples", "5", "--workers", "2"]
+    args = hydra.build_parser().parse_args(argv)
+    evaluate = functools.partial(hydra_faults.exit_for, victim=victim, real=True,
+                                 marker=str(tmp_path / "died"))
+    assert hydra._run(args, hydra.build_parser(), argv, evaluate=evaluate) == 0
+    assert (tmp_path / "died").exists()
+    load_genome(tmp_path / "genome.json")
+
+    victim = derive_seed(4, 1, 0, "Spark", 3)
+    evaluate = functools.partial(hydra_faults.raise_for, victim=victim)
+    assert hydra._run(args, hydra.build_parser(), argv, evaluate=evaluate) == 0
+    assert "c2g1-Spark-3" in capsys.readouterr().err
+    records = "\n".join(p.read_text() for p in (tmp_path / "experiments").glob("*.jsonl"))
+    assert "the organism could not be born" in records
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--heads", "weaver,gorgon"], "unknown head 'gorgon'"),
+    (["--heads", ""], "comma-separated"),
+    (["--data", "nope.txt"], "nope.txt: no such file"),
+    (["--out", "missing/dir/genome.json"], "does not exist"),
+])
+def test_bad_input_is_one_line_and_exit_1(tmp_path, args, message):
+    proc = run_hydra(TINY + args, tmp_path)
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "genome.json").exists()
+
+
+@pytest.mark.parametrize("args", [["--population", "2"], ["--workers", "0"], ["--cycles", "x"],
+                                  ["--classic", "--heads", "spark"], ["--steps", "0"]])
+def test_bad_flags_are_usage_errors(tmp_path, args):
+    proc = run_hydra(args, tmp_path)
+    assert proc.returncode == 2
+    assert "usage: microgpt-hydra" in proc.stderr
+
+
+def test_help_tells_the_lifecycle(tmp_path):
+    proc = run_hydra(["--help"], tmp_path)
+    assert proc.returncode == 0
+    for word in ("Primordial", "Evolution", "Evolved", "genome.json", "--classic", "Gathering"):
+        assert word in proc.stdout
+
+
+def _wait_for_evaluations(directory, count, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        for path in directory.glob("experiments/*.jsonl"):
+            if path.read_text().count('"evaluation"') >= count:
+                return
+        time.sleep(0.05)
+    raise AssertionError("no evaluations recorded")
+
+
+def test_ctrl_c_leaves_the_old_genome_and_the_log_and_exits_130(tmp_path):
+    old = '{"n_emb": 16, "n_ctx": 16, "n_layer": 1, "n_head": 4, "n_ff_exp": 4, "steps": 5, "lr": 0.01}\n'
+    (tmp_path / "genome.json").write_text(old)
+    proc = subprocess.Popen(HYDRA + ["--seed", "1", "--workers", "2", "--steps", "300"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_evaluations(tmp_path, 1, proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)      # workers are killed, not waited for
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert (tmp_path / "genome.json").read_text() == old
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    log = next((tmp_path / "experiments").glob("*.log")).read_text()
+    assert "Interrupted" in log
+
+
+def _workers(pid):
+    """The pool's worker processes: pid's children running pid's own command line (fork)."""
+    def cmdline(p):
+        return Path(f"/proc/{p}/cmdline").read_bytes()
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children if cmdline(c) == cmdline(pid)]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc to find workers")
+def test_a_worker_killed_from_outside_is_replaced_and_the_run_completes(tmp_path):
+    proc = subprocess.Popen(HYDRA + ["--seed", "9", "--workers", "2", "--population", "4",
+                                     "--generations", "2", "--cycles", "2", "--steps", "200"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_evaluations(tmp_path, 1, proc)
+        workers = _workers(proc.pid)
+        assert workers
+        os.kill(workers[0], signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    genome = load_genome(tmp_path / "genome.json")
+    assert genome["evolved"] is True
+    records = [json.loads(line) for line in
+               next((tmp_path / "experiments").glob("*.jsonl")).read_text().splitlines()]
+    assert any(r.get("attempts") == 2 for r in records)
+
+
+@pytest.mark.slow
+def test_default_sized_generation_with_origin(tmp_path):
+    proc = run_hydra(["--heads", "weaver,mirror,spark,origin", "--cycles", "1", "--generations", "2",
+                      "--seed", "3", "--workers", "2"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    genome = load_genome(tmp_path / "genome.json")
+    assert set(genome["scores"]) == {"Weaver", "Mirror", "Spark", "Origin"}
+    assert genome["steps"] == 300
+
+
+def test_training_names_for_spark_are_the_whole_dataset():
+    names = load_names()
+    spark = make_heads("spark", names)[0]
+    assert spark.score([names[0].lower()]) == -5.0
