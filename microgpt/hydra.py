@@ -263,6 +263,16 @@ def gather(populations, heads):
     return pool, received, after
 
 
+def training_cost(organism):
+    """A rough relative cost of training organism: the multiply-adds of a layer times layers.
+
+    Submitting the costliest first keeps every worker busy to the end of a generation
+    (longest-processing-time-first scheduling); results are still gathered by identity.
+    """
+    g = organism.genome
+    return g["n_layer"] * g["n_emb"] ** 2
+
+
 def _check_result(result):
     """result if it looks like evaluate_genome's dict, else ValueError."""
     if (not isinstance(result, dict) or not isinstance(result.get("names"), list)
@@ -282,7 +292,7 @@ def evaluate_all(todo, executor, cfg, heads, observer, evaluate, respawn=None):
     while todo:
         futures, lost = {}, []
         try:
-            for org in todo:
+            for org in sorted(todo, key=training_cost, reverse=True):   # longest first
                 org.attempts += 1
                 try:
                     fut = executor.submit(evaluate, full_genome(org.genome, cfg.steps), cfg.samples,
