@@ -5,6 +5,7 @@ on the names, print new ones and a one-line summary of the organism.
 """
 import argparse
 import math
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -164,6 +165,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("microgpt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:                # stdout closed early (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (ValueError, OSError) as exc:   # GenomeError and dataset errors are ValueErrors
         if args.debug:
             traceback.print_exc()

@@ -118,6 +118,7 @@ def save_genome(path, genome):
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())     # mkstemp makes it private; a genome is not
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -125,3 +126,10 @@ def save_genome(path, genome):
         except OSError:
             pass
         raise
+
+
+def _umask():
+    """The process's umask (reading it means setting it, so it is put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

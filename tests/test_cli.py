@@ -113,3 +113,10 @@ def test_python_dash_m_runs_the_installed_package(tmp_path):
     res = subprocess.run([sys.executable, "-c", "import microgpt, sys; print(microgpt.__file__)"],
                          cwd=tmp_path, capture_output=True, text=True)
     assert "site-packages" in res.stdout
+
+
+def test_a_closed_stdout_is_not_an_error(tmp_path):
+    exe = shutil.which("microgpt")
+    res = subprocess.run(f"'{exe}' --steps 5 | head -1", shell=True, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert res.stdout.strip() == "=== MicroGPT [Primordial] ===" and res.stderr == ""

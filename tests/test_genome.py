@@ -1,5 +1,7 @@
 """genome.json: round trips, the seed's own genome, and every way a genome can be bad."""
 import json
+import os
+import stat
 
 import pytest
 from hypothesis import given
@@ -123,3 +125,13 @@ def test_unreadable_paths(tmp_path):
     (tmp_path / "latin1.json").write_bytes(b'{"n_emb": "\xe9"}')
     with pytest.raises(GenomeError, match="not UTF-8"):
         load_genome(tmp_path / "latin1.json")
+
+
+def test_a_saved_genome_is_readable_by_others(tmp_path):
+    path = tmp_path / "genome.json"
+    old = os.umask(0o022)
+    try:
+        save_genome(path, SEED_GENOME)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
