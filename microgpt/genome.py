@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from microgpt.train import read_text
+
 # Caps keep a hostile genome from exhausting memory or running for days: at the caps a model has
 # ~1.6M parameters and one step takes well under a second.
 INT_GENES = {  # name: (smallest, largest)
@@ -80,15 +82,9 @@ def load_genome(path):
     """The validated genome in the file at path (a dict); GenomeError naming the file otherwise."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GenomeError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise GenomeError(f"{path}: is a directory, not a genome file") from None
-    except UnicodeDecodeError:
-        raise GenomeError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise GenomeError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        text = read_text(path, "a genome file")
+    except ValueError as exc:
+        raise GenomeError(str(exc)) from None
     if any(line.startswith(("<<<<<<<", ">>>>>>>")) for line in text.splitlines()):
         raise GenomeError(f"{path}: has unresolved merge conflict markers (<<<<<<< / >>>>>>>)")
     try:

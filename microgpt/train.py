@@ -28,6 +28,24 @@ def bundled_names_path():
     return Path(str(resources.files("microgpt") / "input.txt"))
 
 
+def read_text(path, what):
+    """The UTF-8 text of the file at path; ValueError naming the file when it cannot be read.
+
+    what says what the file should be, for the message when path is a directory.
+    """
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, not {what}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
 def load_names(path=None):
     """The dataset as a list of names: one per line, surrounding whitespace and blank lines dropped.
 
@@ -35,17 +53,7 @@ def load_names(path=None):
     be read, is not UTF-8 text, or holds no names.
     """
     path = Path(path) if path is not None else bundled_names_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, not a file of names") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    names = [line.strip() for line in text.splitlines()]
+    names = [line.strip() for line in read_text(path, "a file of names").splitlines()]
     names = [n for n in names if n]
     if not names:
         raise ValueError(f"{path}: no names in it (the dataset is empty)")

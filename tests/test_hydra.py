@@ -20,9 +20,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from microgpt import hydra
+from microgpt import cli, hydra
 from microgpt.genome import check_genes, load_genome, validate_genome
-from microgpt.heads import Mirror, Spark, Weaver, make_heads
+from microgpt.heads import Classic, Mirror, Spark, Weaver, make_heads
 from microgpt.hydra import (
     HydraConfig,
     Organism,
@@ -244,7 +244,7 @@ def test_evolve_is_deterministic_for_any_executor():
 
 
 def test_classic_is_one_island_without_a_gathering():
-    heads = [hydra.Classic(["anna"])]
+    heads = [Classic(["anna"])]
     events = []
 
     class Spy(hydra.Observer):
@@ -338,7 +338,12 @@ def test_without_respawn_lost_evaluations_score_worst():
     with ProcessPoolExecutor(1) as ex:
         evo = evolve(heads, ex, fast_cfg(cycles=1, generations=1),
                      evaluate=functools.partial(hydra_faults.exit_for, victim=victim))
-    assert all(o.error == "worker process died" for o in evo.evaluations)
+    # Evaluations that finished before the worker died keep their result; every one in flight
+    # or queued when the pool broke is lost, the victim's included, and scored worst.
+    lost = [o for o in evo.evaluations if o.error is not None]
+    assert any(o.seed == victim for o in lost)
+    assert all(o.error == "worker process died" and o.fitness("Weaver") == -math.inf for o in lost)
+    assert all(o.result is not None for o in evo.evaluations if o.error is None)
 
 
 # The winner: a scale-free standing.
@@ -437,16 +442,16 @@ def test_a_crashing_evaluation_in_the_command_leaves_a_completed_run(tmp_path, m
     monkeypatch.chdir(tmp_path)
     victim = derive_seed(4, 0, 0, "Weaver", 0)
     argv = TINY + ["--seed", "4", "--samples", "5", "--workers", "2"]
-    args = hydra.build_parser().parse_args(argv)
+    args = cli.build_hydra_parser().parse_args(argv)
     evaluate = functools.partial(hydra_faults.exit_for, victim=victim, real=True,
                                  marker=str(tmp_path / "died"))
-    assert hydra._run(args, hydra.build_parser(), argv, evaluate=evaluate) == 0
+    assert cli.run_hydra(args, cli.build_hydra_parser(), argv, evaluate=evaluate) == 0
     assert (tmp_path / "died").exists()
     load_genome(tmp_path / "genome.json")
 
     victim = derive_seed(4, 1, 0, "Spark", 3)
     evaluate = functools.partial(hydra_faults.raise_for, victim=victim)
-    assert hydra._run(args, hydra.build_parser(), argv, evaluate=evaluate) == 0
+    assert cli.run_hydra(args, cli.build_hydra_parser(), argv, evaluate=evaluate) == 0
     assert "c2g1-Spark-3" in capsys.readouterr().err
     records = "\n".join(p.read_text() for p in (tmp_path / "experiments").glob("*.jsonl"))
     assert "the organism could not be born" in records
