@@ -40,7 +40,7 @@ class BuildPyWithNames(build_py):
 setup(
     ext_modules=cythonize(
         [Extension("microgpt._core", ["microgpt/_core.pyx"],
-                   extra_compile_args=[] if sys.platform == "win32" else ["-O3"])],
+                   extra_compile_args=[] if sys.platform == "win32" else ["-O3", "-fno-math-errno"])],
         compiler_directives=DIRECTIVES,
     ),
     cmdclass={"build_py": BuildPyWithNames},
