@@ -11,7 +11,7 @@ engine, re-derived for speed:
 - Fused n-ary ops (`vsum`, `dot`, `linear`, `softmax`, `rmsnorm`, `cross_entropy`) make one node
   with many parents instead of a chain of binary nodes.
 - `backward` visits nodes newest first (creation order is a topological order: a node is always
-  made after its parents) with a binary heap; visited marks live in the node.
+  made after its parents) with a radix heap; visited marks live in the node.
 - Freeing a deep graph defers every release to an explicit stack: it never recurses in C.
 
 Compiler directives are set in setup.py, in one place.
