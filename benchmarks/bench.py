@@ -82,7 +82,8 @@ def run_worker(engine: str, config: str, steps: int, warmup: int, repeats: int, 
     n_params = len(model.parameters())
 
     if engine == "microgpt":
-        opt = Adam(model.parameters(), beta1=0.85, beta2=0.99, eps=1e-8)
+        # as train_and_generate does: one Adam group per weight matrix, on its contiguous arrays
+        opt = Adam(model.weights.values(), beta1=0.85, beta2=0.99, eps=1e-8)
 
         def step(tokens, lr):
             t0 = time.perf_counter()

@@ -501,7 +501,11 @@ cdef class Val:
         return _unary(self.pd[0] if on else 0.0, self, 1.0 if on else 0.0)
 
     def backward(self):
-        """Set self.grad to 1 and add d self / d node into the grad of every node below it."""
+        """Set self.grad to 1 and add d self / d node into the grad of every node below it.
+
+        Gradients accumulate, interior nodes' included (as in the seed): a second backward over
+        the same graph adds more than the first did unless the grads are zeroed in between.
+        """
         self.pg[0] = 1.0
         _backward(self)
 
