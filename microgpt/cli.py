@@ -18,7 +18,7 @@ import traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from microgpt.genome import GenomeError, check_genes, load_genome, save_genome
+from microgpt.genome import GENE_KEYS, GenomeError, check_genes, load_genome, save_genome
 from microgpt.heads import DEFAULT_HEADS, HYDRA_HEADS, Classic, make_heads
 from microgpt.hydra import (
     CLASSIC,
@@ -32,7 +32,7 @@ from microgpt.hydra import (
     full_genome,
     winner_genome,
 )
-from microgpt.train import TrainingConfig, load_names, train_and_generate
+from microgpt.train import Dataset, TrainingConfig, load_names, train_and_generate
 
 # The `microgpt` command.
 
@@ -111,13 +111,13 @@ def _genome_config(args):
     if args.genome is None and not path.exists():
         return cfg, None
     genome = load_genome(path)
-    for key in ("n_emb", "n_ctx", "n_layer", "n_head", "n_ff_exp", "steps", "lr"):
+    for key in GENE_KEYS:
         setattr(cfg, key, genome[key])
     return cfg, genome
 
 
 def _progress_bar(total, enabled):
-    """A progress callback drawing a bar with the running loss on stderr, or None."""
+    """(progress callback, tqdm bar) drawing the running loss on stderr, or (None, None)."""
     if not enabled:
         return None, None
     from tqdm import tqdm
@@ -148,7 +148,7 @@ def run(args, parser):
     cfg.temperature = args.temperature
     cfg.seed = args.seed
     cfg.input_file = str(args.data) if args.data is not None else None
-    names = load_names(cfg.input_file)
+    dataset = Dataset(load_names(cfg.input_file))
 
     out = sys.stdout
     if not args.quiet:
@@ -169,7 +169,7 @@ def run(args, parser):
 
     progress, bar = _progress_bar(cfg.steps, not args.quiet and sys.stderr.isatty())
     try:
-        result = train_and_generate(cfg, progress=progress, names=names)
+        result = train_and_generate(cfg, progress=progress, dataset=dataset)
     finally:
         if bar is not None:
             bar.close()
@@ -452,7 +452,6 @@ def _configure_hydra(args, parser):
     sizes = {k: getattr(args, k) if getattr(args, k) is not None
              else defaults.get(k, getattr(HydraConfig, k))
              for k in ("population", "generations", "cycles")}
-    check_genes({"steps": args.steps}, "--steps")
     data = str(args.data.resolve()) if args.data is not None else None
     training_names = load_names(data)
     if args.classic:

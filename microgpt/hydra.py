@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from microgpt.genome import GENE_KEYS
-from microgpt.train import TrainingConfig, load_names, train_and_generate
+from microgpt.train import Dataset, TrainingConfig, load_names, train_and_generate
 
 # The genes that evolve; n_ctx and n_ff_exp keep TrainingConfig's defaults, steps is the run's.
 GENES = ("n_emb", "n_head", "n_layer", "lr")
@@ -100,8 +100,8 @@ def derive_seed(*identity):
 
 @functools.lru_cache(maxsize=4)
 def _dataset(path):
-    """The names at path (None: the bundled ones), read once per worker process."""
-    return tuple(load_names(path))
+    """The names at path (None: the bundled ones), read and prepared once per worker process."""
+    return Dataset(load_names(path))
 
 
 def evaluate_genome(genome, samples, seed, data=None):
@@ -111,7 +111,7 @@ def evaluate_genome(genome, samples, seed, data=None):
     """
     cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, gen_samples=samples, seed=seed,
                          input_file=data)
-    result = train_and_generate(cfg, names=list(_dataset(data)))
+    result = train_and_generate(cfg, dataset=_dataset(data))
     return {"names": list(result.names), "val_loss": float(result.val_loss),
             "final_loss": float(result.final_loss), "num_params": int(result.num_params),
             "seconds": float(result.seconds)}

@@ -12,6 +12,8 @@ import random
 
 from microgpt._core import Val, ValMatrix, cross_entropy, linear, rmsnorm, softmax, vadd, vsum
 
+LAYER_WEIGHTS = ("wq", "wk", "wv", "wo", "fc1", "fc2")
+
 
 class GPT:
     """A decoder-only transformer whose every weight is a `Val`."""
@@ -43,6 +45,9 @@ class GPT:
                 self.weights[f"layers.{i}.{w}"] = matrix(n_emb, n_emb)
             self.weights[f"layers.{i}.fc1"] = matrix(n_ff, n_emb)
             self.weights[f"layers.{i}.fc2"] = matrix(n_emb, n_ff)
+        # per layer (wq, wk, wv, wo, fc1, fc2): the same matrices, for the forward pass
+        self.layers = [tuple(self.weights[f"layers.{i}.{w}"] for w in LAYER_WEIGHTS)
+                       for i in range(n_layer)]
 
     # Parameters and their float64 copies.
 
@@ -97,12 +102,12 @@ class GPT:
         hd = self.head_dim
         x = vadd(W["wte"][token], W["wpe"][pos])                        # n_emb
         scale = 1.0 / math.sqrt(hd)
-        for i, heads_cache in enumerate(cache):
+        for (wq, wk, wv, wo, fc1, fc2), heads_cache in zip(self.layers, cache):
             # Attention block: x = x + wo · attend(q, cached k, cached v)
             xn = rmsnorm(x, self.rms_eps)
-            q = linear(xn, W[f"layers.{i}.wq"])                          # n_emb
-            k = linear(xn, W[f"layers.{i}.wk"])
-            v = linear(xn, W[f"layers.{i}.wv"])
+            q = linear(xn, wq)                                           # n_emb
+            k = linear(xn, wk)
+            v = linear(xn, wv)
             heads = []
             for h, (keys, value_cols) in enumerate(heads_cache):         # n_head slices of hd
                 lo = h * hd
@@ -111,10 +116,10 @@ class GPT:
                     value_cols[d].append(v[lo + d])                      # value_cols: (hd, pos+1)
                 att = softmax(linear(q[lo:lo + hd], keys, scale))        # pos+1 weights
                 heads.extend(linear(att, value_cols))                    # hd: sum_t att_t v_t
-            x = vadd(x, linear(heads, W[f"layers.{i}.wo"]))
+            x = vadd(x, linear(heads, wo))
             # MLP block: x = x + fc2 · relu(fc1 · rmsnorm(x))
-            hidden = linear(rmsnorm(x, self.rms_eps), W[f"layers.{i}.fc1"], relu=True)  # n_ff
-            x = vadd(x, linear(hidden, W[f"layers.{i}.fc2"]))
+            hidden = linear(rmsnorm(x, self.rms_eps), fc1, relu=True)  # n_ff_exp * n_emb
+            x = vadd(x, linear(hidden, fc2))
         return linear(rmsnorm(x, self.rms_eps), W["lm_head"])           # vocab_size
 
     def loss(self, tokens):

@@ -156,6 +156,19 @@ def split_names(names):
     return order[n_held:], order[:n_held]
 
 
+class Dataset:
+    """Names made ready to train on: their tokenizer and their fixed train / held-out split.
+
+    Both are the same for every run on the same names, so build it once and hand it to each
+    run (Hydra keeps one per worker process).
+    """
+
+    def __init__(self, names):
+        self.names = list(names)
+        self.tok = Tokenizer.from_names(self.names)
+        self.train, self.held_out = split_names(self.names)
+
+
 def mean_loss(model, tok, names):
     """Mean of model.loss over names (plain float); the graph of each is dropped as it goes."""
     return sum(model.loss(tok.encode(n)).data for n in names) / len(names)
@@ -177,18 +190,17 @@ def sample(model, tok, rng, temperature=1.0):
 
 
 def train_and_generate(cfg, progress: Optional[Callable[[int, float], None]] = None,
-                       names=None):
+                       dataset: Optional[Dataset] = None):
     """Train a GPT as cfg says, then sample cfg.gen_samples names: a TrainingResult.
 
-    progress(step, loss) is called after every step. names, when given, replaces reading
-    cfg.input_file (Hydra reads the dataset once per worker).
+    progress(step, loss) is called after every step. dataset, when given, replaces reading
+    cfg.input_file.
     """
     if cfg.temperature <= 0 or not math.isfinite(cfg.temperature):
         raise ValueError(f"temperature must be a positive number, got {cfg.temperature}")
     start = time.perf_counter()
-    names = load_names(cfg.input_file) if names is None else names
-    tok = Tokenizer.from_names(names)
-    train, held_out = split_names(names)
+    data = Dataset(load_names(cfg.input_file)) if dataset is None else dataset
+    tok, train = data.tok, list(data.train)
     random.Random(f"{cfg.seed}:order").shuffle(train)
 
     model = GPT(tok.vocab_size, cfg.n_ctx, cfg.n_emb, cfg.n_layer, cfg.n_head, cfg.n_ff_exp,
@@ -204,7 +216,7 @@ def train_and_generate(cfg, progress: Optional[Callable[[int, float], None]] = N
         if progress is not None:
             progress(step, losses[-1])
 
-    val_loss = mean_loss(model, tok, held_out[:cfg.val_names])
+    val_loss = mean_loss(model, tok, data.held_out[:cfg.val_names])
     rng = random.Random(f"{cfg.seed}:sample")
     generated = [sample(model, tok, rng, cfg.temperature) for _ in range(cfg.gen_samples)]
     return TrainingResult(names=generated, final_loss=losses[-1] if losses else float("nan"),
