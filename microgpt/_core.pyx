@@ -1138,3 +1138,17 @@ def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
         v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
         (<Val>p).pd[0] = D(p) - lr * (m[i] * c1) / (sqrt(v[i] * c2) + eps)
         (<Val>p).pg[0] = 0.0
+
+
+# Cython keeps each cdef class's method table in its type's dict as `__pyx_vtable__`, for other
+# Cython modules that cimport the class. None does, and help() would list it: it goes.
+cdef extern from "Python.h":
+    ctypedef struct _TypeWithDict "PyTypeObject":
+        PyObject* tp_dict
+    void PyType_Modified(_TypeWithDict* t)
+
+for _cls in (Val, ValMatrix):
+    if (<_TypeWithDict*>_cls).tp_dict != NULL:
+        (<dict>(<_TypeWithDict*>_cls).tp_dict).pop("__pyx_vtable__", None)
+        PyType_Modified(<_TypeWithDict*>_cls)
+del _cls

@@ -7,19 +7,24 @@ and records in experiments/, and writes the winner to genome.json.
 Results go to stdout; progress to stderr, only when it is a terminal; errors are one line.
 """
 import argparse
+import io
 import json
 import math
 import os
 import secrets
 import signal
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
+from microgpt import __version__
+from microgpt.files import same_file, writable_target
 from microgpt.genome import GENE_KEYS, GenomeError, check_genes, load_genome, save_genome
-from microgpt.heads import DEFAULT_HEADS, HYDRA_HEADS, Classic, make_heads
+from microgpt.heads import DEFAULT_HEADS, HYDRA_HEADS, Classic, KnownNames, make_heads, parse_heads
 from microgpt.hydra import (
     CLASSIC,
     MIN_POPULATION,
@@ -32,7 +37,9 @@ from microgpt.hydra import (
     full_genome,
     winner_genome,
 )
-from microgpt.train import Dataset, TrainingConfig, load_names, train_and_generate
+from microgpt.train import Dataset, TrainingConfig, bundled_names_path, load_names, train_and_generate
+
+SEED_MAX = 2**63 - 1
 
 # The `microgpt` command.
 
@@ -78,9 +85,18 @@ def _positive_float(text):
     return value
 
 
+def _heads_list(text):
+    """An argparse type: the head names in a --heads list."""
+    try:
+        return parse_heads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="microgpt", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     g = p.add_argument_group("the organism (override genome.json and the defaults)")
     g.add_argument("-s", "--steps", type=_whole(1), help="training steps, one name each (200)")
     g.add_argument("-l", "--lr", type=_positive_float, help="peak learning rate (0.005)")
@@ -93,11 +109,13 @@ def build_parser():
     r.add_argument("-g", "--genome", type=Path,
                    help="genome file to read (default: genome.json here, if present)")
     r.add_argument("-d", "--data", type=Path,
-                   help="names to train on, one per line (default: the bundled makemore names)")
+                   help="names to train on, one per line; - reads them from standard input "
+                        "(default: the bundled makemore names)")
     r.add_argument("-n", "--samples", type=_whole(0), default=10, help="names to generate (10)")
     r.add_argument("-t", "--temperature", type=_positive_float, default=1.0,
                    help="sampling temperature; lower is safer, higher is wilder (1.0)")
-    r.add_argument("--seed", type=int, default=42, help="random seed; same seed, same run (42)")
+    r.add_argument("--seed", type=_whole(0, SEED_MAX), default=42,
+                   help="random seed, 0 or more; same seed, same run (42)")
     r.add_argument("-q", "--quiet", action="store_true",
                    help="print only the names and the summary line")
     r.add_argument("--debug", action="store_true", help="show a traceback on errors")
@@ -108,12 +126,31 @@ def _genome_config(args):
     """(TrainingConfig from the defaults or the genome, the genome dict or None)."""
     cfg = TrainingConfig()
     path = args.genome if args.genome is not None else Path("genome.json")
-    if args.genome is None and not path.exists():
+    if args.genome is None and not os.path.lexists(path):   # a broken link is an error, not absence
         return cfg, None
     genome = load_genome(path)
     for key in GENE_KEYS:
         setattr(cfg, key, genome[key])
     return cfg, genome
+
+
+@contextmanager
+def slow_notice(what, enabled=True):
+    """Say on stderr (a terminal) what is happening when it takes more than a second, and when it
+    is done, so a big dataset's load is not a silent wait."""
+    if not (enabled and sys.stderr.isatty()):
+        yield
+        return
+    start = time.perf_counter()
+    timer = threading.Timer(1.0, lambda: print(f"{what} ...", file=sys.stderr, flush=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if time.perf_counter() - start >= 1.0:
+            print(f"{what}: done in {time.perf_counter() - start:.1f}s", file=sys.stderr)
 
 
 def _progress_bar(total, enabled):
@@ -136,9 +173,12 @@ def _progress_bar(total, enabled):
 
 def run(args, parser):
     cfg, genome = _genome_config(args)
+    changed = []                      # genes the flags set to something other than they were
     for flag, key in GENE_FLAGS.items():
         value = getattr(args, flag)
         if value is not None:
+            if value != getattr(cfg, key):
+                changed.append(f"{key}={value}")
             setattr(cfg, key, value)
     try:
         check_genes({k: getattr(cfg, k) for k in GENE_FLAGS.values()}, "with these flags")
@@ -148,7 +188,8 @@ def run(args, parser):
     cfg.temperature = args.temperature
     cfg.seed = args.seed
     cfg.input_file = str(args.data) if args.data is not None else None
-    dataset = Dataset(load_names(cfg.input_file))
+    with slow_notice(f"loading the names from {args.data}", args.data is not None and not args.quiet):
+        dataset = Dataset(load_names(cfg.input_file, progress=not args.quiet and sys.stderr.isatty()))
 
     out = sys.stdout
     if not args.quiet:
@@ -176,26 +217,131 @@ def run(args, parser):
     for name in result.names:
         print(name, file=out)
     origin = "evolved" if genome is not None else "default"
-    print(f"\nOrganism: {origin} | Loss: {result.final_loss:.4f} | Val loss: {result.val_loss:.4f} "
-          f"| Params: {result.num_params}", file=out)
+    if changed:
+        origin += f" with {', '.join(changed)}"
+    print(f"{chr(10) if result.names else ''}Organism: {origin} | Loss: {result.final_loss:.4f} "
+          f"| Val loss: {result.val_loss:.4f} | Params: {result.num_params}", file=out)
     return 0
 
 
-def _guarded(prog, debug, run):
-    """run()'s exit status, with Ctrl-C, a closed stdout and bad input turned into one line."""
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread, so the command stops as it does on Ctrl-C."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def exit_status(interrupt):
+    """128 + the signal that stopped us: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    return 128 + getattr(interrupt, "signum", signal.SIGINT)
+
+
+def ignore_stop_signals():
+    """From here on a second Ctrl-C or SIGTERM does not cut the clean-up short."""
+    for sig in (signal.SIGINT, *STOP_SIGNALS):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+class OutputError(ValueError):
+    """Writing a result to stdout failed (a full disk, a closed device)."""
+
+
+# The banner's box characters, for a stream whose encoding lacks them (PYTHONIOENCODING=ascii).
+ASCII_FALLBACK = str.maketrans({"━": "=", "—": "-", "·": "-", "×": "x", "…": "...", "→": "->"})
+
+
+class Output(io.TextIOBase):
+    """stdout as the commands write to it: box characters in plain ASCII where the stream cannot
+    encode them (other characters escaped), and a failed write turned into one line naming it."""
+
+    def __init__(self, stream, name="stdout"):
+        self.stream, self.name = stream, name
+        try:
+            "━—·×".encode(getattr(stream, "encoding", None) or "utf-8")
+            self.plain = False
+        except (UnicodeEncodeError, LookupError):
+            self.plain = True
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="backslashreplace")
+
+    def _guard(self, write, *args):
+        try:
+            return write(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write to {self.name} ({exc.strerror or exc})") from None
+
+    def write(self, text):
+        return self._guard(self.stream.write, text.translate(ASCII_FALLBACK) if self.plain else text)
+
+    def flush(self):
+        self._guard(self.stream.flush)
+
+    def isatty(self):
+        return self.stream.isatty()
+
+    def fileno(self):
+        return self.stream.fileno()
+
+
+def _silence_stdout():
+    """Point fd 1 at /dev/null, so the interpreter's last flush of stdout cannot fail again."""
     try:
-        return run()
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:                # stdout closed early (`| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def error_text(exc):
+    """One line for exc: an OSError as 'file: reason', never '[Errno N] ...'."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else ""
+        return f"{where}: {exc.strerror}" if where else exc.strerror
+    return str(exc)
+
+
+def _guarded(prog, debug, run):
+    """run()'s exit status, with signals, a closed or full stdout and bad input turned into one
+    line: 0 done, 1 bad input or failure, 128 + N on signal N (130 Ctrl-C, 143 SIGTERM), 141
+    stdout closed."""
+    real_stdout = sys.stdout
+    sys.stdout = Output(real_stdout)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, *STOP_SIGNALS)} if in_main else {}
+    for sig in STOP_SIGNALS if in_main else ():
+        signal.signal(sig, _raise_stopped)
+    try:
+        status = run()
+        sys.stdout.flush()
+        return status
+    except KeyboardInterrupt as exc:
+        if in_main:
+            ignore_stop_signals()
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return exit_status(exc)
+    except BrokenPipeError:                # stdout closed early (`| head`): stop quietly
+        _silence_stdout()
         return 141
     except (ValueError, OSError) as exc:   # GenomeError, dataset and file errors
+        if isinstance(exc, OutputError):
+            _silence_stdout()
         if debug:
             traceback.print_exc()
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {error_text(exc)}", file=sys.stderr)
         return 1
+    finally:
+        sys.stdout = real_stdout
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def main(argv=None):
@@ -236,9 +382,20 @@ evaluation, appended as it finishes). The same --seed gives the same genome.json
 --workers. Ctrl-C stops at once and leaves any existing genome.json untouched."""
 
 
-def ignore_sigint():
-    """Pool initializer: Ctrl-C is the parent's to handle; it stops the workers itself."""
+def worker_init():
+    """Pool initializer: Ctrl-C is the parent's to handle (it stops the workers itself), and on
+    Linux a worker is killed when its parent dies, even by SIGKILL, instead of living on."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in STOP_SIGNALS:            # the parent's handlers came along with the fork
+        signal.signal(sig, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
 
 
 def default_workers():
@@ -252,9 +409,10 @@ def default_workers():
 def build_hydra_parser():
     p = argparse.ArgumentParser(prog="microgpt-hydra", description=HYDRA_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     e = p.add_argument_group("the evolution")
-    e.add_argument("--heads", metavar="LIST", help=f"comma-separated heads from {', '.join(HYDRA_HEADS)} "
-                                   f"({DEFAULT_HEADS})")
+    e.add_argument("--heads", metavar="LIST", type=_heads_list,
+                   help=f"comma-separated heads from {', '.join(HYDRA_HEADS)} ({DEFAULT_HEADS})")
     e.add_argument("--cycles", metavar="N", type=_whole(1, 10_000),
                    help="cycles of isolation, with a Gathering between them (5)")
     e.add_argument("--generations", metavar="N", type=_whole(1, 10_000), help="generations per cycle (3)")
@@ -270,9 +428,11 @@ def build_hydra_parser():
                    help="names to train on, one per line (default: the bundled makemore names)")
     r = p.add_argument_group("the run")
     r.add_argument("--workers", metavar="N", type=_whole(1, 4096), default=default_workers(),
-                   help="worker processes (all cores: %(default)s)")
-    r.add_argument("--seed", metavar="N", type=_whole(0, 2**63 - 1),
-                   help="run seed; the same seed gives the same run (default: a fresh one, printed)")
+                   help="worker processes, at most one per evaluation of a generation "
+                        "(all cores: %(default)s)")
+    r.add_argument("--seed", metavar="N", type=_whole(0, SEED_MAX),
+                   help="run seed, 0 or more; the same seed gives the same run "
+                        "(default: a fresh one, printed)")
     r.add_argument("--out", metavar="PATH", type=Path, default=Path("genome.json"),
                    help="where to write the winner (genome.json)")
     r.add_argument("--experiments", metavar="DIR", type=Path, default=Path("experiments"),
@@ -285,7 +445,12 @@ def build_hydra_parser():
 
 def open_experiment(directory, prefix):
     """(log file, records file) opened new in directory: <prefix>-YYYYmmdd-HHMMSS[-n].log/.jsonl."""
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"--experiments {directory}: is a file, not a directory") from None
+    except OSError as exc:
+        raise ValueError(f"--experiments {directory}: cannot create it ({exc.strerror})") from None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1, 1000):
         stem = f"{prefix}-{stamp}" + (f"-{n}" if n > 1 else "")
@@ -424,7 +589,7 @@ class WorkerPool:
         self.executor = self._new()
 
     def _new(self):
-        return ProcessPoolExecutor(max_workers=self.workers, initializer=ignore_sigint)
+        return ProcessPoolExecutor(max_workers=self.workers, initializer=worker_init)
 
     def respawn(self, broken):
         broken.shutdown(wait=False, cancel_futures=True)
@@ -452,32 +617,40 @@ def _configure_hydra(args, parser):
     sizes = {k: getattr(args, k) if getattr(args, k) is not None
              else defaults.get(k, getattr(HydraConfig, k))
              for k in ("population", "generations", "cycles")}
+    if args.data is not None and str(args.data) == "-":
+        parser.error("--data -: Hydra's workers read the names from a file; give its path")
     data = str(args.data.resolve()) if args.data is not None else None
-    training_names = load_names(data)
+    # before any work: the winner must have somewhere to go, and never over the names
+    target = writable_target(args.out, "--out")
+    if same_file(target, data if data is not None else bundled_names_path()):
+        raise ValueError(f"--out {args.out}: is the file of training names; choose another path")
+    with slow_notice(f"loading the names from {args.data}", data is not None and not args.quiet):
+        known = KnownNames(load_names(data, progress=not args.quiet and sys.stderr.isatty()))
     if args.classic:
-        heads = [Classic(training_names)]
+        heads = [Classic(known)]
     else:
-        heads = make_heads(args.heads if args.heads is not None else DEFAULT_HEADS, training_names)
+        heads = make_heads(args.heads if args.heads is not None else parse_heads(DEFAULT_HEADS), known)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     cfg = HydraConfig(steps=args.steps, samples=args.samples, seed=seed, data=data, **sizes)
-    out = args.out
-    if out.is_dir():
-        raise ValueError(f"--out {out}: is a directory")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise ValueError(f"--out {out}: directory {out.parent} does not exist")
     return cfg, heads, "classic" if args.classic else "hydra"
+
+
+def plural(n, word, words=None):
+    """'1 Head', '3 Heads'."""
+    return f"{n} {word if n == 1 else words or word + 's'}"
 
 
 def banner(cfg, heads, mode, workers):
     rule = "━" * 66
     if mode == "classic":
         title = (f"Classic Evolution — one population of {cfg.population}, "
-                 f"{cfg.generations} generations, 1.0·flow + 1.2·symmetry + 2.0·creativity")
+                 f"{plural(cfg.generations, 'generation')}, 1.0·flow + 1.2·symmetry + 2.0·creativity")
     else:
-        title = (f"Hydra Evolution — {len(heads)} Heads, {cfg.cycles} Cycles × {cfg.generations} "
-                 f"Generations, {cfg.population} organisms per head")
-    return [title, f"  {cfg.steps} steps and {cfg.samples} names per organism, seed {cfg.seed}, "
-                   f"{workers} worker{'s' if workers != 1 else ''}", rule]
+        title = (f"Hydra Evolution — {plural(len(heads), 'Head')}, {plural(cfg.cycles, 'Cycle')} × "
+                 f"{plural(cfg.generations, 'Generation')}, "
+                 f"{plural(cfg.population, 'organism')} per head")
+    return [title, f"  {plural(cfg.steps, 'step')} and {plural(cfg.samples, 'name')} per organism, "
+                   f"seed {cfg.seed}, {plural(workers, 'worker')}", rule]
 
 
 def ascend(evolution, report, mode, out):
@@ -496,13 +669,22 @@ def ascend(evolution, report, mode, out):
     bred = "" if winner.head == head else f", bred by {winner.head}"
     report.say(f"Winner: [{head}] {describe(winner.genome)}, born in generation "
                f"{genome['generation']}{bred} (val_loss {loss}{how})", chatter=False)
-    save_genome(out, genome)
+    report.record("winner", genome=genome)     # kept even if writing out fails
+    try:
+        _, kept = save_genome(out, genome, "--out")
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"could not write the winner to {out} ({error_text(exc)}); its genome is "
+                         f"recorded in {report.records.name}") from None
+    if kept is not None:
+        report.say(f"Replaced {out}; the genome it held is kept as {kept}", chatter=False)
     return genome
 
 
 def run_hydra(args, parser, argv, evaluate=evaluate_genome):
-    """The command after parsing: 0, or 130 on Ctrl-C; bad input raises ValueError or OSError."""
+    """The command after parsing: 0, or 128 + N on signal N; bad input raises ValueError or OSError."""
     cfg, heads, mode = _configure_hydra(args, parser)
+    # never more workers than a generation has evaluations
+    workers = min(args.workers, cfg.population * len(heads))
     log, records = open_experiment(args.experiments, mode)
     report = Report(cfg, heads, log, records, args.quiet,
                     progress=sys.stderr.isatty() and not args.quiet)
@@ -511,11 +693,11 @@ def run_hydra(args, parser, argv, evaluate=evaluate_genome):
         report.note(f"$ microgpt-hydra {' '.join(argv)}\nstarted {time.strftime('%Y-%m-%d %H:%M:%S')}")
         report.record("run", mode=mode, heads=[h.name for h in heads], population=cfg.population,
                       generations=cfg.generations, cycles=cfg.cycles, steps=cfg.steps,
-                      samples=cfg.samples, seed=cfg.seed, data=cfg.data, workers=args.workers,
+                      samples=cfg.samples, seed=cfg.seed, data=cfg.data, workers=workers,
                       out=str(args.out))
-        for line in banner(cfg, heads, mode, args.workers):
+        for line in banner(cfg, heads, mode, workers):
             report.say(line)
-        pool = WorkerPool(args.workers)
+        pool = WorkerPool(workers)
         evolution = evolve(heads, pool.executor, cfg, evaluate=evaluate, respawn=pool.respawn,
                            observer=report)
         pool.close()
@@ -528,15 +710,19 @@ def run_hydra(args, parser, argv, evaluate=evaluate_genome):
         report.record("end", status="completed", winner=genome["organism"], out=str(args.out),
                       seconds=time.perf_counter() - started)
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:      # Ctrl-C, SIGTERM, SIGHUP
+        ignore_stop_signals()
         if pool is not None:
             pool.kill()
         report.close_bar()
         outcome = f"{args.out} untouched" if genome is None else f"{args.out} was written"
-        report.note(f"Interrupted after {time.perf_counter() - started:.1f}s; {outcome}.")
-        report.record("end", status="interrupted", seconds=time.perf_counter() - started)
-        print(f"microgpt-hydra: interrupted; {outcome} (log: {log.name})", file=sys.stderr)
-        return 130
+        why = (f"stopped by {signal.Signals(exc.signum).name}" if isinstance(exc, Stopped)
+               else "interrupted")
+        report.note(f"{why.capitalize()} after {time.perf_counter() - started:.1f}s; {outcome}.")
+        report.record("end", status="interrupted", signal=exit_status(exc) - 128,
+                      seconds=time.perf_counter() - started)
+        print(f"microgpt-hydra: {why}; {outcome} (log: {log.name})", file=sys.stderr)
+        return exit_status(exc)
     except Exception as exc:             # recorded, then reported by main
         report.close_bar()
         report.note(f"Failed: {exc}")
@@ -551,8 +737,8 @@ def run_hydra(args, parser, argv, evaluate=evaluate_genome):
 
 
 def hydra_main(argv=None):
-    """Run the Hydra; the exit status: 0 done, 1 bad input or failure, 2 bad flags, 130 Ctrl-C,
-    141 stdout closed."""
+    """Run the Hydra; the exit status: 0 done, 1 bad input or failure, 2 bad flags, 128 + N on
+    signal N (130 Ctrl-C, 143 SIGTERM), 141 stdout closed."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_hydra_parser()
     args = parser.parse_args(argv)

@@ -2,15 +2,15 @@
 
 The format is the Rust seed's: `n_emb n_ctx n_layer n_head n_ff_exp steps lr` (the genes),
 `loss generation evolved` (where it came from); any other key (`head`, `fitness`, `seed`, ...)
-is allowed and kept. Reading never rewrites or deletes the file, good or bad.
+is allowed and kept. Reading never rewrites or deletes the file, good or bad; only a regular file
+of at most 1 MiB is read. Writing goes through microgpt.files (atomic, symlinks written through,
+the replaced genome kept beside it under a dated name).
 """
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
-from microgpt.train import read_text
+from microgpt.files import decode_text, read_bytes, write_atomic
 
 # Caps keep a hostile genome from exhausting memory or running for days: at the caps a model has
 # ~1.6M parameters and one step takes well under a second.
@@ -24,6 +24,7 @@ INT_GENES = {  # name: (smallest, largest)
 }
 LR_MAX = 10.0
 GENE_KEYS = (*INT_GENES, "lr")
+MAX_BYTES = 1 << 20      # a genome is a few hundred bytes; 1 MiB is generous
 
 
 class GenomeError(ValueError):
@@ -38,6 +39,22 @@ def _is_number(x):
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+def json_text(x):
+    """x spelled as JSON spells it, for messages: null, true, "16", [1, 2] (cut at 40 characters)."""
+    try:
+        text = json.dumps(x)
+    except (TypeError, ValueError):
+        text = repr(x)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def json_kind(x):
+    """The JSON name of x's type: an object, an array, a string, a number, true, false, null."""
+    if isinstance(x, bool) or x is None:
+        return json_text(x)
+    return {dict: "an object", list: "an array", str: "a string"}.get(type(x), "a number")
+
+
 def check_genes(genes, where="genome"):
     """Raise GenomeError (prefixed with `where`) unless every gene present is in range.
 
@@ -48,13 +65,13 @@ def check_genes(genes, where="genome"):
             continue
         value = genes[key]
         if not _is_int(value):
-            raise GenomeError(f"{where}: {key} must be a whole number, got {value!r}")
+            raise GenomeError(f"{where}: {key} must be a whole number, got {json_text(value)}")
         if not lo <= value <= hi:
             raise GenomeError(f"{where}: {key} must be between {lo} and {hi}, got {value}")
     if "lr" in genes:
         lr = genes["lr"]
         if not _is_number(lr) or not math.isfinite(lr) or not 0 < lr <= LR_MAX:
-            raise GenomeError(f"{where}: lr must be a number in (0, {LR_MAX}], got {lr!r}")
+            raise GenomeError(f"{where}: lr must be a number in (0, {LR_MAX}], got {json_text(lr)}")
     if "n_emb" in genes and "n_head" in genes and genes["n_emb"] % genes["n_head"]:
         raise GenomeError(f"{where}: n_emb ({genes['n_emb']}) must be divisible by "
                           f"n_head ({genes['n_head']})")
@@ -63,18 +80,18 @@ def check_genes(genes, where="genome"):
 def validate_genome(obj, where="genome"):
     """obj as a genome dict (a shallow copy), or GenomeError naming `where` and the field."""
     if not isinstance(obj, dict):
-        raise GenomeError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+        raise GenomeError(f"{where}: expected a JSON object, got {json_kind(obj)}")
     missing = [k for k in GENE_KEYS if k not in obj]
     if missing:
         raise GenomeError(f"{where}: missing field {', '.join(missing)}")
     check_genes(obj, where)
     if "loss" in obj and obj["loss"] is not None and not _is_number(obj["loss"]):
-        raise GenomeError(f"{where}: loss must be a number, got {obj['loss']!r}")
+        raise GenomeError(f"{where}: loss must be a number, got {json_text(obj['loss'])}")
     if "generation" in obj and not (_is_int(obj["generation"]) and obj["generation"] >= 0):
         raise GenomeError(f"{where}: generation must be a whole number >= 0, "
-                          f"got {obj['generation']!r}")
+                          f"got {json_text(obj['generation'])}")
     if "evolved" in obj and not isinstance(obj["evolved"], bool):
-        raise GenomeError(f"{where}: evolved must be true or false, got {obj['evolved']!r}")
+        raise GenomeError(f"{where}: evolved must be true or false, got {json_text(obj['evolved'])}")
     return dict(obj)
 
 
@@ -82,7 +99,7 @@ def load_genome(path):
     """The validated genome in the file at path (a dict); GenomeError naming the file otherwise."""
     path = Path(path)
     try:
-        text = read_text(path, "a genome file")
+        text = decode_text(read_bytes(path, "a genome file", limit=MAX_BYTES), path)
     except ValueError as exc:
         raise GenomeError(str(exc)) from None
     if any(line.startswith(("<<<<<<<", ">>>>>>>")) for line in text.splitlines()):
@@ -97,35 +114,16 @@ def load_genome(path):
     return validate_genome(obj, str(path))
 
 
-def save_genome(path, genome):
-    """Write genome (validated first) to path atomically: a temp file beside it, then os.replace.
-
-    A reader sees the old file or the new one, never half of either.
-    """
-    path = Path(path)
-    genome = validate_genome(genome, str(path))
+def genome_bytes(genome, where="genome"):
+    """genome (validated first) as the UTF-8 text of genome.json; a diverged loss becomes null."""
+    genome = validate_genome(genome, where)
     # JSON has no NaN or infinity: a diverged run's loss is written as null.
     genome = {k: None if isinstance(v, float) and not math.isfinite(v) else v
               for k, v in genome.items()}
-    text = json.dumps(genome, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())     # mkstemp makes it private; a genome is not
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    return (json.dumps(genome, indent=2, allow_nan=False) + "\n").encode("utf-8")
 
 
-def _umask():
-    """The process's umask (reading it means setting it, so it is put straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def save_genome(path, genome, flag=None):
+    """Write genome to path atomically: (the file written, where the genome it replaced was kept,
+    or None). ValueError (GenomeError for the genome itself) before anything is written."""
+    return write_atomic(path, genome_bytes(genome, str(path)), flag)

@@ -17,6 +17,31 @@ NO_SCORE = -100.0            # the fitness of an organism none of whose names a 
 VOWELS = frozenset("aeiouy")
 
 
+class KnownNames:
+    """Whether a name (lower-cased) is in the training data, in 8 bytes per training name.
+
+    A set of millions of strings would cost gigabytes, so this keeps a sorted array of the names'
+    64-bit hashes (Python's own, consistent within the process that builds it) and searches it.
+    Two different names share a hash with a chance of about one in 10^19 per comparison.
+    """
+
+    def __init__(self, names):
+        import numpy as np
+
+        self.hashes = np.fromiter((hash(n.strip().lower()) for n in names), np.int64, count=len(names))
+        self.hashes.sort()
+
+    def __contains__(self, name):
+        import numpy as np
+
+        h = hash(name)
+        i = int(np.searchsorted(self.hashes, h))
+        return i < len(self.hashes) and int(self.hashes[i]) == h
+
+    def __len__(self):
+        return len(self.hashes)
+
+
 class NameHead:
     """A head that scores each name, skipping the ones it cannot judge, and averages."""
 
@@ -99,7 +124,7 @@ class Spark(NameHead):
     objective = "Creativity"
 
     def __init__(self, training_names):
-        self.known = frozenset(n.strip().lower() for n in training_names)
+        self.known = known_names(training_names)
 
     def score_name(self, name):
         if len(name) < 3:
@@ -143,7 +168,7 @@ class Classic(NameHead):
     WEIGHTS = (1.0, 1.2, 2.0)    # flow, symmetry, creativity
 
     def __init__(self, training_names):
-        self.known = frozenset(n.strip().lower() for n in training_names)
+        self.known = known_names(training_names)
 
     def score_name(self, name):
         if len(name) < 3 or not name.isalpha():
@@ -162,25 +187,35 @@ class Classic(NameHead):
         return f"Classic(<{len(self.known)} training names>)"
 
 
+def known_names(training_names):
+    """training_names as a KnownNames (built once and shared when it already is one)."""
+    return training_names if isinstance(training_names, KnownNames) else KnownNames(training_names)
+
+
 HYDRA_HEADS = ("weaver", "mirror", "spark", "origin")
 DEFAULT_HEADS = "weaver,mirror,spark"
 
 
-def make_heads(spec, training_names):
-    """The heads named in spec ('weaver,mirror,spark', any case, in that order) as objects.
+def parse_heads(spec):
+    """The head names in spec ('weaver,mirror,spark', any case), lower-cased, in order.
 
     ValueError with a one-line reason for an empty list, an unknown or a repeated name.
     """
     wanted = [w.strip().lower() for w in spec.split(",")]
     if not spec.strip() or any(not w for w in wanted):
-        raise ValueError(f"--heads: expected a comma-separated list of heads "
+        raise ValueError(f"expected a comma-separated list of heads "
                          f"({', '.join(HYDRA_HEADS)}), got {spec!r}")
-    heads = []
     for i, w in enumerate(wanted):
         if w not in HYDRA_HEADS:
-            raise ValueError(f"--heads: unknown head {w!r} (choose from {', '.join(HYDRA_HEADS)})")
+            raise ValueError(f"unknown head {w!r} (choose from {', '.join(HYDRA_HEADS)})")
         if w in wanted[:i]:
-            raise ValueError(f"--heads: {w!r} is named twice")
-        heads.append(Spark(training_names) if w == "spark"
-                     else {"weaver": Weaver, "mirror": Mirror, "origin": Origin}[w]())
-    return heads
+            raise ValueError(f"{w!r} is named twice")
+    return wanted
+
+
+def make_heads(spec, training_names):
+    """The heads named in spec (a string for parse_heads, or its list) as objects."""
+    wanted = parse_heads(spec) if isinstance(spec, str) else spec
+    known = known_names(training_names) if "spark" in wanted else None
+    return [Spark(known) if w == "spark" else {"weaver": Weaver, "mirror": Mirror, "origin": Origin}[w]()
+            for w in wanted]

@@ -7,16 +7,20 @@ random draw comes from a generator seeded from `seed`, so a run is reproducible 
 
 Reference: Kingma & Ba 2015 (Adam).
 """
+import codecs
 import math
 import random
+import sys
 import time
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Optional
 
 from microgpt._core import ValMatrix, adam_step
+from microgpt.files import read_bytes
 from microgpt.model import GPT
 
 HOLDOUT_FRACTION = 0.1   # of the names, held out for val_loss
@@ -28,34 +32,82 @@ def bundled_names_path():
     return Path(str(resources.files("microgpt") / "input.txt"))
 
 
-def read_text(path, what):
-    """The UTF-8 text of the file at path; ValueError naming the file when it cannot be read.
+class Names(Sequence):
+    """A file's names, one per line, stored compactly: its bytes and where each name lies.
 
-    what says what the file should be, for the message when path is a directory.
+    A names file can hold millions of lines. A Python string per name costs some 60 bytes, so here
+    the bytes are kept once, each name is a (start, end) pair of offsets found by numpy a block at a
+    time (no temporary array outgrows a block), and a name becomes a string only when it is read.
+    Whitespace is no part of a name (the tokenizer drops it): ASCII whitespace is removed up front,
+    so a line is a name exactly when something is left of it. `chars` is the set of characters the
+    names use. ValueError when the bytes are not UTF-8.
     """
-    path = Path(path)
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, not {what}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+    def __init__(self, data, where="names"):
+        import numpy as np
+
+        data = bytes(data).removeprefix(BOM).translate(None, ASCII_SPACE)
+        self.chars = _characters(data, where)
+        buf = np.frombuffer(data, np.uint8)
+        offset = np.uint32 if len(buf) < 2**32 else np.int64
+        ends = np.concatenate([(np.flatnonzero(buf[i:i + BLOCK] == NEWLINE) + i).astype(offset)
+                               for i in range(0, len(buf), BLOCK)] + [np.array([len(buf)], offset)])
+        starts = np.zeros_like(ends)
+        starts[1:] = ends[:-1] + 1               # a line starts after the previous newline
+        keep = ends > starts                      # an empty line is not a name
+        self.data, self.starts, self.ends = data, starts[keep], ends[keep]
+
+    @classmethod
+    def from_list(cls, names):
+        """Names holding the given strings (a line each)."""
+        return cls("\n".join(names).encode("utf-8"))
+
+    def __len__(self):
+        return len(self.starts)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return self.data[self.starts[i]:self.ends[i]].decode("utf-8").strip()
+
+    def __iter__(self):
+        for lo in range(0, len(self), 1 << 16):       # offsets as Python ints, a block at a time
+            hi = lo + (1 << 16)
+            for s, e in zip(self.starts[lo:hi].tolist(), self.ends[lo:hi].tolist()):
+                yield self.data[s:e].decode("utf-8").strip()
 
 
-def load_names(path=None):
-    """The dataset as a list of names: one per line, surrounding whitespace and blank lines dropped.
+BOM = b"\xef\xbb\xbf"
+ASCII_SPACE = b" \t\r\v\f"       # and the newline, which separates names
+NEWLINE = ord("\n")
+BLOCK = 1 << 24
 
-    path None means the bundled names. Raises ValueError (naming the file) when the file cannot
-    be read, is not UTF-8 text, or holds no names.
+
+def _characters(data, where):
+    """The characters of UTF-8 data, whitespace left out, decoded a block at a time."""
+    decoder, found = codecs.getincrementaldecoder("utf-8")(), set()
+    for i in range(0, len(data), BLOCK):
+        try:
+            found.update(decoder.decode(data[i:i + BLOCK], final=i + BLOCK >= len(data)))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{where}: not UTF-8 text (near byte {i + exc.start})") from None
+    return {c for c in found if not c.isspace()}
+
+
+def load_names(path=None, progress=False):
+    """The dataset as Names: one per line, surrounding whitespace and blank lines dropped.
+
+    path None means the bundled names, "-" standard input. Only a regular file is read (not a
+    FIFO or a device). Raises ValueError (naming the file) when the file cannot be read, is not
+    UTF-8 text, or holds no names. progress: a bar on stderr when reading takes over a second.
     """
-    path = Path(path) if path is not None else bundled_names_path()
-    names = [line.strip() for line in read_text(path, "a file of names").splitlines()]
-    names = [n for n in names if n]
-    if not names:
+    if path is not None and str(path) == "-":
+        path = "<stdin>"
+        names = Names(sys.stdin.buffer.read(), path)
+    else:
+        path = Path(path) if path is not None else bundled_names_path()
+        names = Names(read_bytes(path, "a file of names", progress=progress), path)
+    if not len(names):
         raise ValueError(f"{path}: no names in it (the dataset is empty)")
     return names
 
@@ -146,13 +198,14 @@ class TrainingResult:
     seconds: float
 
 
-def split_names(names):
-    """(train, held_out): a fixed ~10% of the names held out, the same for every run seed."""
-    order = list(names)
-    random.Random(SPLIT_SEED).shuffle(order)
-    n_held = int(len(order) * HOLDOUT_FRACTION) if len(order) >= 10 else 0
+def split_names(n):
+    """(train, held_out): indices into n names, a fixed ~10% held out whatever the run's seed."""
+    import numpy as np
+
+    order = np.random.default_rng(SPLIT_SEED).permutation(n).astype(np.uint32 if n < 2**32 else np.int64)
+    n_held = int(n * HOLDOUT_FRACTION) if n >= 10 else 0
     if n_held == 0:                       # too few names to spare any: validate on the training set
-        return order, list(order)
+        return order, order
     return order[n_held:], order[:n_held]
 
 
@@ -160,13 +213,24 @@ class Dataset:
     """Names made ready to train on: their tokenizer and their fixed train / held-out split.
 
     Both are the same for every run on the same names, so build it once and hand it to each
-    run (Hydra keeps one per worker process).
+    run (Hydra keeps one per worker process). names: Names, or a list of strings.
     """
 
     def __init__(self, names):
-        self.names = list(names)
-        self.tok = Tokenizer.from_names(self.names)
-        self.train, self.held_out = split_names(self.names)
+        self.names = names if isinstance(names, Names) else Names.from_list(names)
+        self.tok = Tokenizer(self.names.chars)
+        self.train, self.held_out = split_names(len(self.names))     # indices into names
+
+    def training_order(self, steps, seed):
+        """The names of a run's steps: `steps` training names drawn without replacement (cycled
+        when there are fewer), in an order fixed by seed. Costs O(steps), whatever the dataset."""
+        n = len(self.train)
+        picks = random.Random(f"{seed}:order").sample(range(n), min(steps, n))
+        return [self.names[int(self.train[picks[step % len(picks)]])] for step in range(steps)]
+
+    def held_out_names(self, count):
+        """The first count held-out names (fewer when there are fewer)."""
+        return [self.names[int(i)] for i in self.held_out[:count]]
 
 
 def mean_loss(model, tok, names):
@@ -174,15 +238,24 @@ def mean_loss(model, tok, names):
     return sum(model.loss(tok.encode(n)).data for n in names) / len(names)
 
 
+def draw(rng, logits, temperature):
+    """A token id drawn from softmax(logits / temperature), for any positive temperature.
+
+    Worked in log space: the max is subtracted before dividing, so no weight overflows, and as
+    the temperature goes to 0 every weight but the largest underflows to 0 (sampling becomes
+    argmax) instead of dividing infinities.
+    """
+    top = max(logits)
+    weights = [math.exp((z - top) / temperature) for z in logits]
+    return rng.choices(range(len(weights)), weights=weights)[0]
+
+
 def sample(model, tok, rng, temperature=1.0):
     """One generated name: from BOS, draw tokens until BOS comes back or n_ctx positions pass."""
     cache = model.new_cache()
     token, out = tok.bos, []
     for pos in range(model.n_ctx):
-        logits = [v.data / temperature for v in model.forward(token, pos, cache)]
-        top = max(logits)                 # subtract the max so exp cannot overflow
-        weights = [math.exp(z - top) for z in logits]
-        token = rng.choices(range(len(weights)), weights=weights)[0]
+        token = draw(rng, [v.data for v in model.forward(token, pos, cache)], temperature)
         if token == tok.bos:
             break
         out.append(token)
@@ -200,15 +273,14 @@ def train_and_generate(cfg, progress: Optional[Callable[[int, float], None]] = N
         raise ValueError(f"temperature must be a positive number, got {cfg.temperature}")
     start = time.perf_counter()
     data = Dataset(load_names(cfg.input_file)) if dataset is None else dataset
-    tok, train = data.tok, list(data.train)
-    random.Random(f"{cfg.seed}:order").shuffle(train)
+    tok, train = data.tok, data.training_order(cfg.steps, cfg.seed)
 
     model = GPT(tok.vocab_size, cfg.n_ctx, cfg.n_emb, cfg.n_layer, cfg.n_head, cfg.n_ff_exp,
                 init_scale=cfg.init_scale, rms_eps=cfg.rms_eps, seed=cfg.seed)
     opt = Adam(model.weights.values(), cfg.adam_beta1, cfg.adam_beta2, cfg.adam_eps)
     losses = []
     for step in range(cfg.steps):
-        loss = model.loss(tok.encode(train[step % len(train)]))
+        loss = model.loss(tok.encode(train[step]))
         loss.backward()
         opt.step(cfg.lr * (1.0 - step / cfg.steps))   # linear decay to zero
         losses.append(loss.data)
@@ -216,7 +288,7 @@ def train_and_generate(cfg, progress: Optional[Callable[[int, float], None]] = N
         if progress is not None:
             progress(step, losses[-1])
 
-    val_loss = mean_loss(model, tok, data.held_out[:cfg.val_names])
+    val_loss = mean_loss(model, tok, data.held_out_names(cfg.val_names))
     rng = random.Random(f"{cfg.seed}:sample")
     generated = [sample(model, tok, rng, cfg.temperature) for _ in range(cfg.gen_samples)]
     return TrainingResult(names=generated, final_loss=losses[-1] if losses else float("nan"),

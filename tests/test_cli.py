@@ -30,7 +30,7 @@ def test_primordial_run_in_an_empty_directory(tmp_path):
     out = res.stdout.splitlines()
     assert out[0] == "=== MicroGPT [Primordial] ===" and "microgpt-hydra" in res.stdout
     summary = out[-1]
-    assert summary.startswith("Organism: default | Loss: ") and "Val loss: " in summary
+    assert summary.startswith("Organism: default with steps=30 | Loss: ") and "Val loss: " in summary
     assert "Params: 4192" in summary
     names = out[out.index("") + 1: -2]
     assert len(names) == 10

@@ -1,0 +1,194 @@
+"""Files, read and written with care: the user's and the system's files are never clobbered.
+
+Reading takes regular files only (a FIFO, a device such as /dev/zero, a socket or a directory is
+refused before a byte is read) and stops at a size limit. Writing follows symbolic links to the
+file they name, refuses anything but a regular file there, checks up front that the directory
+takes a new file, writes a temporary file beside the target and moves it into place (a reader
+sees the old file or the new one), keeps the old file's permission bits, and keeps the old file
+itself under a dated name, saying where it went.
+"""
+import os
+import stat
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:          # Windows: no advisory locks; the write itself stays atomic
+    fcntl = None
+
+KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+         (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def kind_of(mode):
+    """'a directory', 'a character device', ... for a st_mode that is not a regular file."""
+    return next((name for test, name in KINDS if test(mode)), "not a regular file")
+
+
+def size_text(n):
+    """n bytes in words: '512 bytes', '1.0 MiB', '3.2 GiB'."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _missing(path):
+    """The message for a path that does not exist: a dangling symlink is named as one."""
+    if os.path.islink(path):
+        return f"{path}: a broken symbolic link (its target {os.readlink(path)} does not exist)"
+    return f"{path}: no such file"
+
+
+def read_bytes(path, what, limit=None, progress=False):
+    """The bytes of the regular file at path (at most limit); ValueError naming the file otherwise.
+
+    what says what the file should be ('a genome file'). progress draws a bar on stderr when the
+    read takes more than a second.
+    """
+    path = Path(path)
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise ValueError(_missing(path)) from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    st = os.fstat(fd)
+    mode, size = st.st_mode, st.st_size
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ValueError(f"{path}: is {kind_of(mode)}, not {what}")
+    with open(fd, "rb", buffering=0) as f:
+        if limit is not None and size > limit:
+            raise ValueError(f"{path}: {size_text(size)} is too large for {what} "
+                             f"(at most {size_text(limit)})")
+        from tqdm import tqdm
+
+        chunks, total = [], 0
+        with tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}", delay=1.0,
+                  file=sys.stderr, leave=False, disable=not progress) as bar:
+            # the file can grow while we read it: never read past the limit
+            while chunk := f.read(1 << 24 if limit is None else min(1 << 24, limit + 1 - total)):
+                chunks.append(chunk)
+                total += len(chunk)
+                bar.update(len(chunk))
+                if limit is not None and total > limit:
+                    raise ValueError(f"{path}: too large for {what} (at most {size_text(limit)})")
+        return b"".join(chunks)
+
+
+def decode_text(data, path):
+    """data as text: UTF-8, a leading byte-order mark dropped; ValueError naming path otherwise."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def same_file(a, b):
+    """True when paths a and b name the same file (through links too), existing or not."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def writable_target(path, flag="--out"):
+    """The file that writing path will create or replace (symlinks followed): ValueError naming
+    flag and the path unless it is a regular file or absent, in a directory that takes new files.
+
+    Call it before long work, so a destination that cannot be written is found at once.
+    """
+    target = Path(os.path.realpath(path))
+    where = f"{flag} {path}" if flag else str(path)
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot be checked ({exc.strerror or exc})") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise ValueError(f"{where}: is {kind_of(mode)}; only a regular file is replaced")
+    if not target.parent.is_dir():
+        raise ValueError(f"{where}: directory {target.parent} does not exist")
+    try:                   # the only sure test: make (and remove) a file there
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=target.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot write in {target.parent} ({exc.strerror or exc})") from None
+    return target
+
+
+@contextmanager
+def _locked(directory):
+    """Hold an advisory lock on directory, so two writers replace a file one after the other."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)             # closing releases the lock
+
+
+def _keep_old(target):
+    """Link the file at target to a new dated name beside it: that name, e.g. genome.20261125-141503.json."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        kept = target.with_name(f"{target.stem}.{stamp}{'' if n == 1 else f'-{n}'}{target.suffix}")
+        try:
+            os.link(target, kept)
+            return kept
+        except FileExistsError:
+            continue
+        except OSError:        # no hard links here: copy it, never over another file
+            with open(target, "rb") as src, open(kept, "xb") as dst:
+                dst.write(src.read())
+            return kept
+    raise OSError(f"{target}: too many kept copies named {target.stem}.{stamp}*")
+
+
+def write_atomic(path, data, flag=None):
+    """Write data (bytes) to path: (the file written, where the old file was kept or None).
+
+    Symlinks are written through; a non-regular file is refused (ValueError); the temporary file
+    is made beside the target and moved over it, with the old file's permission bits.
+    """
+    target = writable_target(path, flag)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        with _locked(target.parent):
+            try:
+                mode = stat.S_IMODE(os.stat(target).st_mode)
+                kept = _keep_old(target)
+            except FileNotFoundError:
+                mode, kept = 0o666 & ~_umask(), None     # mkstemp makes it private; ours is not
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return target, kept
+
+
+def _umask():
+    """The process's umask (reading it means setting it, so it is put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
