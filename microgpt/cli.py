@@ -23,7 +23,15 @@ from pathlib import Path
 
 from microgpt import __version__
 from microgpt.files import same_file, writable_target
-from microgpt.genome import GENE_KEYS, GenomeError, check_genes, load_genome, save_genome
+from microgpt.genome import (
+    GENE_KEYS,
+    OPTIONAL_GENES,
+    SEED_MAX,
+    GenomeError,
+    check_genes,
+    load_genome,
+    save_genome,
+)
 from microgpt.heads import DEFAULT_HEADS, HYDRA_HEADS, Classic, KnownNames, make_heads, parse_heads
 from microgpt.hydra import (
     CLASSIC,
@@ -38,8 +46,6 @@ from microgpt.hydra import (
     winner_genome,
 )
 from microgpt.train import Dataset, TrainingConfig, bundled_names_path, load_names, train_and_generate
-
-SEED_MAX = 2**63 - 1
 
 # The `microgpt` command.
 
@@ -112,10 +118,12 @@ def build_parser():
                    help="names to train on, one per line; - reads them from standard input "
                         "(default: the bundled makemore names)")
     r.add_argument("-n", "--samples", type=_whole(0), default=10, help="names to generate (10)")
-    r.add_argument("-t", "--temperature", type=_positive_float, default=1.0,
-                   help="sampling temperature; lower is safer, higher is wilder (1.0)")
-    r.add_argument("--seed", type=_whole(0, SEED_MAX), default=42,
-                   help="random seed, 0 or more; same seed, same run (42)")
+    r.add_argument("-t", "--temperature", type=_positive_float,
+                   help="sampling temperature; lower is safer, higher is wilder "
+                        "(the genome's, else 1.0)")
+    r.add_argument("--seed", type=_whole(0, SEED_MAX),
+                   help="random seed, 0 or more; same seed, same run (the genome's, which "
+                        "reproduces its evaluation, else 42)")
     r.add_argument("-q", "--quiet", action="store_true",
                    help="print only the names and the summary line")
     r.add_argument("--debug", action="store_true", help="show a traceback on errors")
@@ -129,8 +137,9 @@ def _genome_config(args):
     if args.genome is None and not os.path.lexists(path):   # a broken link is an error, not absence
         return cfg, None
     genome = load_genome(path)
-    for key in GENE_KEYS:
-        setattr(cfg, key, genome[key])
+    for key in (*GENE_KEYS, *OPTIONAL_GENES):
+        if key in genome:
+            setattr(cfg, key, genome[key])
     return cfg, genome
 
 
@@ -184,9 +193,13 @@ def run(args, parser):
         check_genes({k: getattr(cfg, k) for k in GENE_FLAGS.values()}, "with these flags")
     except GenomeError as exc:
         parser.error(str(exc))
+    for flag, key in (("temperature", "temperature"), ("seed", "seed")):
+        value = getattr(args, flag)
+        if value is not None and genome is not None and key in genome and value != genome[key]:
+            changed.append(f"{key}={value}")
+        if value is not None:
+            setattr(cfg, key, value)
     cfg.gen_samples = args.samples
-    cfg.temperature = args.temperature
-    cfg.seed = args.seed
     cfg.input_file = str(args.data) if args.data is not None else None
     with slow_notice(f"loading the names from {args.data}", args.data is not None and not args.quiet):
         dataset = Dataset(load_names(cfg.input_file, progress=not args.quiet and sys.stderr.isatty()))
@@ -204,7 +217,8 @@ def run(args, parser):
             print("No genome found. Running with default parameters.", file=out)
             print("Run `microgpt-hydra` to evolve one.", file=out)
         print(f"Config: Emb:{cfg.n_emb} Head:{cfg.n_head} Lay:{cfg.n_layer} Ctx:{cfg.n_ctx} "
-              f"FF:{cfg.n_ff_exp} LR:{cfg.lr:.4f} Steps:{cfg.steps} Seed:{cfg.seed}", file=out)
+              f"FF:{cfg.n_ff_exp} LR:{cfg.lr:.4f} Steps:{cfg.steps} T:{cfg.temperature:.2f} "
+              f"Seed:{cfg.seed}", file=out)
         print(file=out)
         out.flush()
 
@@ -359,18 +373,21 @@ microgpt-hydra: breed microgpt's hyperparameters and write the winner to genome.
 The lifecycle:
   1. Primordial: `microgpt` trains with its defaults ("I am unformed").
   2. Evolution:  `microgpt-hydra` awakens the Hydra. Three heads, each an island of
-                 organisms (genomes: n_emb, n_head, n_layer, lr), evolve in isolation:
-                 every organism trains a GPT and samples names, which its head scores:
+                 organisms (genomes: n_emb, n_head, n_layer, lr, temperature, n_ctx,
+                 n_ff_exp), evolve in isolation: every organism trains a GPT and samples
+                 names, which its head scores:
                    Weaver (flow: vowel/consonant rhythm),
                    Mirror (symmetry: palindromes, repeated halves),
                    Spark (creativity: names not in the training data),
                    and, with --heads, Origin (the held-out loss).
-                 Each generation a head keeps its 2 best and refills with their mutants.
-                 Between cycles comes the Gathering: every head takes in the other heads'
-                 champions, which replace its worst. After the last cycle the winner is
-                 the champion with the best mean percentile across the heads (its scores
-                 ranked against every evaluation of the run, so no head's scale
-                 dominates), and its DNA is written to genome.json.
+                 Each generation a head keeps its 2 best, re-judges them on a fresh seed
+                 (an organism ranks on the mean of its trials) and refills with their
+                 mutants. Between cycles comes the Gathering: every head takes in the
+                 other heads' champions, which replace its worst. At the end the run's
+                 best organisms by standing (their mean percentile under the heads among
+                 the first generation, which is random genomes) are re-judged on fresh
+                 seeds, and the best one's DNA is written to genome.json, with the
+                 training seed that reproduces its first evaluation.
   3. Evolved:    `microgpt` in that directory reads genome.json and becomes the evolved
                  creature ("I have become").
 
@@ -421,9 +438,10 @@ def build_hydra_parser():
     e.add_argument("--classic", action="store_true",
                    help="the legacy single-objective evolution (one population of 12, 5 generations)")
     o = p.add_argument_group("each organism")
-    o.add_argument("--steps", metavar="N", type=_whole(1, 100_000), default=300, help="training steps (300)")
-    o.add_argument("--samples", metavar="N", type=_whole(1, 10_000), default=20,
-                   help="names sampled and scored (20)")
+    o.add_argument("--steps", metavar="N", type=_whole(1, 100_000), default=HydraConfig.steps,
+                   help="training steps (%(default)s)")
+    o.add_argument("--samples", metavar="N", type=_whole(1, 10_000), default=HydraConfig.samples,
+                   help="names sampled and scored (%(default)s)")
     o.add_argument("--data", metavar="PATH", type=Path,
                    help="names to train on, one per line (default: the bundled makemore names)")
     r = p.add_argument_group("the run")
@@ -468,7 +486,8 @@ def open_experiment(directory, prefix):
 
 def describe(genome):
     return (f"Emb:{genome['n_emb']} Head:{genome['n_head']} Lay:{genome['n_layer']} "
-            f"LR:{genome['lr']:.4f}")
+            f"LR:{genome['lr']:.4f} T:{genome['temperature']:.2f} Ctx:{genome['n_ctx']} "
+            f"FF:{genome['n_ff_exp']}")
 
 
 def show_score(x):
@@ -532,12 +551,14 @@ class Report(Observer):
         return "  ".join(f"{h} {self.done[h]}/{n}" for h, n in self.todo.items())
 
     def evaluated(self, organism):
+        birth = organism.of or organism           # a re-judging's organism
         record = {
             "organism": organism.id, "head": organism.head, "cycle": organism.cycle + 1,
             "generation": organism.generation + 1, "index": organism.index, "seed": organism.seed,
+            "trial": organism.trial + 1, "parent": birth.parent,
             "genome": full_genome(organism.genome, self.cfg.steps),
             "scores": {h: finite_or_none(s) for h, s in organism.scores.items()},
-            "fitness": finite_or_none(organism.fitness(organism.head)),
+            "fitness": finite_or_none(organism.scores.get(organism.head)),
             "names": organism.names, "error": organism.error, "attempts": organism.attempts}
         for key in ("val_loss", "final_loss", "num_params", "seconds"):
             record[key] = finite_or_none(organism.result.get(key)) if organism.result else None
@@ -570,6 +591,16 @@ class Report(Observer):
     def cycle_done(self, cycle, seconds):
         self.say(f"  Cycle {cycle + 1} took {seconds:.1f}s")
         self.say()
+
+    def final_started(self, finalists, todo):
+        self.say(f"The final judgement: the run's {plural(len(finalists), 'best organism')} "
+                 f"re-judged on fresh seeds ({len(todo)} to evaluate)")
+        self.todo = {h.name: sum(o.head == h.name for o in todo) for h in self.heads}
+        self.done = dict.fromkeys(self.todo, 0)
+        if self.progress:
+            from tqdm import tqdm
+            self.bar = tqdm(total=len(todo), unit="eval", file=sys.stderr, leave=False,
+                            desc="final judgement", postfix=self.counts())
 
     def retrying(self, organisms):
         self.warn(f"microgpt-hydra: a worker process died; retrying {len(organisms)} lost "
@@ -656,19 +687,20 @@ def banner(cfg, heads, mode, workers):
 def ascend(evolution, report, mode, out):
     """Print the final table, choose the winner and write it to out: the genome written."""
     head, winner, winner_standing = choose_winner(evolution)
+    report.close_bar()
     report.say("━" * 66, chatter=False)
     report.say("Hydra Ascended" if mode == "hydra" else "Evolution Complete", chatter=False)
     for h in evolution.heads:
         champion = evolution.champions[h.name]
         report.say("  " + report.champion_line(h, champion), chatter=False)
         report.say(" " * (report.width + 3) + ", ".join(champion.shown_names()), chatter=False)
-    genome = winner_genome(head, winner, winner_standing, evolution, mode)
+    genome = winner_genome(winner, winner_standing, evolution, mode)
     loss = "unknown" if genome["loss"] is None else f"{genome['loss']:.4f}"
-    how = "" if len(evolution.heads) == 1 else (
-        f", mean standing {winner_standing:.2f} across {', '.join(h.name for h in evolution.heads)}")
-    bred = "" if winner.head == head else f", bred by {winner.head}"
+    scores = ", ".join(f"{h.name} {show_score(winner.fitness(h.name))}" for h in evolution.heads)
     report.say(f"Winner: [{head}] {describe(winner.genome)}, born in generation "
-               f"{genome['generation']}{bred} (val_loss {loss}{how})", chatter=False)
+               f"{genome['generation']} (val_loss {loss})", chatter=False)
+    report.say(f"  mean of {plural(genome['trials'], 'trial')}: {scores}; standing "
+               f"{winner_standing:.2f} among the first generation's random genomes", chatter=False)
     report.record("winner", genome=genome)     # kept even if writing out fails
     try:
         _, kept = save_genome(out, genome, "--out")

@@ -9,7 +9,11 @@ population and objective. A cycle is:
      organisms and are judged by its own objective (from the names they already generated: every
      evaluation is scored under every head of the run, so nothing is retrained).
 The exchange feeds the next cycle, so the last cycle ends without one: its champions are the
-final ones, and the winner is chosen among them by a scale-free rule (`choose_winner`).
+final ones. Each generation re-judges the surviving champions on a fresh seed, and an organism
+ranks on the mean of its trials, so a lucky sample does not hold the top spot. Last comes the final
+judgement: the run's best organisms by standing (their mean percentile under the heads among the
+first generation, which is random genomes) are re-judged on fresh seeds, and the best is the
+winner (`choose_winner`): the genome that beats random genomes, not the luckiest evaluation.
 The island model is Whitley, Rana & Heckendorn 1999; the keep-two-and-mutate loop is the seed's.
 `--classic` is the seed's legacy `evolve`: the same engine with one island and one combined
 objective. The `microgpt-hydra` command that drives it lives in microgpt.cli.
@@ -33,28 +37,46 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from microgpt.genome import GENE_KEYS
-from microgpt.train import Dataset, TrainingConfig, load_names, train_and_generate
+from microgpt.train import Dataset, TrainingConfig, generate, load_names, train_and_generate
 
-# The genes that evolve; n_ctx and n_ff_exp keep TrainingConfig's defaults, steps is the run's.
-GENES = ("n_emb", "n_head", "n_layer", "lr")
+# The genes that evolve. A new organism gets the seed's four (n_emb, n_head, n_layer, lr) at random
+# and TrainingConfig's defaults for the rest, so the first generation is random genomes as the seed
+# draws them; a mutant changes any one of them. steps is the run's, the same for every organism.
+GENES = ("n_emb", "n_head", "n_layer", "lr", "temperature", "n_ctx", "n_ff_exp")
 NEW_EMB, MUTANT_EMB = (16, 24, 32), (16, 24, 32, 40)
 N_HEADS = (2, 4)
 NEW_LAYERS, MUTANT_LAYERS = (1, 3), (1, 4)          # inclusive ranges
 NEW_LR = (0.001, 0.015)                             # uniform in [lo, hi)
 MUTANT_LR, LR_FACTOR = (0.0001, 0.1), (0.7, 1.3)
+MUTANT_TEMPERATURE, TEMPERATURE_FACTOR = (0.1, 3.0), (0.75, 1.33)
+MUTANT_CTX, CTX_STEP = (6, 20), 2                   # n_ctx moves by 2, within the range
+MUTANT_FF = (1, 2, 3, 4)
 N_CHAMPIONS = 2                                     # kept each generation, sent to the Gathering
 MIN_POPULATION = N_CHAMPIONS + 1                    # room for at least one mutant
 NAMES_KEPT = 5                                      # names per champion in genome.json and tables
+MAX_TRIALS = 2          # a survivor is re-judged on a fresh seed each generation, up to this many
+FINALISTS = 4           # the best organisms of the run, re-judged before the winner is crowned
+FINAL_TRIALS = 3        # ... each on this many fresh seeds,
+JUDGE_FACTOR = 4        # ... on this many times --samples names, as the first generation is
+TEMPERATURE_TUNING = (0.7, 0.8, 0.9, 1.0, 1.12, 1.25, 1.4)   # ... at its own temperature times these
 
 
 # The genome.
 
 def new_genome(rng):
-    """A random genome for a new organism: {n_emb, n_head, n_layer, lr}."""
+    """A random genome for a new organism: the seed's four genes drawn, the others the defaults."""
     lo, hi = NEW_LR
+    defaults = TrainingConfig()
     genome = {"n_emb": rng.choice(NEW_EMB), "n_head": rng.choice(N_HEADS),
-              "n_layer": rng.randint(*NEW_LAYERS), "lr": lo + (hi - lo) * rng.random()}
+              "n_layer": rng.randint(*NEW_LAYERS), "lr": lo + (hi - lo) * rng.random(),
+              "temperature": defaults.temperature, "n_ctx": defaults.n_ctx,
+              "n_ff_exp": defaults.n_ff_exp}
     return repair(genome)
+
+
+def _clamp(x, bounds):
+    lo, hi = bounds
+    return min(max(x, lo), hi)
 
 
 def mutate(genome, rng):
@@ -66,11 +88,16 @@ def mutate(genome, rng):
     elif gene == "n_head":
         child["n_head"] = rng.choice(N_HEADS)
     elif gene == "n_layer":
-        lo, hi = MUTANT_LAYERS
-        child["n_layer"] = min(max(child["n_layer"] + rng.choice((-1, 1)), lo), hi)
+        child["n_layer"] = _clamp(child["n_layer"] + rng.choice((-1, 1)), MUTANT_LAYERS)
+    elif gene == "lr":
+        child["lr"] = _clamp(child["lr"] * rng.uniform(*LR_FACTOR), MUTANT_LR)
+    elif gene == "temperature":
+        child["temperature"] = _clamp(child["temperature"] * rng.uniform(*TEMPERATURE_FACTOR),
+                                      MUTANT_TEMPERATURE)
+    elif gene == "n_ctx":
+        child["n_ctx"] = _clamp(child["n_ctx"] + rng.choice((-CTX_STEP, CTX_STEP)), MUTANT_CTX)
     else:
-        lo, hi = MUTANT_LR
-        child["lr"] = min(max(child["lr"] * rng.uniform(*LR_FACTOR), lo), hi)
+        child["n_ff_exp"] = rng.choice(MUTANT_FF)
     return repair(child)
 
 
@@ -82,12 +109,10 @@ def repair(genome):
 
 
 def full_genome(genome, steps):
-    """The seven genes of genome.json: the evolved four, TrainingConfig's n_ctx and n_ff_exp, steps."""
-    defaults = TrainingConfig()
-    full = {"n_emb": genome["n_emb"], "n_ctx": defaults.n_ctx, "n_layer": genome["n_layer"],
-            "n_head": genome["n_head"], "n_ff_exp": defaults.n_ff_exp, "steps": steps,
-            "lr": genome["lr"]}
-    return {k: full[k] for k in GENE_KEYS}
+    """genome.json's genes: the seven of the seed (steps the run's) and the temperature."""
+    full = {k: genome[k] for k in GENES}
+    full["steps"] = steps
+    return {k: full[k] for k in (*GENE_KEYS, "temperature")}
 
 
 def derive_seed(*identity):
@@ -104,42 +129,73 @@ def _dataset(path):
     return Dataset(load_names(path))
 
 
-def evaluate_genome(genome, samples, seed, data=None):
-    """Train one organism and sample its names: {names, val_loss, final_loss, num_params, seconds}.
+def evaluate_genome(genome, samples, seed, data=None, temperatures=()):
+    """Train one organism and sample its names: {names, val_loss, final_loss, num_params, seconds},
+    and with temperatures, names_at: the same model's names at each of them, in order.
 
-    genome holds all seven genes; data is a path to the names (None: the bundled ones).
+    genome holds the seven genes and the temperature; data is a path to the names (None: the
+    bundled ones). It trains exactly as `microgpt` does with that genome and --seed seed, and the
+    names at a temperature are those `microgpt -t` prints.
     """
-    cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, gen_samples=samples, seed=seed,
-                         input_file=data)
+    cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, temperature=genome["temperature"],
+                         gen_samples=samples, seed=seed, input_file=data)
     result = train_and_generate(cfg, dataset=_dataset(data))
-    return {"names": list(result.names), "val_loss": float(result.val_loss),
-            "final_loss": float(result.final_loss), "num_params": int(result.num_params),
-            "seconds": float(result.seconds)}
+    out = {"names": list(result.names), "val_loss": float(result.val_loss),
+           "final_loss": float(result.final_loss), "num_params": int(result.num_params),
+           "seconds": float(result.seconds)}
+    if temperatures:
+        out["names_at"] = [generate(result.model, result.tok, samples, t, seed) for t in temperatures]
+    return out
 
 
 # Organisms and the engine.
 
 @dataclass(eq=False)              # organisms are compared by identity
 class Organism:
-    """A genome with its identity and, once evaluated, its result and its score under every head."""
-    genome: dict                    # n_emb, n_head, n_layer, lr
+    """A genome with its identity and its trials: its birth evaluation, then any re-judging.
+
+    One Organism is one evaluation (a training seed, its result, its score under every head). The
+    organism itself is its birth; each re-judging on a fresh seed is another Organism for the same
+    genome (`trial` 1, 2, ...; `of` the organism) kept in its `retrials`. Its fitness under a head
+    is the mean over every trial that succeeded, so a lucky first sample does not stay on top.
+    """
+    genome: dict                    # GENES
     head: str                       # the head whose island bred it
     cycle: int                      # 0-based, like generation and index
     generation: int                 # within the cycle
     index: int                      # its place in the population that bred it
-    seed: int                       # the seed its evaluation trains and samples with
+    seed: int                       # the seed this evaluation trains and samples with
     result: Optional[dict] = None   # the worker's dict; None until evaluated or when it failed
     error: Optional[str] = None     # why the evaluation failed
     attempts: int = 0
     scores: dict = field(default_factory=dict)   # head name -> score (-inf: failed)
+    trial: int = 0                  # 0: the birth; n: the n-th re-judging
+    of: Optional["Organism"] = None              # for a re-judging: the organism it re-judges
+    retrials: list = field(default_factory=list)  # the birth's re-judgings, in order
+    parent: Optional[str] = None    # the id of the champion it is a mutant of (None: new)
+    temperatures: tuple = ()        # also sample at these, to tune the temperature (final trials)
+    samples: Optional[int] = None   # names to sample, when not the run's number (final trials)
 
     @property
     def id(self):
-        return f"c{self.cycle + 1}g{self.generation + 1}-{self.head}-{self.index}"
+        base = f"c{self.cycle + 1}g{self.generation + 1}-{self.head}-{self.index}"
+        return base if not self.trial else f"{base}/t{self.trial + 1}"
 
     @property
     def evaluated(self):
         return self.result is not None or self.error is not None
+
+    def judged(self):
+        """Every trial of this organism that succeeded: the birth, then re-judgings."""
+        return [t for t in (self, *self.retrials) if t.result is not None]
+
+    def rejudge(self, run_seed):
+        """A new trial of this organism on a fresh seed (appended to its retrials)."""
+        n = len(self.retrials) + 1
+        t = Organism(self.genome, self.head, self.cycle, self.generation, self.index,
+                     derive_seed(run_seed, "rejudge", self.id, n), trial=n, of=self)
+        self.retrials.append(t)
+        return t
 
     @property
     def names(self):
@@ -154,7 +210,9 @@ class Organism:
         return self.result["val_loss"] if self.result else math.nan
 
     def fitness(self, head):
-        return self.scores.get(head, -math.inf)
+        """The mean of head's score over the trials that succeeded; -inf when none did."""
+        values = [t.scores.get(head, -math.inf) for t in self.judged()]
+        return sum(values) / len(values) if values else -math.inf
 
 
 @dataclass(frozen=True)
@@ -164,7 +222,7 @@ class HydraConfig:
     generations: int = 3            # per cycle
     cycles: int = 5
     steps: int = 300                # training steps per evaluation
-    samples: int = 20               # names sampled per evaluation
+    samples: int = 50               # names sampled per evaluation
     seed: int = 42
     data: Optional[str] = None      # path of the names; None: the bundled ones
 
@@ -197,6 +255,9 @@ class Observer:
     def retrying(self, organisms):
         """A worker process died; these lost evaluations run again in a new pool."""
 
+    def final_started(self, finalists, todo):
+        """The final judgement: finalists (the run's best) are re-judged by the evaluations todo."""
+
 
 def score(organism, heads):
     """Fill organism.scores under every head; a failed or non-finite one scores -inf."""
@@ -218,9 +279,10 @@ def breed(ranked, rng, head, cycle, generation, run_seed):
     champions = ranked[:N_CHAMPIONS]
     children = []
     for index in range(len(champions), len(ranked)):
-        genome = mutate(rng.choice(champions).genome, rng)
-        children.append(Organism(genome, head, cycle, generation, index,
-                                 derive_seed(run_seed, cycle, generation, head, index)))
+        parent = rng.choice(champions)
+        children.append(Organism(mutate(parent.genome, rng), head, cycle, generation, index,
+                                 derive_seed(run_seed, cycle, generation, head, index),
+                                 parent=parent.id))
     return champions + children
 
 
@@ -251,20 +313,25 @@ def gather(populations, heads):
 
 
 def training_cost(organism):
-    """A rough relative cost of training organism: the multiply-adds of a layer times layers.
+    """A rough relative cost of training organism: a layer's multiply-adds per token, times layers
+    and positions.
 
     Submitting the costliest first keeps every worker busy to the end of a generation
     (longest-processing-time-first scheduling); results are still gathered by identity.
     """
     g = organism.genome
-    return g["n_layer"] * g["n_emb"] ** 2
+    return g["n_layer"] * g["n_emb"] ** 2 * (4 + 2 * g["n_ff_exp"]) * g["n_ctx"]
 
 
-def _check_result(result):
+def _check_result(result, temperatures=()):
     """result if it looks like evaluate_genome's dict, else ValueError."""
-    if (not isinstance(result, dict) or not isinstance(result.get("names"), list)
-            or not all(isinstance(n, str) for n in result["names"])
-            or not isinstance(result.get("val_loss"), (int, float))):
+    def names(x):
+        return isinstance(x, list) and all(isinstance(n, str) for n in x)
+    if (not isinstance(result, dict) or not names(result.get("names"))
+            or not isinstance(result.get("val_loss"), (int, float))
+            or (temperatures and not (isinstance(result.get("names_at"), list)
+                                      and len(result["names_at"]) == len(temperatures)
+                                      and all(names(x) for x in result["names_at"])))):
         raise ValueError(f"evaluation returned {type(result).__name__}, not names and losses")
     return result
 
@@ -282,8 +349,9 @@ def evaluate_all(todo, executor, cfg, heads, observer, evaluate, respawn=None):
             for org in sorted(todo, key=training_cost, reverse=True):   # longest first
                 org.attempts += 1
                 try:
-                    fut = executor.submit(evaluate, full_genome(org.genome, cfg.steps), cfg.samples,
-                                          org.seed, cfg.data)
+                    extra = {"temperatures": org.temperatures} if org.temperatures else {}
+                    fut = executor.submit(evaluate, full_genome(org.genome, cfg.steps),
+                                          org.samples or cfg.samples, org.seed, cfg.data, **extra)
                 except BrokenExecutor:
                     lost.append(org)
                     continue
@@ -291,7 +359,7 @@ def evaluate_all(todo, executor, cfg, heads, observer, evaluate, respawn=None):
             for fut in as_completed(futures):
                 org = futures[fut]
                 try:
-                    org.result = _check_result(fut.result())
+                    org.result = _check_result(fut.result(), org.temperatures)
                 except BrokenExecutor:
                     lost.append(org)
                     continue
@@ -320,11 +388,17 @@ def evaluate_all(todo, executor, cfg, heads, observer, evaluate, respawn=None):
 
 @dataclass
 class Evolution:
-    """What a run leaves: the final populations (ranked) and every evaluation, in identity order."""
+    """What a run leaves: the final populations (ranked), every evaluation in identity order (births
+    and re-judgings), the random first generation, what it scores (`yardstick`), against which
+    standings are measured, and the finalists at their temperatures, ranked best first: the
+    first is the winner."""
     heads: list
     config: HydraConfig
     populations: dict
     evaluations: list
+    reference: list = field(default_factory=list)
+    yardstick: dict = field(default_factory=dict)
+    finalists: list = field(default_factory=list)
 
     @property
     def champions(self):
@@ -332,11 +406,24 @@ class Evolution:
         return {h.name: self.populations[h.name][0] for h in self.heads}
 
 
-def evolve(heads, executor, cfg, *, evaluate=evaluate_genome, respawn=None, observer=None):
-    """Run Hydra: cfg.cycles of isolation, each but the last followed by the Gathering: an Evolution.
+def rejudgings(organisms, cfg, limit=MAX_TRIALS):
+    """New trials on fresh seeds for each distinct evaluated organism judged fewer than limit times."""
+    seen, todo = set(), []
+    for o in organisms:
+        if o.result is not None and o.id not in seen and len(o.judged()) < limit:
+            seen.add(o.id)
+            todo.append(o.rejudge(cfg.seed))
+    return todo
 
-    With one head it is the classic single-population evolution (there is no one to gather with).
-    evaluate(genome, samples, seed, data) -> dict runs in executor; respawn replaces a broken one.
+
+def evolve(heads, executor, cfg, *, evaluate=evaluate_genome, respawn=None, observer=None):
+    """Run Hydra: cfg.cycles of isolation, each but the last followed by the Gathering, then the
+    final judgement of the run's best organisms: an Evolution.
+
+    Every generation after the first re-judges each surviving champion on a fresh seed (up to
+    MAX_TRIALS), and ranks on the mean of its trials. With one head it is the classic
+    single-population evolution (there is no one to gather with). evaluate(genome, samples, seed,
+    data) -> dict runs in executor; respawn replaces a broken one.
     """
     names = [h.name for h in heads]
     if not heads or len(set(names)) != len(names):
@@ -348,8 +435,11 @@ def evolve(heads, executor, cfg, *, evaluate=evaluate_genome, respawn=None, obse
     for h in heads:
         rng = random.Random(f"{cfg.seed}:new:{h.name}")
         populations[h.name] = [Organism(new_genome(rng), h.name, 0, 0, i,
-                                        derive_seed(cfg.seed, 0, 0, h.name, i))
+                                        derive_seed(cfg.seed, 0, 0, h.name, i),
+                                        samples=JUDGE_FACTOR * cfg.samples)
                                for i in range(cfg.population)]
+    # random genomes, as drawn: what every standing is measured against
+    reference = [o for h in heads for o in populations[h.name]]
     evaluations = []
     for cycle in range(cfg.cycles):
         start = time.perf_counter()
@@ -359,7 +449,8 @@ def evolve(heads, executor, cfg, *, evaluate=evaluate_genome, respawn=None, obse
                     rng = random.Random(f"{cfg.seed}:breed:{cycle}:{gen}:{h.name}")
                     populations[h.name] = breed(populations[h.name], rng, h.name, cycle, gen,
                                                 cfg.seed)
-            todo = [o for h in heads for o in populations[h.name] if not o.evaluated]
+            fresh = [o for h in heads for o in populations[h.name] if not o.evaluated]
+            todo = fresh + rejudgings((o for h in heads for o in populations[h.name]), cfg)
             observer.generation_started(cycle, gen, todo)
             executor = evaluate_all(todo, executor, cfg, heads, observer, evaluate, respawn)
             evaluations.extend(todo)
@@ -369,38 +460,126 @@ def evolve(heads, executor, cfg, *, evaluate=evaluate_genome, respawn=None, obse
             pool, received, populations = gather(populations, heads)
             observer.gathering(cycle, pool, received)
         observer.cycle_done(cycle, time.perf_counter() - start)
-    return Evolution(list(heads), cfg, populations, evaluations)
+
+    # The final judgement: the run's best organisms by standing, each re-judged on fresh seeds
+    # until FINAL_TRIALS trials, each trial also sampling at temperatures around the organism's own
+    # (training is the same; only how it speaks changes). The winner is the best finalist at its
+    # best temperature, by the mean of its final trials: the genome that beats random genomes.
+    births = [o for o in evaluations if o.trial == 0 and o.result is not None]
+    stick = yardstick(reference, heads)
+    finalists = sorted(births, key=lambda o: standing_key(o, stick), reverse=True)[:FINALISTS]
+    todo = []
+    for o in finalists:
+        for _ in range(FINAL_TRIALS):
+            trial = o.rejudge(cfg.seed)
+            trial.temperatures = temperature_grid(o.genome["temperature"])
+            trial.samples = JUDGE_FACTOR * cfg.samples
+            todo.append(trial)
+    if todo:
+        observer.final_started(finalists, todo)
+        executor = evaluate_all(todo, executor, cfg, heads, observer, evaluate, respawn)
+        evaluations.extend(todo)
+        populations = {h.name: rank(populations[h.name], h.name) for h in heads}   # new trials
+    stick = yardstick(reference, heads, finalists)
+    tuned = [v for o in finalists for v in at_temperatures(o, heads)] or finalists
+    tuned.sort(key=lambda v: standing_key(v, stick), reverse=True)
+    return Evolution(list(heads), cfg, populations, evaluations, reference, stick, tuned)
 
 
-# Choosing the winner, scale-free.
+def temperature_grid(t):
+    """The temperatures a finalist is heard at: its own and some on either side."""
+    return tuple(sorted({_clamp(round(t * f, 4), MUTANT_TEMPERATURE) for f in TEMPERATURE_TUNING}))
 
-def standing(organism, evolution):
-    """organism's mean percentile under the run's heads, in [0, 1].
 
-    Under each head, its percentile is the share of every evaluation of the run that scored
-    below it under that head (ties count half). Percentiles have no scale, so Flow, Symmetry,
-    Creativity and the held-out loss weigh the same.
+def at_temperatures(finalist, heads):
+    """finalist as heard at each temperature of its final trials: one organism per temperature,
+    whose trials are the final trials' names at it (their training, seed and losses unchanged)."""
+    trials = [t for t in finalist.retrials if t.temperatures and t.result is not None]
+    if not trials:
+        return []
+    variants = []
+    for k, temperature in enumerate(trials[0].temperatures):
+        heard = []
+        for t in trials:
+            v = Organism(dict(finalist.genome, temperature=temperature), finalist.head,
+                         finalist.cycle, finalist.generation, finalist.index, t.seed,
+                         result=dict(t.result, names=t.result["names_at"][k]), trial=t.trial,
+                         parent=finalist.parent)
+            score(v, heads)
+            heard.append(v)
+        heard[0].retrials = heard[1:]
+        variants.append(heard[0])
+    return variants
+
+
+# Choosing the winner, against random genomes.
+
+def yardstick(reference, heads, rejudged=()):
+    """{head name: (the random genomes' scores, sorted, their mean, their spread)}.
+
+    The reference is the run's first generation: random genomes from the new-organism
+    distribution, each judged once on JUDGE_FACTOR times the run's names. One trial spreads their
+    scores wider than the genomes themselves differ: each carries the trial-to-trial noise
+    (another seed, other names), which an outside judge averaging many trials does not see. That
+    noise is measured on the rejudged organisms (the pooled variance between their trials of the
+    same size) and taken out by drawing each score toward the mean, keeping at least half the
+    spread. A random genome that failed counts too, below everything.
     """
-    total = 0.0
-    for h in evolution.heads:
-        scored = sorted(o.fitness(h.name) for o in evolution.evaluations)
-        x = organism.fitness(h.name)
-        total += (bisect_left(scored, x) + bisect_right(scored, x)) / (2 * len(scored))
-    return total / len(evolution.heads)
+    stick = {}
+    for h in heads:
+        xs = [x for x in (o.fitness(h.name) for o in reference) if math.isfinite(x)]
+        mean = sum(xs) / len(xs) if xs else 0.0
+        var = sum((x - mean) ** 2 for x in xs) / len(xs) if xs else 0.0
+        squares = dof = 0.0
+        for o in rejudged:
+            trials = [t.scores[h.name] for t in o.judged()
+                      if t.samples == reference[0].samples and math.isfinite(t.scores[h.name])]
+            if len(trials) > 1:
+                m = sum(trials) / len(trials)
+                squares += sum((x - m) ** 2 for x in trials)
+                dof += len(trials) - 1
+        keep = math.sqrt(max(1 - squares / dof / var, 0.25)) if dof and var else 1.0
+        scores = [-math.inf] * (len(reference) - len(xs)) + sorted(mean + (x - mean) * keep for x in xs)
+        stick[h.name] = (scores, mean, math.sqrt(var) * keep or 1.0)
+    return stick
+
+
+def percentile(x, scores):
+    """The share of the sorted scores below x (ties count half), in [0, 1]."""
+    return (bisect_left(scores, x) + bisect_right(scores, x)) / (2 * len(scores)) if scores else 0.5
+
+
+def standing_key(organism, stick):
+    """(standing, worst margin): the margin, its weakest head's score in spreads from the random
+    genomes' mean (within +-3), breaks ties: of organisms that beat the same share of random
+    genomes, the one whose weakest head is strongest."""
+    shares, margins = [], []
+    for name, (scores, mean, spread) in stick.items():
+        x = organism.fitness(name)
+        shares.append(percentile(x, scores))
+        margins.append(min(max((x - mean) / spread, -3.0), 3.0) if math.isfinite(x) else -math.inf)
+    return sum(shares) / len(shares), min(margins)
+
+
+def standing(organism, stick):
+    """organism's mean percentile under the heads among the run's random genomes, in [0, 1].
+
+    Under each head, its percentile is the share of the random genomes (their scores from
+    `yardstick`) that scored below it, ties counting half. Percentiles have no scale, so Flow,
+    Symmetry, Creativity and the held-out loss weigh the same, and 0.5 is what a typical random
+    genome stands at: it is what an outside judge measures against random genomes.
+    """
+    return standing_key(organism, stick)[0]
 
 
 def choose_winner(evolution):
-    """(head name, its champion, the champion's standing): the final champion with the best
-    standing; ties go to the first head. ValueError when every champion failed."""
-    best = None
-    for head, organism in evolution.champions.items():
-        if organism.result is not None:
-            s = standing(organism, evolution)
-            if best is None or s > best[2]:
-                best = (head, organism, s)
-    if best is None:
+    """(the island that bred it, the winner, its standing): the first finalist, the organism of the
+    run with the best mean percentile among random genomes after the final judgement.
+    ValueError when every evaluation failed."""
+    if not evolution.finalists or evolution.finalists[0].result is None:
         raise ValueError("every evaluation failed; no genome to write (see the log for reasons)")
-    return best
+    winner = evolution.finalists[0]
+    return winner.head, winner, standing(winner, evolution.yardstick)
 
 
 def finite_or_none(x):
@@ -408,23 +587,25 @@ def finite_or_none(x):
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
-def winner_genome(head, winner, winner_standing, evolution, mode="hydra"):
-    """The genome.json dict for winner, head's champion: genes, loss, generation, evolved, and
-    where it came from (bred_by differs from head when it won as an immigrant)."""
+def winner_genome(winner, winner_standing, evolution, mode="hydra"):
+    """The genome.json dict for the winner: its genes, and what reproduces its first evaluation
+    (`microgpt` with this genome trains with `seed` and gets `loss`, sampling `names` first),
+    with its mean scores over its trials and its standing among the random genomes."""
     cfg = evolution.config
     genome = full_genome(winner.genome, cfg.steps)
     genome.update({
         "loss": finite_or_none(winner.val_loss),
         "generation": cfg.global_generation(winner),
         "evolved": True,
-        "head": head,
-        "bred_by": winner.head,
+        "seed": winner.seed,
+        "names": winner.shown_names(),
+        "head": winner.head,
         "scores": {h.name: finite_or_none(winner.fitness(h.name)) for h in evolution.heads},
+        "trials": len(winner.judged()),
         "standing": winner_standing,
         "mode": mode,
-        "seed": cfg.seed,
+        "run_seed": cfg.seed,
         "organism": winner.id,
-        "names": winner.shown_names(),
     })
     return genome
 

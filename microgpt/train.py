@@ -196,6 +196,8 @@ class TrainingResult:
     val_loss: float
     num_params: int
     seconds: float
+    model: Optional[GPT] = field(default=None, repr=False)     # the trained model and its
+    tok: Optional[Tokenizer] = field(default=None, repr=False)  # tokenizer, to sample again
 
 
 def split_names(n):
@@ -289,8 +291,14 @@ def train_and_generate(cfg, progress: Optional[Callable[[int, float], None]] = N
             progress(step, losses[-1])
 
     val_loss = mean_loss(model, tok, data.held_out_names(cfg.val_names))
-    rng = random.Random(f"{cfg.seed}:sample")
-    generated = [sample(model, tok, rng, cfg.temperature) for _ in range(cfg.gen_samples)]
+    generated = generate(model, tok, cfg.gen_samples, cfg.temperature, cfg.seed)
     return TrainingResult(names=generated, final_loss=losses[-1] if losses else float("nan"),
                           losses=losses, val_loss=val_loss, num_params=len(model.parameters()),
-                          seconds=time.perf_counter() - start)
+                          seconds=time.perf_counter() - start, model=model, tok=tok)
+
+
+def generate(model, tok, n, temperature, seed):
+    """n names sampled from model at temperature, the draws seeded from seed: the same seed gives
+    the same names, so a trained model can be heard again at another temperature."""
+    rng = random.Random(f"{seed}:sample")
+    return [sample(model, tok, rng, temperature) for _ in range(n)]

@@ -12,27 +12,36 @@ from microgpt.hydra import evaluate_genome
 LETTERS = "aeiouy" + "bcdklmnrst"
 
 
-def fake_evaluate(genome, samples, seed, data=None):
+def fake_names(rng, samples, temperature):
+    """Names whose length grows with the temperature, so tuning it changes the heads' scores."""
+    longest = max(3, round(9 * temperature))
+    return ["".join(rng.choice(LETTERS) for _ in range(rng.randint(2, longest))) for _ in range(samples)]
+
+
+def fake_evaluate(genome, samples, seed, data=None, temperatures=()):
     """Names and a loss drawn from seed alone, in microseconds: the engine's logic without training."""
-    rng = random.Random(seed)
-    names = ["".join(rng.choice(LETTERS) for _ in range(rng.randint(2, 9))) for _ in range(samples)]
-    loss = 2.0 + rng.random() + genome["lr"]
-    return {"names": names, "val_loss": loss, "final_loss": loss, "num_params": genome["n_emb"],
-            "seconds": 0.0}
+    loss = 2.0 + random.Random(seed).random() + genome["lr"]     # as training: one per seed
+    names = fake_names(random.Random(f"{seed}:names"), samples, genome["temperature"])
+    result = {"names": names, "val_loss": loss, "final_loss": loss, "num_params": genome["n_emb"],
+              "seconds": 0.0}
+    if temperatures:
+        result["names_at"] = [fake_names(random.Random(f"{seed}:names"), samples, t)
+                              for t in temperatures]
+    return result
 
 
-def raise_for(genome, samples, seed, data=None, *, victim):
+def raise_for(genome, samples, seed, data=None, temperatures=(), *, victim):
     """fake_evaluate, except that the evaluation with seed victim (None: every one) raises."""
     if victim is None or seed == victim:
         raise RuntimeError("the organism could not be born")
-    return fake_evaluate(genome, samples, seed, data)
+    return fake_evaluate(genome, samples, seed, data, temperatures)
 
 
-def exit_for(genome, samples, seed, data=None, *, victim, marker=None, real=False):
+def exit_for(genome, samples, seed, data=None, temperatures=(), *, victim, marker=None, real=False):
     """Kill the worker process (os._exit) in the evaluation with seed victim: every time, or
     only the first time when marker (a file path) is given. Otherwise evaluate, for real or fake."""
     if seed == victim and (marker is None or not Path(marker).exists()):
         if marker is not None:
             Path(marker).touch()
         os._exit(1)
-    return (evaluate_genome if real else fake_evaluate)(genome, samples, seed, data)
+    return (evaluate_genome if real else fake_evaluate)(genome, samples, seed, data, temperatures)

@@ -120,3 +120,16 @@ def test_a_closed_stdout_is_not_an_error(tmp_path):
     res = subprocess.run(f"'{exe}' --steps 5 | head -1", shell=True, cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert res.stdout.strip() == "=== MicroGPT [Primordial] ===" and res.stderr == ""
+
+
+def test_the_genomes_temperature_and_seed_are_used_and_flags_override_them(tmp_path):
+    genome = dict(SEED_GENOME, steps=30, temperature=0.5, seed=77)
+    (tmp_path / "genome.json").write_text(json.dumps(genome))
+    res = microgpt(tmp_path, "-n", "4")
+    assert res.returncode == 0, res.stderr
+    assert "T:0.50 Seed:77" in res.stdout and "Organism: evolved |" in res.stdout
+    flags = microgpt(tmp_path, "-n", "4", "-q", "--seed", "77", "-t", "0.5")
+    assert flags.stdout.splitlines()[:4] == res.stdout.splitlines()[-6:-2]   # the same names
+    other = microgpt(tmp_path, "-n", "4", "-q", "--seed", "78", "-t", "2")
+    assert other.returncode == 0
+    assert "Organism: evolved with temperature=2.0, seed=78 |" in other.stdout

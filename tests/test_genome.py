@@ -97,7 +97,22 @@ BAD_FIELDS = [
     ({"loss": "low"}, "loss must be a number"),
     ({"generation": -1}, "generation must be"),
     ({"evolved": "yes"}, "evolved must be true or false"),
+    ({"temperature": 0}, "temperature must be a number in"),
+    ({"temperature": -1.0}, "temperature must be a number in"),
+    ({"temperature": 10.5}, "temperature must be a number in"),
+    ({"temperature": "hot"}, "temperature must be a number in"),
+    ({"temperature": float("nan")}, "temperature must be a number in"),
+    ({"temperature": None}, "temperature must be a number in"),
+    ({"seed": -1}, "seed must be a whole number"),
+    ({"seed": 2**63}, "seed must be a whole number"),
+    ({"seed": 1.5}, "seed must be a whole number"),
 ]
+
+
+def test_the_newer_genes_are_optional_and_kept():
+    assert "temperature" not in SEED_GENOME and "seed" not in SEED_GENOME
+    genome = dict(SEED_GENOME, temperature=0.85, seed=2**63 - 1)
+    assert validate_genome(genome) == genome
 
 
 @pytest.mark.parametrize("change, message", BAD_FIELDS)

@@ -65,15 +65,20 @@ genome_st = st.fixed_dictionaries({
     "n_head": st.sampled_from([2, 4]),
     "n_layer": st.integers(1, 4),
     "lr": st.floats(0.0001, 0.1),
+    "temperature": st.floats(0.1, 3.0),
+    "n_ctx": st.integers(6, 20),
+    "n_ff_exp": st.integers(1, 4),
 })
 
 
 def assert_valid(genome):
-    assert set(genome) == {"n_emb", "n_head", "n_layer", "lr"}
+    assert set(genome) == set(hydra.GENES)
     assert genome["n_emb"] in (16, 24, 32, 40)
     assert genome["n_head"] in (2, 4)
     assert 1 <= genome["n_layer"] <= 4
     assert 0.0001 <= genome["lr"] <= 0.1
+    assert 0.1 <= genome["temperature"] <= 3.0
+    assert 6 <= genome["n_ctx"] <= 20 and 1 <= genome["n_ff_exp"] <= 4
     assert genome["n_emb"] % genome["n_head"] == 0
     check_genes(full_genome(genome, 300))
 
@@ -84,6 +89,8 @@ def test_new_genomes_come_from_the_seed_ranges(seed):
     assert_valid(genome)
     assert genome["n_emb"] in (16, 24, 32) and genome["n_layer"] <= 3
     assert 0.001 <= genome["lr"] < 0.015
+    # the genes newer than the seed start at the defaults: the first generation is the seed's
+    assert (genome["temperature"], genome["n_ctx"], genome["n_ff_exp"]) == (1.0, 16, 4)
 
 
 @given(genome_st, st.integers(0, 2**63 - 1))
@@ -96,17 +103,23 @@ def test_mutation_always_yields_a_valid_genome_changing_one_gene(genome, seed):
     assert child == mutate(genome, random.Random(seed))
 
 
-def test_mutation_steps_layers_by_one_and_scales_lr_within_bounds():
+def test_mutation_steps_layers_by_one_and_scales_lr_and_temperature_within_bounds():
     rng = random.Random(0)
+    genes = {"temperature": 1.0, "n_ctx": 16, "n_ff_exp": 4}
+    moved = set()
     for _ in range(500):
-        parent = {"n_emb": 16, "n_head": 4, "n_layer": 4, "lr": 0.1}
+        parent = {"n_emb": 16, "n_head": 4, "n_layer": 4, "lr": 0.1, **genes, "temperature": 3.0}
         child = mutate(parent, rng)
         assert child["n_layer"] in (3, 4)
         assert 0.07 - 1e-12 <= child["lr"] <= 0.1
-        parent = {"n_emb": 16, "n_head": 4, "n_layer": 1, "lr": 0.0001}
+        assert 2.25 - 1e-12 <= child["temperature"] <= 3.0
+        parent = {"n_emb": 16, "n_head": 4, "n_layer": 1, "lr": 0.0001, **genes, "n_ctx": 6}
         child = mutate(parent, rng)
         assert child["n_layer"] in (1, 2)
         assert 0.0001 <= child["lr"] <= 0.00013 + 1e-12
+        assert child["n_ctx"] in (6, 8)
+        moved |= {k for k in parent if child[k] != parent[k]}
+    assert moved == set(hydra.GENES)
 
 
 def test_repair_falls_back_to_two_heads():
@@ -114,10 +127,13 @@ def test_repair_falls_back_to_two_heads():
     assert repair({"n_emb": 24, "n_head": 4, "n_layer": 1, "lr": 0.01})["n_head"] == 4
 
 
-def test_full_genome_has_the_seven_genes_with_the_defaults():
-    genome = full_genome({"n_emb": 24, "n_head": 2, "n_layer": 3, "lr": 0.01}, 123)
-    assert genome == {"n_emb": 24, "n_ctx": 16, "n_layer": 3, "n_head": 2, "n_ff_exp": 4,
-                      "steps": 123, "lr": 0.01}
+def test_full_genome_has_the_seven_genes_and_the_temperature():
+    genome = full_genome({"n_emb": 24, "n_head": 2, "n_layer": 3, "lr": 0.01, "temperature": 0.8,
+                          "n_ctx": 12, "n_ff_exp": 2}, 123)
+    assert list(genome) == ["n_emb", "n_ctx", "n_layer", "n_head", "n_ff_exp", "steps", "lr",
+                            "temperature"]
+    assert genome == {"n_emb": 24, "n_ctx": 12, "n_layer": 3, "n_head": 2, "n_ff_exp": 2,
+                      "steps": 123, "lr": 0.01, "temperature": 0.8}
 
 
 def test_derived_seeds_are_the_same_in_another_process_and_differ_by_identity():
@@ -136,9 +152,12 @@ def test_derived_seeds_are_the_same_in_another_process_and_differ_by_identity():
 HEADS3 = [Weaver(), Mirror(), Spark([])]
 
 
+GENOME = {"n_emb": 16, "n_head": 2, "n_layer": 1, "lr": 0.01, "temperature": 1.0, "n_ctx": 16,
+          "n_ff_exp": 4}
+
+
 def organism(head, index, **scores):
-    o = Organism({"n_emb": 16, "n_head": 2, "n_layer": 1, "lr": 0.01}, head, 0, 0, index, index,
-                 result={"names": [], "val_loss": 1.0})
+    o = Organism(dict(GENOME), head, 0, 0, index, index, result={"names": [], "val_loss": 1.0})
     o.scores = {h.name: scores.get(h.name, 0.0) for h in HEADS3}
     return o
 
@@ -202,18 +221,35 @@ def fast_cfg(**kw):
     return HydraConfig(**{**base, **kw})
 
 
-def test_evolve_evaluates_only_new_organisms_and_keeps_champions():
+def test_evolve_evaluates_new_organisms_and_rejudges_champions():
     heads = make_heads("weaver,mirror,spark", ["anna"])
     with ThreadPoolExecutor(2) as ex:
         evo = evolve(heads, ex, fast_cfg(), evaluate=hydra_faults.fake_evaluate)
     # 4 per head in the first generation, then 2 mutants per head in each of the other three
-    assert len(evo.evaluations) == 3 * (4 + 3 * 2)
+    births = [o for o in evo.evaluations if o.trial == 0]
+    assert len(births) == 3 * (4 + 3 * 2)
     assert len({o.id for o in evo.evaluations}) == len(evo.evaluations)
     for h in heads:
         pop = evo.populations[h.name]
         assert len(pop) == 4 and pop == rank(pop, h.name)
         assert all(o.evaluated and set(o.scores) == {"Weaver", "Mirror", "Spark"} for o in pop)
         assert all(o.seed == derive_seed(3, o.cycle, o.generation, o.head, o.index) for o in pop)
+    # a re-judging is the same genome on a fresh seed; fitness is the mean over the trials
+    rejudged = [o for o in births if o.retrials]
+    assert rejudged
+    for o in rejudged:
+        trials = o.judged()
+        assert all(t.genome is o.genome and t.of is o for t in trials[1:])
+        assert len({t.seed for t in trials}) == len(trials)
+        for h in heads:
+            assert o.fitness(h.name) == pytest.approx(sum(t.scores[h.name] for t in trials) / len(trials))
+    # the final judgement: FINALISTS organisms, each re-judged FINAL_TRIALS times, heard at
+    # several temperatures; the winner is one of them at one of those temperatures
+    finals = [o for o in evo.evaluations if o.temperatures]
+    assert len(finals) == hydra.FINALISTS * hydra.FINAL_TRIALS
+    winner = choose_winner(evo)[1]
+    assert any(winner.seed == f.seed for f in finals)
+    assert winner.genome["temperature"] in finals[0].temperatures + finals[-1].temperatures
 
 
 def test_the_gathering_comes_between_cycles():
@@ -239,7 +275,7 @@ def test_evolve_is_deterministic_for_any_executor():
             evo = evolve(heads, ex, fast_cfg(), evaluate=hydra_faults.fake_evaluate)
         runs.append(([(o.id, o.genome, o.scores) for o in evo.evaluations],
                      {h: [o.id for o in pop] for h, pop in evo.populations.items()},
-                     choose_winner(evo)[1].id))
+                     choose_winner(evo)[1].id, choose_winner(evo)[1].genome))
     assert runs[0] == runs[1]
 
 
@@ -259,7 +295,7 @@ def test_classic_is_one_island_without_a_gathering():
                                             samples=4, seed=1),
                      evaluate=hydra_faults.fake_evaluate, observer=Spy())
     assert events == [("Classic",)] * 3
-    assert len(evo.evaluations) == 5 + 2 * 3
+    assert len([o for o in evo.evaluations if o.trial == 0]) == 5 + 3 * 2
 
 
 def test_an_evaluation_that_raises_scores_worst_and_the_run_completes():
@@ -346,34 +382,47 @@ def test_without_respawn_lost_evaluations_score_worst():
     assert all(o.result is not None for o in evo.evaluations if o.error is None)
 
 
-# The winner: a scale-free standing.
+# The winner: a scale-free standing among random genomes.
 
-def test_standing_is_the_mean_percentile_across_heads():
+def test_standing_is_the_mean_percentile_among_the_random_genomes():
     heads = HEADS3[:2]
-    orgs = [organism("Weaver", i, Weaver=w, Mirror=m)
-            for i, (w, m) in enumerate([(1, 40), (2, 30), (3, 20), (4, 10)])]
-    evo = hydra.Evolution(heads, fast_cfg(), {"Weaver": rank(orgs, "Weaver"),
-                                              "Mirror": rank(orgs, "Mirror")}, orgs)
+    reference = [organism("Weaver", i, Weaver=w, Mirror=m)
+                 for i, (w, m) in enumerate([(1, 40), (2, 30), (3, 20), (4, 10)])]
+    stick = hydra.yardstick(reference, heads)
+    assert stick["Weaver"] == ([1, 2, 3, 4], 2.5, pytest.approx(math.sqrt(1.25)))
     # under Weaver the 4th is best: (3 below + half of itself) / 4 = 0.875; under Mirror 0.125
-    assert standing(orgs[3], evo) == pytest.approx((0.875 + 0.125) / 2)
-    assert standing(orgs[0], evo) == pytest.approx((0.125 + 0.875) / 2)
-    # both heads' champions stand at 0.5: the tie goes to the first head
-    assert choose_winner(evo) == ("Weaver", orgs[3], pytest.approx(0.5))
+    assert standing(reference[3], stick) == pytest.approx((0.875 + 0.125) / 2)
+    beyond = organism("Weaver", 9, Weaver=5.0, Mirror=25.0)
+    assert standing(beyond, stick) == pytest.approx((1.0 + 0.5) / 2)
+    failed = organism("Weaver", 10)
+    failed.result, failed.scores = None, {"Weaver": -math.inf, "Mirror": -math.inf}
+    assert standing(failed, stick) == 0.0
+    # equal standings: the one whose weakest head is strongest comes first
+    far = organism("Weaver", 11, Weaver=5.0, Mirror=28.0)        # the same percentiles
+    assert hydra.standing_key(beyond, stick) < hydra.standing_key(far, stick)
+    balanced = organism("Weaver", 12, Weaver=4.5, Mirror=35.0)     # (1.0 + 0.75) / 2 too
+    lopsided = organism("Weaver", 13, Weaver=1.5, Mirror=100.0)    # (0.25 + 1.0) / 2
+    assert standing(balanced, stick) > standing(lopsided, stick)
 
 
-def test_winner_genome_validates_and_records_where_it_came_from():
+def test_winner_genome_reproduces_its_first_final_trial():
     heads = make_heads("weaver,mirror,spark", ["anna"])
     with ThreadPoolExecutor(2) as ex:
         evo = evolve(heads, ex, fast_cfg(), evaluate=hydra_faults.fake_evaluate)
     head, winner, s = choose_winner(evo)
-    assert evo.champions[head] is winner
-    genome = hydra.winner_genome(head, winner, s, evo)
+    assert head == winner.head and s == pytest.approx(standing(winner, evo.yardstick))
+    assert all(standing(winner, evo.yardstick) >= standing(o, evo.yardstick) for o in evo.finalists)
+    genome = hydra.winner_genome(winner, s, evo)
     validate_genome(genome)
-    assert genome["evolved"] is True and genome["seed"] == 3
-    assert genome["head"] == head and genome["bred_by"] == winner.head
+    assert genome["evolved"] is True and genome["run_seed"] == 3
+    # what `microgpt` with this genome and no --seed trains and samples: the same evaluation
+    again = hydra_faults.fake_evaluate(full_genome(winner.genome, 5), 200, genome["seed"])
+    assert genome["loss"] == again["val_loss"]
+    assert genome["names"] == [n for n in again["names"] if n][:5]
+    assert genome["temperature"] == winner.genome["temperature"]
     assert genome["generation"] == winner.cycle * 2 + winner.generation + 1
     assert set(genome["scores"]) == {"Weaver", "Mirror", "Spark"}
-    assert genome["names"] == [n for n in winner.names if n][:5]
+    assert genome["trials"] == hydra.FINAL_TRIALS
     assert "seconds" not in json.dumps(genome)
 
 
@@ -385,7 +434,7 @@ def test_tiny_run_writes_a_genome_that_microgpt_runs_as_evolved(tmp_path):
     assert "Hydra Evolution" in proc.stdout and "The Gathering" in proc.stdout
     assert "Hydra Ascended" in proc.stdout
     genome = load_genome(tmp_path / "genome.json")
-    assert genome["evolved"] is True and genome["steps"] == 20 and genome["seed"] == 5
+    assert genome["evolved"] is True and genome["steps"] == 20 and genome["run_seed"] == 5
     assert genome["head"] in ("Weaver", "Mirror", "Spark")
     assert 1 <= genome["generation"] <= 2
     assert math.isfinite(genome["loss"])
@@ -395,7 +444,7 @@ def test_tiny_run_writes_a_genome_that_microgpt_runs_as_evolved(tmp_path):
     assert "Hydra Ascended" in logs[1].read_text()
     records = [json.loads(line) for line in logs[0].read_text().splitlines()]
     evaluations = [r for r in records if r["event"] == "evaluation"]
-    assert len(evaluations) == 3 * 4 + 3 * 2
+    assert len([r for r in evaluations if r["trial"] == 1]) == 3 * 4 + 3 * 2
     assert records[0]["event"] == "run" and records[-1]["event"] == "end"
     assert {"genome", "head", "cycle", "generation", "scores", "names", "val_loss", "final_loss",
             "seconds"} <= set(evaluations[0])

@@ -1,0 +1,137 @@
+"""Does Hydra's evolution beat random search? Its champions re-judged on fresh seeds, as a user would.
+
+For each run seed: one single-head run per head (`microgpt-hydra --heads H --seed S`) and one
+default run (`microgpt-hydra --seed S`). Every genome.json they write, at least 12 random genomes
+drawn from Hydra's new-organism distribution (`microgpt.hydra.new_genome`, the run's 300 steps)
+and the primordial creature (no genome) are then re-trained by the `microgpt` command on fresh
+training seeds (`microgpt -g genome.json --seed T -n N -q`) and their names scored with the heads'
+rules. A genome's score under a head is its mean over those seeds. Printed: each single-head
+champion's percentile among the random genomes on its own head, and each default winner's (and the
+primordial creature's) mean percentile across the three heads. Percentiles count ties half.
+
+    python benchmarks/evolution.py                          # run seeds 1 2 3, 12 random genomes
+    python benchmarks/evolution.py --seeds 1 --randoms 16 --judge-seeds 5 --names 300
+"""
+import argparse
+import json
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from microgpt.heads import Mirror, Spark, Weaver
+from microgpt.hydra import full_genome, new_genome
+from microgpt.train import load_names
+
+BIN = Path(sys.executable).parent
+HEADS = ("weaver", "mirror", "spark")
+
+
+def command(name):
+    path = BIN / name
+    return str(path) if path.exists() else shutil.which(name)
+
+
+def evolve(args, heads, seed, where):
+    """Run microgpt-hydra in where: (the genome.json written, wall seconds)."""
+    where.mkdir(parents=True)
+    cmd = [command("microgpt-hydra"), "--seed", str(seed), "--workers", str(args.workers), "-q"]
+    if heads:
+        cmd += ["--heads", heads]
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=where, check=True, capture_output=True, text=True)
+    return where / "genome.json", time.perf_counter() - start
+
+
+def hear(genome_path, seed, names, where):
+    """The names `microgpt` prints for a genome (None: the primordial creature) and a seed."""
+    cmd = [command("microgpt"), "--seed", str(seed), "-n", str(names), "-q"]
+    if genome_path is not None:
+        cmd += ["-g", str(genome_path)]
+    out = subprocess.run(cmd, cwd=where, check=True, capture_output=True, text=True).stdout
+    return out.split("\n\nOrganism:")[0].splitlines() if not out.startswith("Organism:") else []
+
+
+def judge(genomes, args, where):
+    """{label: {head: mean score over the judging seeds}} for {label: genome path or None}."""
+    heads = {"weaver": Weaver(), "mirror": Mirror(), "spark": Spark(load_names())}
+    seeds = [10_000 + 7919 * k for k in range(args.judge_seeds)]       # never a run's seed
+    jobs = [(label, path, s) for label, path in genomes.items() for s in seeds]
+    with ThreadPoolExecutor(args.workers) as pool:
+        heard = list(pool.map(lambda job: hear(job[1], job[2], args.names, where), jobs))
+    scores = {label: {h: [] for h in heads} for label in genomes}
+    for (label, _, _), names in zip(jobs, heard):
+        for h, head in heads.items():
+            scores[label][h].append(head.score(names))
+    return {label: {h: statistics.mean(v) for h, v in per.items()} for label, per in scores.items()}
+
+
+def describe(path):
+    g = json.loads(Path(path).read_text())
+    return (f"emb {g['n_emb']} head {g['n_head']} layer {g['n_layer']} lr {g['lr']:.4f} "
+            f"T {g.get('temperature', 1.0):.2f} ctx {g['n_ctx']} ff {g['n_ff_exp']}")
+
+
+def percentile(x, population):
+    below = sum(p < x for p in population) + 0.5 * sum(p == x for p in population)
+    return below / len(population)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="run seeds (1 2 3)")
+    p.add_argument("--randoms", type=int, default=12, help="random genomes (12)")
+    p.add_argument("--judge-seeds", type=int, default=3, help="fresh training seeds per genome (3)")
+    p.add_argument("--names", type=int, default=200, help="names per judging seed (200)")
+    p.add_argument("--workers", type=int, default=2, help="hydra workers and parallel judgings (2)")
+    p.add_argument("--json", type=Path, help="also write every score here")
+    args = p.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        genomes, walls = {"primordial": None}, {}
+        rng = random.Random(2026)
+        for k in range(args.randoms):
+            path = tmp / f"random-{k}.json"
+            path.write_text(json.dumps(full_genome(new_genome(rng), 300)))
+            genomes[f"random {k}"] = path
+        for seed in args.seeds:
+            for heads in (*HEADS, None):
+                label = f"{heads or 'default'} seed {seed}"
+                genomes[label], walls[label] = evolve(args, heads, seed, tmp / label.replace(" ", "-"))
+                print(f"evolved {label} in {walls[label]:.0f}s", file=sys.stderr)
+        scores = judge(genomes, args, tmp)
+        genome_texts = {label: describe(path) for label, path in genomes.items()
+                        if path is not None and not label.startswith("random")}
+
+    randoms = [scores[k] for k in scores if k.startswith("random")]
+    pop = {h: [r[h] for r in randoms] for h in HEADS}
+    print(f"{len(randoms)} random genomes, each re-judged on {args.judge_seeds} seeds x {args.names} names;"
+          f" their scores: " + ", ".join(f"{h} {min(pop[h]):.2f}-{max(pop[h]):.2f}" for h in HEADS))
+    print("\nSingle-head champions: own-head score and percentile among the random genomes")
+    print(f"{'run':20} {'score':>7} {'percentile':>11} {'run time':>9}")
+    for seed in args.seeds:
+        for h in HEADS:
+            label = f"{h} seed {seed}"
+            x = scores[label][h]
+            print(f"{label:20} {x:7.2f} {percentile(x, pop[h]):11.2f} {walls[label]:8.0f}s")
+    print("\nDefault winners (and the primordial creature): percentile per head and their mean")
+    print(f"{'run':20} " + " ".join(f"{h:>8}" for h in HEADS) + f" {'mean':>6} {'run time':>9}")
+    for label in [f"default seed {s}" for s in args.seeds] + ["primordial"]:
+        ps = [percentile(scores[label][h], pop[h]) for h in HEADS]
+        wall = f"{walls[label]:8.0f}s" if label in walls else ""
+        print(f"{label:20} " + " ".join(f"{x:8.2f}" for x in ps) + f" {statistics.mean(ps):6.2f} {wall}")
+    print("\nThe genomes (re-judged scores: " + ", ".join(HEADS) + ")")
+    for label, genes in genome_texts.items():
+        print(f"{label:20} {genes}  ->  " + ", ".join(f"{scores[label][h]:.2f}" for h in HEADS))
+    if args.json:
+        args.json.write_text(json.dumps({"scores": scores, "walls": walls}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
