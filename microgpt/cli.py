@@ -2,26 +2,31 @@
 
 `microgpt` follows the seed's main program: read genome.json if there is one, let flags override
 it, train on the names, print new ones and a one-line summary of the organism. `microgpt-hydra`
-drives microgpt.hydra's engine over a process pool, reports each generation, keeps the run's log
-and records in experiments/, and writes the winner to genome.json.
-Results go to stdout; progress to stderr, only when it is a terminal; errors are one line.
+wires microgpt.hydra's engine to an evaluator (microgpt.evaluators), the console
+(microgpt.console) and the store (microgpt.store), and writes the winner to genome.json.
+Parsing and wiring only. Results go to stdout; progress to stderr, only when it is a terminal;
+errors are one line.
 """
 import argparse
+import functools
+import hashlib
 import io
 import json
 import math
 import os
 import secrets
 import signal
+import sqlite3
 import sys
 import threading
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 from microgpt import __version__
+from microgpt.console import Console, banner, open_log, plural, runs_table
+from microgpt.evaluators import LocalPool
 from microgpt.files import same_file, writable_target
 from microgpt.genome import (
     GENE_KEYS,
@@ -37,15 +42,14 @@ from microgpt.hydra import (
     CLASSIC,
     MIN_POPULATION,
     HydraConfig,
-    Observer,
+    Observers,
     choose_winner,
-    evaluate_genome,
     evolve,
-    finite_or_none,
-    full_genome,
     winner_genome,
 )
+from microgpt.store import Recorder, Store
 from microgpt.train import Dataset, TrainingConfig, bundled_names_path, load_names, train_and_generate
+from microgpt.worker import evaluate_genome
 
 # The `microgpt` command.
 
@@ -345,6 +349,11 @@ def _guarded(prog, debug, run):
     except BrokenPipeError:                # stdout closed early (`| head`): stop quietly
         _silence_stdout()
         return 141
+    except sqlite3.Error as exc:           # the store: locked for too long, a full disk
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: the store: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, OSError) as exc:   # GenomeError, dataset and file errors
         if isinstance(exc, OutputError):
             _silence_stdout()
@@ -394,25 +403,16 @@ The lifecycle:
 --classic runs the seed's legacy evolution instead: one population of 12 for 5 generations
 on 1.0*flow + 1.2*symmetry + 2.0*creativity.
 
-Every run leaves experiments/<hydra|classic>-<time>.log (what it printed) and .jsonl (every
-evaluation, appended as it finishes). The same --seed gives the same genome.json for any
---workers. Ctrl-C stops at once and leaves any existing genome.json untouched."""
+Every run and every evaluation goes into the store, an SQLite database
+(experiments/microgpt.db), as it finishes; a run also leaves experiments/<mode>-<time>.log,
+what it printed. A run stopped any way at all (Ctrl-C, SIGTERM, SIGKILL, a crash) continues
+with --resume, recalling what it had done: its genome.json is the one the run would have
+written. The same --seed gives the same genome.json for any --workers. Ctrl-C stops at
+once and leaves any existing genome.json untouched."""
 
-
-def worker_init():
-    """Pool initializer: Ctrl-C is the parent's to handle (it stops the workers itself), and on
-    Linux a worker is killed when its parent dies, even by SIGKILL, instead of living on."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for sig in STOP_SIGNALS:            # the parent's handlers came along with the fork
-        signal.signal(sig, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass
+STORE_NAME = "microgpt.db"
+RUN_FLAGS = ("heads", "population", "generations", "cycles", "steps", "samples", "seed", "data",
+             "classic")       # what defines a run: fixed when it is resumed
 
 
 def default_workers():
@@ -423,6 +423,16 @@ def default_workers():
         return os.cpu_count() or 1
 
 
+def _run_id(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a run number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"run numbers start at 1, got {value}")
+    return value
+
+
 def build_hydra_parser():
     p = argparse.ArgumentParser(prog="microgpt-hydra", description=HYDRA_DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -431,17 +441,20 @@ def build_hydra_parser():
     e.add_argument("--heads", metavar="LIST", type=_heads_list,
                    help=f"comma-separated heads from {', '.join(HYDRA_HEADS)} ({DEFAULT_HEADS})")
     e.add_argument("--cycles", metavar="N", type=_whole(1, 10_000),
-                   help="cycles of isolation, with a Gathering between them (5)")
-    e.add_argument("--generations", metavar="N", type=_whole(1, 10_000), help="generations per cycle (3)")
+                   help=f"cycles of isolation, with a Gathering between them ({HydraConfig.cycles})")
+    e.add_argument("--generations", metavar="N", type=_whole(1, 10_000),
+                   help=f"generations per cycle ({HydraConfig.generations})")
     e.add_argument("--population", metavar="N", type=_whole(MIN_POPULATION, 10_000),
-                   help="organisms per head (8; 12 with --classic)")
-    e.add_argument("--classic", action="store_true",
-                   help="the legacy single-objective evolution (one population of 12, 5 generations)")
+                   help=f"organisms per head ({HydraConfig.population}; {CLASSIC['population']} "
+                        f"with --classic)")
+    e.add_argument("--classic", action="store_true", default=None,
+                   help=f"the legacy single-objective evolution (one population of "
+                        f"{CLASSIC['population']}, {CLASSIC['generations']} generations)")
     o = p.add_argument_group("each organism")
-    o.add_argument("--steps", metavar="N", type=_whole(1, 100_000), default=HydraConfig.steps,
-                   help="training steps (%(default)s)")
-    o.add_argument("--samples", metavar="N", type=_whole(1, 10_000), default=HydraConfig.samples,
-                   help="names sampled and scored (%(default)s)")
+    o.add_argument("--steps", metavar="N", type=_whole(1, 100_000),
+                   help=f"training steps ({HydraConfig.steps})")
+    o.add_argument("--samples", metavar="N", type=_whole(1, 10_000),
+                   help=f"names sampled and scored ({HydraConfig.samples})")
     o.add_argument("--data", metavar="PATH", type=Path,
                    help="names to train on, one per line (default: the bundled makemore names)")
     r = p.add_argument_group("the run")
@@ -451,193 +464,51 @@ def build_hydra_parser():
     r.add_argument("--seed", metavar="N", type=_whole(0, SEED_MAX),
                    help="run seed, 0 or more; the same seed gives the same run "
                         "(default: a fresh one, printed)")
-    r.add_argument("--out", metavar="PATH", type=Path, default=Path("genome.json"),
-                   help="where to write the winner (genome.json)")
+    r.add_argument("--out", metavar="PATH", type=Path,
+                   help="where to write the winner (genome.json; a resumed run: its own)")
     r.add_argument("--experiments", metavar="DIR", type=Path, default=Path("experiments"),
-                   help="directory for the run's log and records (experiments)")
+                   help="directory for the runs' logs and the store (experiments)")
+    r.add_argument("--store", metavar="PATH", type=Path,
+                   help=f"the SQLite store of every run and evaluation (DIR/{STORE_NAME})")
+    r.add_argument("--resume", metavar="RUN", nargs="?", const="latest", type=_run_id_or_latest,
+                   help="continue an interrupted run (default: the latest), recalling its "
+                        "finished evaluations; its seed, sizes, heads and data are the store's")
+    r.add_argument("--list", action="store_true", help="list the store's runs, newest first")
     r.add_argument("-q", "--quiet", action="store_true",
                    help="print only the final table, not every generation")
     r.add_argument("--debug", action="store_true", help="show a traceback on errors")
     return p
 
 
-def open_experiment(directory, prefix):
-    """(log file, records file) opened new in directory: <prefix>-YYYYmmdd-HHMMSS[-n].log/.jsonl."""
+def _run_id_or_latest(text):
+    return text if text == "latest" else _run_id(text)
+
+
+def _experiments_dir(directory):
+    """directory, made if absent; ValueError naming --experiments when it cannot be."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise ValueError(f"--experiments {directory}: is a file, not a directory") from None
     except OSError as exc:
         raise ValueError(f"--experiments {directory}: cannot create it ({exc.strerror})") from None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 1000):
-        stem = f"{prefix}-{stamp}" + (f"-{n}" if n > 1 else "")
-        try:
-            log = open(directory / f"{stem}.log", "x", encoding="utf-8")
-        except FileExistsError:
-            continue
-        try:
-            return log, open(directory / f"{stem}.jsonl", "x", encoding="utf-8")
-        except BaseException:
-            log.close()
-            raise
-    raise OSError(f"{directory}: too many runs started in the same second")
+    return directory
 
 
-def describe(genome):
-    return (f"Emb:{genome['n_emb']} Head:{genome['n_head']} Lay:{genome['n_layer']} "
-            f"LR:{genome['lr']:.4f} T:{genome['temperature']:.2f} Ctx:{genome['n_ctx']} "
-            f"FF:{genome['n_ff_exp']}")
+def data_sha256(data):
+    """The sha256 of the names file at data (None: the bundled names), to see it changed."""
+    digest = hashlib.sha256()
+    with open(data if data is not None else bundled_names_path(), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def show_score(x):
-    return f"{x:.2f}" if math.isfinite(x) else "failed"
-
-
-class Report(Observer):
-    """The command's view of a run: stdout, the log, the records and a progress bar on stderr."""
-
-    def __init__(self, cfg, heads, log, records, quiet, progress):
-        self.cfg, self.heads, self.log, self.records = cfg, heads, log, records
-        self.quiet, self.progress = quiet, progress
-        self.width = max(len(h.name) for h in heads) + 2
-        self.bar = None
-        self.todo, self.done = {}, {}       # per head, this generation
-
-    def say(self, text="", chatter=True):
-        """A line for the log, and for stdout unless it is chatter and the run is quiet."""
-        self.log.write(text + "\n")
-        self.log.flush()
-        if not (chatter and self.quiet):
-            print(text, flush=True)
-
-    def record(self, event, **fields):
-        self.records.write(json.dumps({"event": event, **fields}, allow_nan=False) + "\n")
-        self.records.flush()
-
-    def note(self, text):
-        """A line for the log only."""
-        self.log.write(text + "\n")
-        self.log.flush()
-
-    def warn(self, text):
-        """A line for the log and stderr (around the progress bar)."""
-        self.note(text)
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
-        else:
-            print(text, file=sys.stderr, flush=True)
-
-    def champion_line(self, head, organism):
-        tag = f"[{head.name}]".ljust(self.width)
-        born = "" if organism.head == head.name else f" (from {organism.head})"
-        return (f"{tag} Champion: {describe(organism.genome)} -> "
-                f"Score: {show_score(organism.fitness(head.name))} ({head.objective}){born}")
-
-    def generation_started(self, cycle, generation, todo):
-        cfg = self.cfg
-        self.say(f"Cycle {cycle + 1}/{cfg.cycles} · Generation {generation + 1}/{cfg.generations}"
-                 f" ({len(todo)} to evaluate)")
-        self.todo = {h.name: sum(o.head == h.name for o in todo) for h in self.heads}
-        self.done = dict.fromkeys(self.todo, 0)
-        if self.progress:
-            from tqdm import tqdm
-            self.bar = tqdm(total=len(todo), unit="eval", file=sys.stderr, leave=False,
-                            desc=f"cycle {cycle + 1}/{cfg.cycles} gen {generation + 1}/"
-                                 f"{cfg.generations}", postfix=self.counts())
-
-    def counts(self):
-        """'Weaver 3/6  Mirror 2/6  Spark 6/6': this generation's evaluations done per head."""
-        return "  ".join(f"{h} {self.done[h]}/{n}" for h, n in self.todo.items())
-
-    def evaluated(self, organism):
-        birth = organism.of or organism           # a re-judging's organism
-        record = {
-            "organism": organism.id, "head": organism.head, "cycle": organism.cycle + 1,
-            "generation": organism.generation + 1, "index": organism.index, "seed": organism.seed,
-            "trial": organism.trial + 1, "parent": birth.parent,
-            "genome": full_genome(organism.genome, self.cfg.steps),
-            "scores": {h: finite_or_none(s) for h, s in organism.scores.items()},
-            "fitness": finite_or_none(organism.scores.get(organism.head)),
-            "names": organism.names, "error": organism.error, "attempts": organism.attempts}
-        for key in ("val_loss", "final_loss", "num_params", "seconds"):
-            record[key] = finite_or_none(organism.result.get(key)) if organism.result else None
-        self.record("evaluation", **record)
-        if organism.error is not None:
-            self.warn(f"microgpt-hydra: {organism.id} ({describe(organism.genome)}) failed, "
-                      f"scored worst: {organism.error}")
-        self.done[organism.head] += 1
-        if self.bar is not None:
-            self.bar.set_postfix_str(self.counts(), refresh=False)
-            self.bar.update(1)
-
-    def generation(self, cycle, generation, populations):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        for h in self.heads:
-            self.say("  " + self.champion_line(h, populations[h.name][0]))
-        self.record("generation", cycle=cycle + 1, generation=generation + 1,
-                    ranking={h: [o.id for o in pop] for h, pop in populations.items()})
-
-    def gathering(self, cycle, pool, received):
-        sizes = sorted({len(v) for v in received.values()})
-        took = "/".join(str(n) for n in sizes)
-        self.say(f"  >> The Gathering: {len(pool)} champions pooled; each head took in {took} "
-                 f"of the others'. The organism learns from all heads.")
-        self.record("gathering", cycle=cycle + 1, pool=[o.id for o in pool],
-                    received={h: [o.id for o in imm] for h, imm in received.items()})
-
-    def cycle_done(self, cycle, seconds):
-        self.say(f"  Cycle {cycle + 1} took {seconds:.1f}s")
-        self.say()
-
-    def final_started(self, finalists, todo):
-        self.say(f"The final judgement: the run's {plural(len(finalists), 'best organism')} "
-                 f"re-judged on fresh seeds ({len(todo)} to evaluate)")
-        self.todo = {h.name: sum(o.head == h.name for o in todo) for h in self.heads}
-        self.done = dict.fromkeys(self.todo, 0)
-        if self.progress:
-            from tqdm import tqdm
-            self.bar = tqdm(total=len(todo), unit="eval", file=sys.stderr, leave=False,
-                            desc="final judgement", postfix=self.counts())
-
-    def retrying(self, organisms):
-        self.warn(f"microgpt-hydra: a worker process died; retrying {len(organisms)} lost "
-                  f"evaluation{'s' if len(organisms) != 1 else ''} in a new pool")
-
-    def close_bar(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-class WorkerPool:
-    """The command's process pool: replaced when a worker dies, its workers killed on Ctrl-C."""
-
-    def __init__(self, workers):
-        self.workers = workers
-        self.executor = self._new()
-
-    def _new(self):
-        return ProcessPoolExecutor(max_workers=self.workers, initializer=worker_init)
-
-    def respawn(self, broken):
-        broken.shutdown(wait=False, cancel_futures=True)
-        self.executor = self._new()
-        return self.executor
-
-    def kill(self):
-        """Stop at once: cancel what waits, terminate what runs."""
-        processes = list((getattr(self.executor, "_processes", None) or {}).values())
-        self.executor.shutdown(wait=False, cancel_futures=True)
-        for p in processes:
-            p.terminate()
-        for p in processes:
-            p.join(timeout=5)
-
-    def close(self):
-        self.executor.shutdown(wait=True)
+def _load_heads(names, classic, data, quiet):
+    """The heads (Spark and Classic knowing the training names) for head names or classic."""
+    with slow_notice(f"loading the names from {data}", data is not None and not quiet):
+        known = KnownNames(load_names(data, progress=not quiet and sys.stderr.isatty()))
+    return [Classic(known)] if classic else make_heads(names, known)
 
 
 def _configure_hydra(args, parser):
@@ -647,125 +518,156 @@ def _configure_hydra(args, parser):
     defaults = CLASSIC if args.classic else {}
     sizes = {k: getattr(args, k) if getattr(args, k) is not None
              else defaults.get(k, getattr(HydraConfig, k))
-             for k in ("population", "generations", "cycles")}
+             for k in ("population", "generations", "cycles", "steps", "samples")}
     if args.data is not None and str(args.data) == "-":
         parser.error("--data -: Hydra's workers read the names from a file; give its path")
     data = str(args.data.resolve()) if args.data is not None else None
-    # before any work: the winner must have somewhere to go, and never over the names
-    target = writable_target(args.out, "--out")
-    if same_file(target, data if data is not None else bundled_names_path()):
-        raise ValueError(f"--out {args.out}: is the file of training names; choose another path")
-    with slow_notice(f"loading the names from {args.data}", data is not None and not args.quiet):
-        known = KnownNames(load_names(data, progress=not args.quiet and sys.stderr.isatty()))
-    if args.classic:
-        heads = [Classic(known)]
-    else:
-        heads = make_heads(args.heads if args.heads is not None else parse_heads(DEFAULT_HEADS), known)
+    heads = _load_heads(args.heads if args.heads is not None else parse_heads(DEFAULT_HEADS),
+                        args.classic, data, args.quiet)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    cfg = HydraConfig(steps=args.steps, samples=args.samples, seed=seed, data=data, **sizes)
-    return cfg, heads, "classic" if args.classic else "hydra"
+    return HydraConfig(seed=seed, data=data, **sizes), heads, "classic" if args.classic else "hydra"
 
 
-def plural(n, word, words=None):
-    """'1 Head', '3 Heads'."""
-    return f"{n} {word if n == 1 else words or word + 's'}"
+def _resumed_config(run, args, parser):
+    """(HydraConfig, heads, mode) of a stored run; a flag that disagrees is a usage error, and
+    names that changed since the run began are refused."""
+    cfg = HydraConfig(population=run["population"], generations=run["generations"],
+                      cycles=run["cycles"], steps=run["steps"], samples=run["samples"],
+                      seed=run["seed"], data=run["data"])
+    names = [h.lower() for h in json.loads(run["heads"])]
+    stored = {**{k: getattr(cfg, k) for k in ("population", "generations", "cycles", "steps",
+                                              "samples", "seed")},
+              "heads": names, "classic": run["mode"] == "classic", "data": run["data"]}
+    for flag in RUN_FLAGS:
+        given = getattr(args, flag)
+        if flag == "data" and given is not None:
+            given = str(given.resolve())
+        if given is not None and given != stored[flag]:
+            shown = ",".join(stored[flag]) if flag == "heads" else stored[flag]
+            parser.error(f"--{flag} {getattr(args, flag)} conflicts with run {run['id']}, which "
+                         f"has {shown}; drop it to resume")
+    if data_sha256(cfg.data) != run["data_sha256"]:
+        raise ValueError(f"{cfg.data or bundled_names_path()}: the names changed since run "
+                         f"{run['id']} began; it cannot be resumed on other data")
+    mode = run["mode"]
+    return cfg, _load_heads(names, mode == "classic", cfg.data, args.quiet), mode
 
 
-def banner(cfg, heads, mode, workers):
-    rule = "━" * 66
-    if mode == "classic":
-        title = (f"Classic Evolution — one population of {cfg.population}, "
-                 f"{plural(cfg.generations, 'generation')}, 1.0·flow + 1.2·symmetry + 2.0·creativity")
-    else:
-        title = (f"Hydra Evolution — {plural(len(heads), 'Head')}, {plural(cfg.cycles, 'Cycle')} × "
-                 f"{plural(cfg.generations, 'Generation')}, "
-                 f"{plural(cfg.population, 'organism')} per head")
-    return [title, f"  {plural(cfg.steps, 'step')} and {plural(cfg.samples, 'name')} per organism, "
-                   f"seed {cfg.seed}, {plural(workers, 'worker')}", rule]
+def _check_out(out, cfg):
+    """Before any work: the winner must have somewhere to go, and never over the names."""
+    target = writable_target(out, "--out")
+    if same_file(target, cfg.data if cfg.data is not None else bundled_names_path()):
+        raise ValueError(f"--out {out}: is the file of training names; choose another path")
 
 
-def ascend(evolution, report, mode, out):
-    """Print the final table, choose the winner and write it to out: the genome written."""
+def write_winner(evolution, console, store, run_id, mode, out):
+    """Choose the winner, print the final table and write its genome to out: the genome."""
     head, winner, winner_standing = choose_winner(evolution)
-    report.close_bar()
-    report.say("━" * 66, chatter=False)
-    report.say("Hydra Ascended" if mode == "hydra" else "Evolution Complete", chatter=False)
-    for h in evolution.heads:
-        champion = evolution.champions[h.name]
-        report.say("  " + report.champion_line(h, champion), chatter=False)
-        report.say(" " * (report.width + 3) + ", ".join(champion.shown_names()), chatter=False)
     genome = winner_genome(winner, winner_standing, evolution, mode)
-    loss = "unknown" if genome["loss"] is None else f"{genome['loss']:.4f}"
-    scores = ", ".join(f"{h.name} {show_score(winner.fitness(h.name))}" for h in evolution.heads)
-    report.say(f"Winner: [{head}] {describe(winner.genome)}, born in generation "
-               f"{genome['generation']} (val_loss {loss})", chatter=False)
-    report.say(f"  mean of {plural(genome['trials'], 'trial')}: {scores}; standing "
-               f"{winner_standing:.2f} among the first generation's random genomes", chatter=False)
-    report.record("winner", genome=genome)     # kept even if writing out fails
+    console.ascended(evolution, mode, winner, winner_standing, genome)
+    store.finish(run_id, "running", genome=genome)      # kept even if writing out fails
     try:
         _, kept = save_genome(out, genome, "--out")
     except (ValueError, OSError) as exc:
         raise ValueError(f"could not write the winner to {out} ({error_text(exc)}); its genome is "
-                         f"recorded in {report.records.name}") from None
+                         f"in {store.path}, run {run_id} (winner_genome)") from None
     if kept is not None:
-        report.say(f"Replaced {out}; the genome it held is kept as {kept}", chatter=False)
+        console.say(f"Replaced {out}; the genome it held is kept as {kept}", chatter=False)
     return genome
+
+
+def list_runs(store_path):
+    if not store_path.exists():
+        print(f"No runs yet: there is no store at {store_path}.")
+        return 0
+    store = Store(store_path)
+    try:
+        for line in runs_table(store.runs()):
+            print(line)
+    finally:
+        store.close()
+    return 0
 
 
 def run_hydra(args, parser, argv, evaluate=evaluate_genome):
     """The command after parsing: 0, or 128 + N on signal N; bad input raises ValueError or OSError."""
-    cfg, heads, mode = _configure_hydra(args, parser)
-    # never more workers than a generation has evaluations
-    workers = min(args.workers, cfg.population * len(heads))
-    log, records = open_experiment(args.experiments, mode)
-    report = Report(cfg, heads, log, records, args.quiet,
-                    progress=sys.stderr.isatty() and not args.quiet)
-    started, pool, genome = time.perf_counter(), None, None
+    store_path = args.store if args.store is not None else args.experiments / STORE_NAME
+    if args.list:
+        return list_runs(store_path)
+    if args.resume is not None:
+        if not store_path.exists():
+            raise ValueError(f"{store_path}: no store, so no run to resume")
+        store = Store(store_path)
+        run_id = store.latest_unfinished() if args.resume == "latest" else args.resume
+        run = store.run(run_id)
+        state = store.state(run)
+        if state == "completed":
+            print(f"Run {run_id} is complete (winner {run['winner']}, written to {run['out']}); "
+                  f"nothing to resume, nothing written.")
+            return 0
+        if state == "running":
+            raise ValueError(f"run {run_id} is still running (process {run['pid']} on "
+                             f"{run['host']}); stop it before resuming")
+        cfg, heads, mode = _resumed_config(run, args, parser)
+        out = args.out if args.out is not None else Path(run["out"])
+        _check_out(out, cfg)
+        recall = store.recall(run_id)
+        store.claim(run_id, argv)
+    else:
+        cfg, heads, mode = _configure_hydra(args, parser)
+        out = args.out if args.out is not None else Path("genome.json")
+        _check_out(out, cfg)
+        _experiments_dir(store_path.parent)
+        store = Store(store_path)
+        run_id = store.new_run(cfg, mode, heads, data_sha256(cfg.data), argv, out)
+        recall = {}
+    workers = min(args.workers, cfg.population * len(heads))   # never more than a generation needs
+    log = open_log(_experiments_dir(args.experiments), mode)
+    console = Console(cfg, heads, log, args.quiet, progress=sys.stderr.isatty() and not args.quiet)
+    started, evaluator, genome = time.perf_counter(), None, None
     try:
-        report.note(f"$ microgpt-hydra {' '.join(argv)}\nstarted {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        report.record("run", mode=mode, heads=[h.name for h in heads], population=cfg.population,
-                      generations=cfg.generations, cycles=cfg.cycles, steps=cfg.steps,
-                      samples=cfg.samples, seed=cfg.seed, data=cfg.data, workers=workers,
-                      out=str(args.out))
+        console.note(f"$ microgpt-hydra {' '.join(argv)}\nstarted {time.strftime('%Y-%m-%d %H:%M:%S')}")
         for line in banner(cfg, heads, mode, workers):
-            report.say(line)
-        pool = WorkerPool(workers)
-        evolution = evolve(heads, pool.executor, cfg, evaluate=evaluate, respawn=pool.respawn,
-                           observer=report)
-        pool.close()
-        genome = ascend(evolution, report, mode, args.out)
+            console.say(line)
+        if recall:
+            console.say(f"Resuming run {run_id} from {store.path}: {plural(len(recall), 'evaluation')}"
+                        f" recalled")
+        evaluator = LocalPool(workers, functools.partial(evaluate, data=cfg.data))
+        evolution = evolve(heads, evaluator, cfg, recall=recall,
+                           observer=Observers(console, Recorder(store, run_id, cfg)))
+        evaluator.close()
+        genome = write_winner(evolution, console, store, run_id, mode, out)
         failed = sum(o.error is not None for o in evolution.evaluations)
-        report.say(f"Wrote {args.out} after {len(evolution.evaluations)} evaluations "
-                   f"({failed} failed) in {time.perf_counter() - started:.1f}s. "
-                   f"Run `microgpt` to meet the evolved creature.", chatter=False)
-        report.say(f"Log: {log.name}", chatter=False)
-        report.record("end", status="completed", winner=genome["organism"], out=str(args.out),
-                      seconds=time.perf_counter() - started)
+        console.say(f"Wrote {out} after {plural(len(evolution.evaluations), 'evaluation')} "
+                    f"({failed} failed) in {time.perf_counter() - started:.1f}s. "
+                    f"Run `microgpt` to meet the evolved creature.", chatter=False)
+        console.say(f"Run {run_id} in {store.path}; log: {log.name}", chatter=False)
+        store.finish(run_id, "completed", genome=genome)
         return 0
     except KeyboardInterrupt as exc:      # Ctrl-C, SIGTERM, SIGHUP
         ignore_stop_signals()
-        if pool is not None:
-            pool.kill()
-        report.close_bar()
-        outcome = f"{args.out} untouched" if genome is None else f"{args.out} was written"
+        if evaluator is not None:
+            evaluator.kill()
+        console.close_bar()
+        outcome = f"{out} untouched" if genome is None else f"{out} was written"
         why = (f"stopped by {signal.Signals(exc.signum).name}" if isinstance(exc, Stopped)
                else "interrupted")
-        report.note(f"{why.capitalize()} after {time.perf_counter() - started:.1f}s; {outcome}.")
-        report.record("end", status="interrupted", signal=exit_status(exc) - 128,
-                      seconds=time.perf_counter() - started)
-        print(f"microgpt-hydra: {why}; {outcome} (log: {log.name})", file=sys.stderr)
+        console.note(f"{why.capitalize()} after {time.perf_counter() - started:.1f}s; {outcome}.")
+        store.finish(run_id, "interrupted", reason=why)
+        print(f"microgpt-hydra: {why}; {outcome}; `microgpt-hydra --resume {run_id}` continues "
+              f"(log: {log.name})", file=sys.stderr)
         return exit_status(exc)
     except Exception as exc:             # recorded, then reported by main
-        report.close_bar()
-        report.note(f"Failed: {exc}")
-        report.record("end", status="failed", reason=str(exc))
+        console.close_bar()
+        console.note(f"Failed: {exc}")
+        store.finish(run_id, "failed", reason=str(exc))
         raise
     finally:
-        if pool is not None:            # after close() there is nothing left to kill
-            pool.kill()
-        report.close_bar()
+        if evaluator is not None:        # after close() there is nothing left to kill
+            evaluator.kill()
+        console.close_bar()
         log.close()
-        records.close()
+        store.close()
 
 
 def hydra_main(argv=None):

@@ -18,26 +18,26 @@ The island model is Whitley, Rana & Heckendorn 1999; the keep-two-and-mutate loo
 `--classic` is the seed's legacy `evolve`: the same engine with one island and one combined
 objective. The `microgpt-hydra` command that drives it lives in microgpt.cli.
 
-`evolve` is a plain function over genomes. Evaluations go through an injected
-`concurrent.futures.Executor` (as DEAP injects `toolbox.map`): a task is a genome and a seed, a
-result is names and losses, so a process pool runs them on every core. Every random draw comes
-from a generator seeded from the run's seed and the organism's identity (cycle, generation, head,
-index), and results are collected by identity, never by completion order: the same seed gives the
-same run, and the same genome.json, for any number of workers.
+`evolve` is a plain function over genomes. Evaluations go through an injected evaluator
+(microgpt.evaluators, as DEAP injects `toolbox.map`): a task is a genome and a seed, a result is
+names and losses, so a process pool runs them on every core. Observers watch the run (the
+console, the store). Every random draw comes from a generator seeded from the run's seed and the
+organism's identity (cycle, generation, head, index, trial), and results are collected by
+identity, never by completion order: the same seed gives the same run, and the same genome.json,
+for any number of workers; and a run resumed from its store's outcomes is the run it would have
+been.
 """
-import functools
 import hashlib
 import math
 import random
-import sys
 import time
 from bisect import bisect_left, bisect_right
-from concurrent.futures import BrokenExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Optional
 
+from microgpt.evaluators import Task
 from microgpt.genome import GENE_KEYS
-from microgpt.train import Dataset, TrainingConfig, generate, load_names, train_and_generate
+from microgpt.train import TrainingConfig
 
 # The genes that evolve. A new organism gets the seed's four (n_emb, n_head, n_layer, lr) at random
 # and TrainingConfig's defaults for the rest, so the first generation is random genomes as the seed
@@ -119,33 +119,6 @@ def derive_seed(*identity):
     """A 63-bit seed from the run's seed and an identity; sha256, so the same in every process."""
     text = ":".join(str(part) for part in identity)
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
-
-
-# The worker: module-level, plain values in and out.
-
-@functools.lru_cache(maxsize=4)
-def _dataset(path):
-    """The names at path (None: the bundled ones), read and prepared once per worker process."""
-    return Dataset(load_names(path))
-
-
-def evaluate_genome(genome, samples, seed, data=None, temperatures=()):
-    """Train one organism and sample its names: {names, val_loss, final_loss, num_params, seconds},
-    and with temperatures, names_at: the same model's names at each of them, in order.
-
-    genome holds the seven genes and the temperature; data is a path to the names (None: the
-    bundled ones). It trains exactly as `microgpt` does with that genome and --seed seed, and the
-    names at a temperature are those `microgpt -t` prints.
-    """
-    cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, temperature=genome["temperature"],
-                         gen_samples=samples, seed=seed, input_file=data)
-    result = train_and_generate(cfg, dataset=_dataset(data))
-    out = {"names": list(result.names), "val_loss": float(result.val_loss),
-           "final_loss": float(result.final_loss), "num_params": int(result.num_params),
-           "seconds": float(result.seconds)}
-    if temperatures:
-        out["names_at"] = [generate(result.model, result.tok, samples, t, seed) for t in temperatures]
-    return out
 
 
 # Organisms and the engine.
@@ -259,6 +232,38 @@ class Observer:
         """The final judgement: finalists (the run's best) are re-judged by the evaluations todo."""
 
 
+class Observers(Observer):
+    """Several observers as one: each call goes to every one, in order."""
+
+    def __init__(self, *observers):
+        self.observers = observers
+
+    def _tell(self, method, *args):
+        for o in self.observers:
+            getattr(o, method)(*args)
+
+    def generation_started(self, *args):
+        self._tell("generation_started", *args)
+
+    def evaluated(self, *args):
+        self._tell("evaluated", *args)
+
+    def generation(self, *args):
+        self._tell("generation", *args)
+
+    def gathering(self, *args):
+        self._tell("gathering", *args)
+
+    def cycle_done(self, *args):
+        self._tell("cycle_done", *args)
+
+    def retrying(self, *args):
+        self._tell("retrying", *args)
+
+    def final_started(self, *args):
+        self._tell("final_started", *args)
+
+
 def score(organism, heads):
     """Fill organism.scores under every head; a failed or non-finite one scores -inf."""
     for head in heads:
@@ -324,7 +329,7 @@ def training_cost(organism):
 
 
 def _check_result(result, temperatures=()):
-    """result if it looks like evaluate_genome's dict, else ValueError."""
+    """result if it looks like microgpt.worker.evaluate_genome's dict, else ValueError."""
     def names(x):
         return isinstance(x, list) and all(isinstance(n, str) for n in x)
     if (not isinstance(result, dict) or not names(result.get("names"))
@@ -336,54 +341,48 @@ def _check_result(result, temperatures=()):
     return result
 
 
-def evaluate_all(todo, executor, cfg, heads, observer, evaluate, respawn=None):
-    """Evaluate and score todo in place through executor; the executor to use from then on.
+def evaluate_all(todo, evaluator, cfg, heads, observer, recall=None):
+    """Evaluate and score the organisms todo in place, through evaluator.
 
-    An evaluation that raises is scored -inf with its reason. When a worker process dies (the
-    pool breaks), respawn(broken executor) gives a new one and the lost evaluations are retried
-    once; without respawn, or the second time, they are scored -inf.
+    recall: {organism id: an earlier outcome} (a resumed run's store): those are not run again.
+    An evaluation that fails (it raised, or its worker died for good) scores -inf, with its
+    reason. The costliest are handed over first, so every worker stays busy to the end of a
+    generation (longest-processing-time-first); results are matched by identity.
     """
-    while todo:
-        futures, lost = {}, []
+    pending = {}
+    for org in todo:
+        outcome = (recall or {}).get(org.id)
+        if outcome is None:
+            pending[org.id] = org
+            continue
+        if outcome.seed != org.seed:
+            raise ValueError(f"the store's {org.id} was trained with another seed: not this run")
+        _settle(org, outcome, heads, observer)
+    tasks = [Task(o.id, full_genome(o.genome, cfg.steps), o.samples or cfg.samples, o.seed,
+                  o.temperatures) for o in sorted(pending.values(), key=training_cost, reverse=True)]
+    for outcome in evaluator.run(tasks, lambda keys: observer.retrying([pending[k] for k in keys])):
+        _settle(pending[outcome.key], outcome, heads, observer)
+
+
+def _settle(org, outcome, heads, observer):
+    """Fill org from an Outcome (or a recalled one), score it and tell the observer."""
+    org.attempts = outcome.attempts
+    org.error = outcome.error
+    if outcome.error is None:
         try:
-            for org in sorted(todo, key=training_cost, reverse=True):   # longest first
-                org.attempts += 1
-                try:
-                    extra = {"temperatures": org.temperatures} if org.temperatures else {}
-                    fut = executor.submit(evaluate, full_genome(org.genome, cfg.steps),
-                                          org.samples or cfg.samples, org.seed, cfg.data, **extra)
-                except BrokenExecutor:
-                    lost.append(org)
-                    continue
-                futures[fut] = org
-            for fut in as_completed(futures):
-                org = futures[fut]
-                try:
-                    org.result = _check_result(fut.result(), org.temperatures)
-                except BrokenExecutor:
-                    lost.append(org)
-                    continue
-                except Exception as exc:   # the organism fails, the run goes on
-                    org.error = f"{type(exc).__name__}: {exc}"
-                score(org, heads)
-                observer.evaluated(org)
-        except BaseException:              # Ctrl-C: nothing more should start
-            for fut in futures:
-                fut.cancel()
-            raise
-        order = {id(o): i for i, o in enumerate(todo)}
-        lost.sort(key=lambda o: order[id(o)])
-        if lost and respawn is not None:
-            executor = respawn(executor)
-        # every organism of a batch is on the same attempt: the first, or its retry
-        todo = lost if lost and respawn is not None and lost[0].attempts < 2 else []
-        if todo:
-            observer.retrying(todo)
-        for org in lost if not todo else ():
-            org.error = "worker process died" + (" twice" if org.attempts > 1 else "")
-            score(org, heads)
-            observer.evaluated(org)
-    return executor
+            org.result = _check_result(outcome.result, org.temperatures)
+        except ValueError as exc:
+            org.error = str(exc)
+    score(org, heads)
+    observer.evaluated(org)
+
+
+def expected_evaluations(population, generations, cycles, n_heads):
+    """About how many evaluations a run makes: every birth, the final judgement's, and at most
+    one re-judging of each head's champions per generation after the first."""
+    later = cycles * generations - 1
+    births = n_heads * (population + later * (population - N_CHAMPIONS))
+    return births + n_heads * N_CHAMPIONS * later + FINALISTS * FINAL_TRIALS
 
 
 @dataclass
@@ -416,14 +415,14 @@ def rejudgings(organisms, cfg, limit=MAX_TRIALS):
     return todo
 
 
-def evolve(heads, executor, cfg, *, evaluate=evaluate_genome, respawn=None, observer=None):
+def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
     """Run Hydra: cfg.cycles of isolation, each but the last followed by the Gathering, then the
     final judgement of the run's best organisms: an Evolution.
 
     Every generation after the first re-judges each surviving champion on a fresh seed (up to
     MAX_TRIALS), and ranks on the mean of its trials. With one head it is the classic
-    single-population evolution (there is no one to gather with). evaluate(genome, samples, seed,
-    data) -> dict runs in executor; respawn replaces a broken one.
+    single-population evolution (there is no one to gather with). The evaluator runs the
+    evaluations (microgpt.evaluators); recall holds the outcomes a resumed run already has.
     """
     names = [h.name for h in heads]
     if not heads or len(set(names)) != len(names):
@@ -452,7 +451,7 @@ def evolve(heads, executor, cfg, *, evaluate=evaluate_genome, respawn=None, obse
             fresh = [o for h in heads for o in populations[h.name] if not o.evaluated]
             todo = fresh + rejudgings((o for h in heads for o in populations[h.name]), cfg)
             observer.generation_started(cycle, gen, todo)
-            executor = evaluate_all(todo, executor, cfg, heads, observer, evaluate, respawn)
+            evaluate_all(todo, evaluator, cfg, heads, observer, recall)
             evaluations.extend(todo)
             populations = {h.name: rank(populations[h.name], h.name) for h in heads}
             observer.generation(cycle, gen, populations)
@@ -467,7 +466,12 @@ def evolve(heads, executor, cfg, *, evaluate=evaluate_genome, respawn=None, obse
     # best temperature, by the mean of its final trials: the genome that beats random genomes.
     births = [o for o in evaluations if o.trial == 0 and o.result is not None]
     stick = yardstick(reference, heads)
-    finalists = sorted(births, key=lambda o: standing_key(o, stick), reverse=True)[:FINALISTS]
+    # each head's champion (its best voice, to be tuned), then the best by standing
+    finalists = []
+    for o in ([populations[h.name][0] for h in heads]
+              + sorted(births, key=lambda o: standing_key(o, stick), reverse=True)):
+        if o.result is not None and o not in finalists and len(finalists) < max(FINALISTS, len(heads)):
+            finalists.append(o)
     todo = []
     for o in finalists:
         for _ in range(FINAL_TRIALS):
@@ -477,7 +481,7 @@ def evolve(heads, executor, cfg, *, evaluate=evaluate_genome, respawn=None, obse
             todo.append(trial)
     if todo:
         observer.final_started(finalists, todo)
-        executor = evaluate_all(todo, executor, cfg, heads, observer, evaluate, respawn)
+        evaluate_all(todo, evaluator, cfg, heads, observer, recall)
         evaluations.extend(todo)
         populations = {h.name: rank(populations[h.name], h.name) for h in heads}   # new trials
     stick = yardstick(reference, heads, finalists)
@@ -515,7 +519,7 @@ def at_temperatures(finalist, heads):
 # Choosing the winner, against random genomes.
 
 def yardstick(reference, heads, rejudged=()):
-    """{head name: (the random genomes' scores, sorted, their mean, their spread)}.
+    """{head name: (the random genomes' scores, sorted, their mean, their spread, the noise)}.
 
     The reference is the run's first generation: random genomes from the new-organism
     distribution, each judged once on JUDGE_FACTOR times the run's names. One trial spreads their
@@ -523,7 +527,8 @@ def yardstick(reference, heads, rejudged=()):
     (another seed, other names), which an outside judge averaging many trials does not see. That
     noise is measured on the rejudged organisms (the pooled variance between their trials of the
     same size) and taken out by drawing each score toward the mean, keeping at least half the
-    spread. A random genome that failed counts too, below everything.
+    spread; the noise (a standard deviation) is kept to judge organisms on their lower bound.
+    A random genome that failed counts too, below everything.
     """
     stick = {}
     for h in heads:
@@ -538,9 +543,10 @@ def yardstick(reference, heads, rejudged=()):
                 m = sum(trials) / len(trials)
                 squares += sum((x - m) ** 2 for x in trials)
                 dof += len(trials) - 1
-        keep = math.sqrt(max(1 - squares / dof / var, 0.25)) if dof and var else 1.0
+        noise = squares / dof if dof else 0.0
+        keep = math.sqrt(max(1 - noise / var, 0.25)) if var else 1.0
         scores = [-math.inf] * (len(reference) - len(xs)) + sorted(mean + (x - mean) * keep for x in xs)
-        stick[h.name] = (scores, mean, math.sqrt(var) * keep or 1.0)
+        stick[h.name] = (scores, mean, math.sqrt(var) * keep or 1.0, math.sqrt(noise))
     return stick
 
 
@@ -552,10 +558,12 @@ def percentile(x, scores):
 def standing_key(organism, stick):
     """(standing, worst margin): the margin, its weakest head's score in spreads from the random
     genomes' mean (within +-3), breaks ties: of organisms that beat the same share of random
-    genomes, the one whose weakest head is strongest."""
+    genomes, the one whose weakest head is strongest. Scores are taken at their lower bound, one
+    standard error below the mean of the organism's trials, so luck does not crown a winner."""
     shares, margins = [], []
-    for name, (scores, mean, spread) in stick.items():
-        x = organism.fitness(name)
+    trials = max(len(organism.judged()), 1)
+    for name, (scores, mean, spread, noise) in stick.items():
+        x = organism.fitness(name) - noise / math.sqrt(trials)
         shares.append(percentile(x, scores))
         margins.append(min(max((x - mean) / spread, -3.0), 3.0) if math.isfinite(x) else -math.inf)
     return sum(shares) / len(shares), min(margins)
@@ -608,9 +616,3 @@ def winner_genome(winner, winner_standing, evolution, mode="hydra"):
         "organism": winner.id,
     })
     return genome
-
-
-if __name__ == "__main__":     # `python -m microgpt.hydra`: the command, from its module
-    from microgpt.cli import hydra_main
-
-    sys.exit(hydra_main())

@@ -7,7 +7,7 @@ import os
 import random
 from pathlib import Path
 
-from microgpt.hydra import evaluate_genome
+from microgpt.worker import evaluate_genome
 
 LETTERS = "aeiouy" + "bcdklmnrst"
 

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -152,8 +153,10 @@ def test_a_signal_stops_the_workers_and_closes_the_records(tmp_path, sig):
     assert not [w for w in workers if Path(f"/proc/{w}").exists()
                 and "zombie" not in Path(f"/proc/{w}/status").read_text()], "a worker outlived its parent"
     assert json.loads((tmp_path / "genome.json").read_text()) == GENOME
-    records = next((tmp_path / "experiments").glob("*.jsonl")).read_text().splitlines()
-    assert json.loads(records[-1]) == {**json.loads(records[-1]), "event": "end", "status": "interrupted"}
+    db = sqlite3.connect(tmp_path / "experiments" / "microgpt.db")
+    status, reason = db.execute("SELECT status, reason FROM runs").fetchone()
+    db.close()
+    assert status == "interrupted" and reason is not None
 
 
 # 5. An unwritable --out is found before the run; a failed final write says where the winner is.
@@ -176,11 +179,12 @@ def test_a_failed_final_write_names_where_the_winner_is(tmp_path, monkeypatch, c
     monkeypatch.setattr(cli, "save_genome", fail)
     argv = [*TINY]
     args = cli.build_hydra_parser().parse_args(argv)
-    with pytest.raises(ValueError, match="recorded in") as info:
+    with pytest.raises(ValueError, match="its genome is in .*microgpt.db, run 1"):
         cli.run_hydra(args, cli.build_hydra_parser(), argv, evaluate=hydra_faults.fake_evaluate)
-    records = Path(str(info.value).rsplit("recorded in ", 1)[1])
-    events = [json.loads(line) for line in records.read_text().splitlines()]
-    assert any(e["event"] == "winner" and e["genome"]["evolved"] for e in events)
+    db = sqlite3.connect(tmp_path / "experiments" / "microgpt.db")
+    status, genome = db.execute("SELECT status, winner_genome FROM runs").fetchone()
+    db.close()
+    assert status == "failed" and json.loads(genome)["evolved"] is True
 
 
 # 6. Any positive temperature samples; as it goes to zero, sampling becomes argmax.

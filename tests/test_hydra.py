@@ -9,10 +9,12 @@ import math
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import hydra_faults
@@ -21,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from microgpt import cli, hydra
+from microgpt.evaluators import PoolEvaluator
 from microgpt.genome import check_genes, load_genome, validate_genome
 from microgpt.heads import Classic, Mirror, Spark, Weaver, make_heads
 from microgpt.hydra import (
@@ -216,6 +219,20 @@ def test_gathering_takes_no_organism_twice():
 
 # The engine, with the fake evaluation.
 
+@contextmanager
+def threads(workers, evaluate=hydra_faults.fake_evaluate, retries=1):
+    """An evaluator over a thread pool (the fake evaluation by default)."""
+    evaluator = PoolEvaluator(evaluate, lambda: ThreadPoolExecutor(workers), retries)
+    try:
+        yield evaluator
+    finally:
+        evaluator.close()
+
+
+def processes(workers, evaluate, retries=1):
+    return PoolEvaluator(evaluate, lambda: ProcessPoolExecutor(workers), retries)
+
+
 def fast_cfg(**kw):
     base = {"population": 4, "generations": 2, "cycles": 2, "steps": 5, "samples": 6, "seed": 3}
     return HydraConfig(**{**base, **kw})
@@ -223,8 +240,8 @@ def fast_cfg(**kw):
 
 def test_evolve_evaluates_new_organisms_and_rejudges_champions():
     heads = make_heads("weaver,mirror,spark", ["anna"])
-    with ThreadPoolExecutor(2) as ex:
-        evo = evolve(heads, ex, fast_cfg(), evaluate=hydra_faults.fake_evaluate)
+    with threads(2) as ex:
+        evo = evolve(heads, ex, fast_cfg())
     # 4 per head in the first generation, then 2 mutants per head in each of the other three
     births = [o for o in evo.evaluations if o.trial == 0]
     assert len(births) == 3 * (4 + 3 * 2)
@@ -260,9 +277,8 @@ def test_the_gathering_comes_between_cycles():
         def gathering(self, cycle, pool, received):
             events.append((cycle, len(pool), {h: len(imm) for h, imm in received.items()}))
 
-    with ThreadPoolExecutor(2) as ex:
-        evolve(heads, ex, fast_cfg(cycles=3, population=8), evaluate=hydra_faults.fake_evaluate,
-               observer=Spy())
+    with threads(2) as ex:
+        evolve(heads, ex, fast_cfg(cycles=3, population=8), observer=Spy())
     assert [e[0] for e in events] == [0, 1]       # none after the last cycle
     assert all(e[1] == 6 and set(e[2].values()) <= {3, 4} for e in events)
 
@@ -271,8 +287,8 @@ def test_evolve_is_deterministic_for_any_executor():
     heads = make_heads("weaver,mirror,spark,origin", ["anna"])
     runs = []
     for workers in (1, 3):
-        with ThreadPoolExecutor(workers) as ex:
-            evo = evolve(heads, ex, fast_cfg(), evaluate=hydra_faults.fake_evaluate)
+        with threads(workers) as ex:
+            evo = evolve(heads, ex, fast_cfg())
         runs.append(([(o.id, o.genome, o.scores) for o in evo.evaluations],
                      {h: [o.id for o in pop] for h, pop in evo.populations.items()},
                      choose_winner(evo)[1].id, choose_winner(evo)[1].genome))
@@ -290,10 +306,9 @@ def test_classic_is_one_island_without_a_gathering():
         def generation(self, cycle, generation, populations):
             events.append(tuple(populations))
 
-    with ThreadPoolExecutor(2) as ex:
+    with threads(2) as ex:
         evo = evolve(heads, ex, HydraConfig(population=5, generations=3, cycles=1, steps=5,
-                                            samples=4, seed=1),
-                     evaluate=hydra_faults.fake_evaluate, observer=Spy())
+                                            samples=4, seed=1), observer=Spy())
     assert events == [("Classic",)] * 3
     assert len([o for o in evo.evaluations if o.trial == 0]) == 5 + 3 * 2
 
@@ -302,8 +317,8 @@ def test_an_evaluation_that_raises_scores_worst_and_the_run_completes():
     heads = make_heads("weaver,mirror,spark", ["anna"])
     victim = derive_seed(3, 0, 0, "Mirror", 0)
     evaluate = functools.partial(hydra_faults.raise_for, victim=victim)
-    with ThreadPoolExecutor(2) as ex:
-        evo = evolve(heads, ex, fast_cfg(), evaluate=evaluate)
+    with threads(2, evaluate) as ex:
+        evo = evolve(heads, ex, fast_cfg())
     failed = [o for o in evo.evaluations if o.error is not None]
     assert [o.id for o in failed] == ["c1g1-Mirror-0"]
     assert failed[0].error == "RuntimeError: the organism could not be born"
@@ -314,21 +329,10 @@ def test_an_evaluation_that_raises_scores_worst_and_the_run_completes():
 
 def test_when_everything_fails_there_is_no_winner():
     heads = make_heads("weaver,spark", ["anna"])
-    with ThreadPoolExecutor(2) as ex:
-        evo = evolve(heads, ex, fast_cfg(cycles=1, generations=1),
-                     evaluate=functools.partial(hydra_faults.raise_for, victim=None))
+    with threads(2, functools.partial(hydra_faults.raise_for, victim=None)) as ex:
+        evo = evolve(heads, ex, fast_cfg(cycles=1, generations=1))
     with pytest.raises(ValueError, match="every evaluation failed"):
         choose_winner(evo)
-
-
-def _respawning_pool():
-    pools = [ProcessPoolExecutor(2)]
-
-    def respawn(broken):
-        broken.shutdown(wait=False, cancel_futures=True)
-        pools.append(ProcessPoolExecutor(2))
-        return pools[-1]
-    return pools, respawn
 
 
 def test_a_worker_that_dies_once_is_replaced_and_its_evaluations_retried(tmp_path):
@@ -337,18 +341,18 @@ def test_a_worker_that_dies_once_is_replaced_and_its_evaluations_retried(tmp_pat
     victim = derive_seed(3, 0, 1, "Spark", 2)       # a mutant of the second generation
     evaluate = functools.partial(hydra_faults.exit_for, victim=victim,
                                  marker=str(tmp_path / "died"))
-    pools, respawn = _respawning_pool()
+    pool = processes(2, evaluate)
+    first = pool.executor
     try:
-        evo = evolve(heads, pools[0], cfg, evaluate=evaluate, respawn=respawn)
+        evo = evolve(heads, pool, cfg)
     finally:
-        for p in pools:
-            p.shutdown()
-    assert (tmp_path / "died").exists() and len(pools) == 2
+        pool.close()
+    assert (tmp_path / "died").exists() and pool.executor is not first      # replaced
     assert all(o.error is None for o in evo.evaluations)
     assert next(o for o in evo.evaluations if o.seed == victim).attempts == 2
     # the same run as one where nothing died
-    with ThreadPoolExecutor(2) as ex:
-        calm = evolve(heads, ex, cfg, evaluate=hydra_faults.fake_evaluate)
+    with threads(2) as ex:
+        calm = evolve(heads, ex, cfg)
     assert [(o.id, o.scores) for o in evo.evaluations] == [(o.id, o.scores) for o in calm.evaluations]
 
 
@@ -356,24 +360,25 @@ def test_a_worker_that_always_dies_is_scored_worst_after_one_retry():
     heads = make_heads("weaver,mirror", ["anna"])
     victim = derive_seed(3, 0, 0, "Weaver", 1)
     evaluate = functools.partial(hydra_faults.exit_for, victim=victim)
-    pools, respawn = _respawning_pool()
+    pool = processes(2, evaluate)
     try:
-        evo = evolve(heads, pools[0], fast_cfg(population=3), evaluate=evaluate, respawn=respawn)
+        evo = evolve(heads, pool, fast_cfg(population=3))
     finally:
-        for p in pools:
-            p.shutdown()
+        pool.close()
     dead = next(o for o in evo.evaluations if o.seed == victim)
     assert dead.error == "worker process died twice" and dead.attempts == 2
     assert dead.fitness("Weaver") == -math.inf
     assert choose_winner(evo)[1].error is None
 
 
-def test_without_respawn_lost_evaluations_score_worst():
+def test_without_retries_lost_evaluations_score_worst():
     heads = make_heads("weaver", ["anna"])
     victim = derive_seed(3, 0, 0, "Weaver", 0)
-    with ProcessPoolExecutor(1) as ex:
-        evo = evolve(heads, ex, fast_cfg(cycles=1, generations=1),
-                     evaluate=functools.partial(hydra_faults.exit_for, victim=victim))
+    pool = processes(1, functools.partial(hydra_faults.exit_for, victim=victim), retries=0)
+    try:
+        evo = evolve(heads, pool, fast_cfg(cycles=1, generations=1))
+    finally:
+        pool.close()
     # Evaluations that finished before the worker died keep their result; every one in flight
     # or queued when the pool broke is lost, the victim's included, and scored worst.
     lost = [o for o in evo.evaluations if o.error is not None]
@@ -388,8 +393,8 @@ def test_standing_is_the_mean_percentile_among_the_random_genomes():
     heads = HEADS3[:2]
     reference = [organism("Weaver", i, Weaver=w, Mirror=m)
                  for i, (w, m) in enumerate([(1, 40), (2, 30), (3, 20), (4, 10)])]
-    stick = hydra.yardstick(reference, heads)
-    assert stick["Weaver"] == ([1, 2, 3, 4], 2.5, pytest.approx(math.sqrt(1.25)))
+    stick = hydra.yardstick(reference, heads)        # no organism judged twice: no noise known
+    assert stick["Weaver"] == ([1, 2, 3, 4], 2.5, pytest.approx(math.sqrt(1.25)), 0.0)
     # under Weaver the 4th is best: (3 below + half of itself) / 4 = 0.875; under Mirror 0.125
     assert standing(reference[3], stick) == pytest.approx((0.875 + 0.125) / 2)
     beyond = organism("Weaver", 9, Weaver=5.0, Mirror=25.0)
@@ -405,10 +410,28 @@ def test_standing_is_the_mean_percentile_among_the_random_genomes():
     assert standing(balanced, stick) > standing(lopsided, stick)
 
 
+def test_the_yardstick_takes_out_the_noise_and_judges_on_the_lower_bound():
+    heads = HEADS3[:1]
+    reference = [organism("Weaver", i, Weaver=w) for i, w in enumerate([1.0, 2.0, 3.0, 4.0])]
+    twice = organism("Weaver", 7, Weaver=0.0)
+    again = organism("Weaver", 7, Weaver=1.0)
+    again.trial, again.of = 1, twice
+    twice.retrials.append(again)                       # two trials a point apart: variance 0.5
+    scores, mean, spread, noise = hydra.yardstick(reference, heads, [twice])["Weaver"]
+    keep = math.sqrt(1 - 0.5 / 1.25)
+    assert scores == pytest.approx([2.5 + (x - 2.5) * keep for x in (1, 2, 3, 4)])
+    assert noise == pytest.approx(math.sqrt(0.5)) and spread == pytest.approx(math.sqrt(1.25) * keep)
+    stick = {"Weaver": (scores, mean, spread, noise)}
+    # judged once, 4.2 stands at its lower bound 4.2 - 0.71: above three of the four
+    once = organism("Weaver", 8, Weaver=4.2)
+    assert standing(once, stick) == pytest.approx(0.75)
+    assert standing(twice, stick) < standing(once, stick)
+
+
 def test_winner_genome_reproduces_its_first_final_trial():
     heads = make_heads("weaver,mirror,spark", ["anna"])
-    with ThreadPoolExecutor(2) as ex:
-        evo = evolve(heads, ex, fast_cfg(), evaluate=hydra_faults.fake_evaluate)
+    with threads(2) as ex:
+        evo = evolve(heads, ex, fast_cfg())
     head, winner, s = choose_winner(evo)
     assert head == winner.head and s == pytest.approx(standing(winner, evo.yardstick))
     assert all(standing(winner, evo.yardstick) >= standing(o, evo.yardstick) for o in evo.finalists)
@@ -439,15 +462,15 @@ def test_tiny_run_writes_a_genome_that_microgpt_runs_as_evolved(tmp_path):
     assert 1 <= genome["generation"] <= 2
     assert math.isfinite(genome["loss"])
 
-    logs = sorted((tmp_path / "experiments").iterdir())
-    assert [p.suffix for p in logs] == [".jsonl", ".log"]
-    assert "Hydra Ascended" in logs[1].read_text()
-    records = [json.loads(line) for line in logs[0].read_text().splitlines()]
-    evaluations = [r for r in records if r["event"] == "evaluation"]
+    logs = sorted(p.name for p in (tmp_path / "experiments").iterdir())
+    assert logs[0].startswith("hydra-") and logs[0].endswith(".log") and logs[1:] == ["microgpt.db"]
+    assert "Hydra Ascended" in (tmp_path / "experiments" / logs[0]).read_text()
+    runs, evaluations = stored(tmp_path)
+    assert [r["status"] for r in runs] == ["completed"] and runs[0]["seed"] == 5
+    assert json.loads(runs[0]["winner_genome"]) == genome
     assert len([r for r in evaluations if r["trial"] == 1]) == 3 * 4 + 3 * 2
-    assert records[0]["event"] == "run" and records[-1]["event"] == "end"
     assert {"genome", "head", "cycle", "generation", "scores", "names", "val_loss", "final_loss",
-            "seconds"} <= set(evaluations[0])
+            "seconds", "parent", "attempts", "error"} <= set(evaluations[0])
 
     creature = subprocess.run(MICROGPT + ["--samples", "3"], cwd=tmp_path, capture_output=True,
                               text=True, timeout=120)
@@ -455,13 +478,22 @@ def test_tiny_run_writes_a_genome_that_microgpt_runs_as_evolved(tmp_path):
     assert "Evolved" in creature.stdout
 
 
+def stored(directory, store="experiments/microgpt.db"):
+    """(runs, evaluations) in the store under directory, as dicts, in id and organism order."""
+    db = sqlite3.connect(directory / store)
+    db.row_factory = sqlite3.Row
+    try:
+        runs = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]
+        evaluations = [dict(r) for r in db.execute("SELECT * FROM evaluations ORDER BY run_id, organism")]
+    finally:
+        db.close()
+    return runs, evaluations
+
+
 def _deterministic_view(directory):
-    records = [json.loads(line) for line in
-               next((directory / "experiments").glob("*.jsonl")).read_text().splitlines()]
-    evaluations = sorted((r for r in records if r["event"] == "evaluation"),
-                         key=lambda r: r["organism"])
+    _, evaluations = stored(directory)
     for r in evaluations:
-        del r["seconds"]
+        del r["seconds"], r["finished"]
     return evaluations
 
 
@@ -502,8 +534,8 @@ def test_a_crashing_evaluation_in_the_command_leaves_a_completed_run(tmp_path, m
     evaluate = functools.partial(hydra_faults.raise_for, victim=victim)
     assert cli.run_hydra(args, cli.build_hydra_parser(), argv, evaluate=evaluate) == 0
     assert "c2g1-Spark-3" in capsys.readouterr().err
-    records = "\n".join(p.read_text() for p in (tmp_path / "experiments").glob("*.jsonl"))
-    assert "the organism could not be born" in records
+    _, evaluations = stored(tmp_path)
+    assert "RuntimeError: the organism could not be born" in {r["error"] for r in evaluations}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -539,9 +571,12 @@ def _wait_for_evaluations(directory, count, proc, timeout=120):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        for path in directory.glob("experiments/*.jsonl"):
-            if path.read_text().count('"evaluation"') >= count:
-                return
+        if (directory / "experiments/microgpt.db").exists():
+            try:
+                if len(stored(directory)[1]) >= count:
+                    return
+            except sqlite3.OperationalError:       # not made yet
+                pass
         time.sleep(0.05)
     raise AssertionError("no evaluations recorded")
 
@@ -590,9 +625,7 @@ def test_a_worker_killed_from_outside_is_replaced_and_the_run_completes(tmp_path
     assert proc.returncode == 0, err
     genome = load_genome(tmp_path / "genome.json")
     assert genome["evolved"] is True
-    records = [json.loads(line) for line in
-               next((tmp_path / "experiments").glob("*.jsonl")).read_text().splitlines()]
-    assert any(r.get("attempts") == 2 for r in records)
+    assert any(r["attempts"] == 2 for r in stored(tmp_path)[1])
 
 
 @pytest.mark.slow

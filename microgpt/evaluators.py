@@ -1,0 +1,134 @@
+"""Where Hydra's evaluations run: the one seam between the engine and the machines.
+
+The engine hands an evaluator a batch of tasks (an organism's id, its genome, how many names to
+sample, its seed) and takes their outcomes back as they finish, matched by id, so the order they
+finish in never matters. What never changes in a run (the evaluation function, the names it
+trains on) is bound into the evaluator before the engine sees it, as DEAP binds `toolbox.map`.
+
+- `PoolEvaluator`: any `concurrent.futures` executor; a pool that breaks (a worker died) is
+  replaced and its lost evaluations run once more. In tests: a thread pool over a fake evaluation.
+- `LocalPool`: this machine's cores, as worker processes that die with their parent.
+"""
+import multiprocessing
+import signal
+import sys
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class Task:
+    """One evaluation to run: evaluate(genome, samples, seed[, temperatures=...])."""
+    key: str                      # the organism's id, unique in the run
+    genome: dict                  # the seven genes and the temperature
+    samples: int
+    seed: int
+    temperatures: tuple = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished task: its result dict, or why it failed; attempts counts the runs it took."""
+    key: str
+    result: Optional[dict]
+    error: Optional[str]
+    attempts: int
+    seed: Optional[int] = None    # the task's
+
+
+class PoolEvaluator:
+    """Tasks through a concurrent.futures executor made by new_executor().
+
+    A worker that raises fails its task (with the reason); a worker that dies breaks the pool,
+    which is replaced, and the tasks it lost are retried up to `retries` times, then fail.
+    """
+
+    def __init__(self, evaluate, new_executor, retries=1):
+        self.evaluate, self.new_executor, self.retries = evaluate, new_executor, retries
+        self.executor = new_executor()
+
+    def run(self, tasks, on_retry=None):
+        """Yield an Outcome per task as it finishes; on_retry(keys) before lost tasks run again."""
+        attempts = dict.fromkeys((t.key for t in tasks), 0)
+        while tasks:
+            futures, lost = {}, []
+            try:
+                for t in tasks:
+                    attempts[t.key] += 1
+                    extra = {"temperatures": t.temperatures} if t.temperatures else {}
+                    try:
+                        futures[self.executor.submit(self.evaluate, t.genome, t.samples, t.seed,
+                                                     **extra)] = t
+                    except BrokenExecutor:
+                        lost.append(t)
+                for fut in as_completed(futures):
+                    t = futures[fut]
+                    try:
+                        yield Outcome(t.key, fut.result(), None, attempts[t.key], t.seed)
+                    except BrokenExecutor:
+                        lost.append(t)
+                    except Exception as exc:       # the organism fails, the run goes on
+                        yield Outcome(t.key, None, f"{type(exc).__name__}: {exc}", attempts[t.key],
+                                      t.seed)
+            except BaseException:                  # Ctrl-C: nothing more should start
+                for fut in futures:
+                    fut.cancel()
+                raise
+            if lost:
+                self._replace()
+            order = {t.key: i for i, t in enumerate(tasks)}
+            lost.sort(key=lambda t: order[t.key])
+            tasks = [t for t in lost if attempts[t.key] <= self.retries]
+            if tasks and on_retry is not None:
+                on_retry([t.key for t in tasks])
+            for t in lost:
+                n = attempts[t.key]
+                if n > self.retries:
+                    why = {1: "", 2: " twice"}.get(n, f" {n} times")
+                    yield Outcome(t.key, None, f"worker process died{why}", n, t.seed)
+
+    def _replace(self):
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor = self.new_executor()
+
+    def close(self):
+        """Wait for the workers to finish and stop them."""
+        self.executor.shutdown(wait=True)
+
+    def kill(self):
+        """Stop at once: cancel what waits (what runs is the executor's to stop)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def worker_init():
+    """Process pool initializer: Ctrl-C is the parent's to handle (it stops the workers itself),
+    and on Linux a worker is killed when its parent dies, even by SIGKILL, instead of living on."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in ("SIGTERM", "SIGHUP"):       # the parent's handlers came along with the fork
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+
+
+class LocalPool(PoolEvaluator):
+    """This machine: `workers` processes, replaced when one dies, killed on an interrupt."""
+
+    def __init__(self, workers, evaluate):
+        super().__init__(evaluate, lambda: ProcessPoolExecutor(max_workers=workers,
+                                                               initializer=worker_init))
+
+    def kill(self):
+        """Stop at once: cancel what waits and terminate the workers that run."""
+        super().kill()
+        for p in multiprocessing.active_children():   # this process's children: the workers
+            p.terminate()
+        for p in multiprocessing.active_children():
+            p.join(timeout=5)

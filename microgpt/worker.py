@@ -1,0 +1,34 @@
+"""The work one Hydra evaluation does, wherever it runs: train an organism and sample its names.
+
+Module-level and plain: a genome dict and a seed in, names and losses out, so a process pool (or a
+Dask worker) can run it by name. Nothing here knows of the engine, files it writes or terminals.
+"""
+import functools
+
+from microgpt.genome import GENE_KEYS
+from microgpt.train import Dataset, TrainingConfig, generate, load_names, train_and_generate
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(path):
+    """The names at path (None: the bundled ones), read and prepared once per worker process."""
+    return Dataset(load_names(path))
+
+
+def evaluate_genome(genome, samples, seed, data=None, temperatures=()):
+    """Train one organism and sample its names: {names, val_loss, final_loss, num_params, seconds},
+    and with temperatures, names_at: the same model's names at each of them, in order.
+
+    genome holds the seven genes and the temperature; data is a path to the names (None: the
+    bundled ones). It trains exactly as `microgpt` does with that genome and --seed seed, and the
+    names at a temperature are those `microgpt -t` prints.
+    """
+    cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, temperature=genome["temperature"],
+                         gen_samples=samples, seed=seed, input_file=data)
+    result = train_and_generate(cfg, dataset=_dataset(data))
+    out = {"names": list(result.names), "val_loss": float(result.val_loss),
+           "final_loss": float(result.final_loss), "num_params": int(result.num_params),
+           "seconds": float(result.seconds)}
+    if temperatures:
+        out["names_at"] = [generate(result.model, result.tok, samples, t, seed) for t in temperatures]
+    return out

@@ -1,0 +1,173 @@
+"""The store and --resume: a run killed at any moment continues to the genome.json it would have
+written, byte for byte; bad store files are refused untouched; runs share a store; no import cycle.
+"""
+import ast
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import microgpt
+from microgpt.store import SCHEMA_VERSION, Store, StoreError
+
+BIN = Path(sys.executable).parent
+HYDRA = str(BIN / "microgpt-hydra")
+RUN = ["--population", "4", "--generations", "2", "--cycles", "2", "--steps", "40", "--samples", "6",
+       "--seed", "21", "-q"]
+
+
+def hydra(cwd, *args, timeout=300):
+    return subprocess.run([HYDRA, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def evaluations(cwd):
+    path = Path(cwd) / "experiments" / "microgpt.db"
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        return db.execute("SELECT count(*) FROM evaluations").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
+
+
+def kill_after(cwd, args, count):
+    """Start microgpt-hydra, SIGKILL it once the store holds count evaluations."""
+    proc = subprocess.Popen([HYDRA, *args], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while evaluations(cwd) < count:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    time.sleep(0.3)                       # its workers die with it
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The genome.json of the uninterrupted run."""
+    cwd = tmp_path_factory.mktemp("whole")
+    res = hydra(cwd, *RUN, "--workers", "2")
+    assert res.returncode == 0, res.stderr
+    return (cwd / "genome.json").read_bytes()
+
+
+@pytest.mark.parametrize("before, after", [("2", "1"), ("1", "2")])
+def test_a_killed_run_resumes_to_the_same_genome(tmp_path, reference, before, after):
+    kill_after(tmp_path, [*RUN, "--workers", before], 9)
+    assert not (tmp_path / "genome.json").exists()
+    done = evaluations(tmp_path)
+    res = hydra(tmp_path, "--resume", "--workers", after, "-q")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "genome.json").read_bytes() == reference
+    log = sorted((tmp_path / "experiments").glob("*.log"))[-1].read_text()
+    assert f"{done} evaluations recalled" in log or f"{done} evaluation recalled" in log
+
+
+def test_killed_twice_resumed_twice(tmp_path, reference):
+    kill_after(tmp_path, [*RUN, "--workers", "2"], 5)
+    kill_after(tmp_path, ["--resume", "--workers", "2"], 20)
+    res = hydra(tmp_path, "--resume", "1", "--workers", "2", "-q")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "genome.json").read_bytes() == reference
+    listing = hydra(tmp_path, "--list")
+    assert listing.returncode == 0
+    assert "completed" in listing.stdout.splitlines()[1]
+    again = hydra(tmp_path, "--resume", "1")                  # complete: nothing to do
+    assert again.returncode == 0 and "complete" in again.stdout
+    assert (tmp_path / "genome.json").read_bytes() == reference
+
+
+def test_resuming_checks_the_run(tmp_path):
+    (tmp_path / "names.txt").write_text("emma\nava\nmia\nzoe\nliam\nnoah\nella\nlily\n")
+    kill_after(tmp_path, [*RUN, "--workers", "1", "--data", "names.txt"], 3)
+    conflict = hydra(tmp_path, "--resume", "--seed", "22")
+    assert conflict.returncode == 2 and "--seed 22 conflicts with run 1" in conflict.stderr
+    (tmp_path / "names.txt").write_text("emma\nava\n")
+    changed = hydra(tmp_path, "--resume")
+    assert changed.returncode == 1 and "changed since run 1" in changed.stderr
+    assert len(changed.stderr.strip().splitlines()) == 1
+    none = hydra(tmp_path, "--resume", "7")
+    assert none.returncode == 1 and "no run 7" in none.stderr
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"just some text, not a database\n", "not an SQLite database"),
+    ("foreign", "not a microgpt store"),
+    ("newer", "newer microgpt"),
+])
+def test_a_bad_store_is_refused_untouched(tmp_path, content, message):
+    path = tmp_path / "store.db"
+    if content == "foreign":
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE songs (title TEXT)")
+        db.commit()
+        db.close()
+    elif content == "newer":
+        Store(path).close()
+        db = sqlite3.connect(path)
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+        db.commit()
+        db.close()
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=message):
+        Store(path)
+    res = hydra(tmp_path, *RUN, "--store", "store.db")
+    assert res.returncode == 1 and message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert path.read_bytes() == before and not (tmp_path / "genome.json").exists()
+
+
+def test_two_runs_at_once_share_a_store(tmp_path):
+    procs = [subprocess.Popen([HYDRA, *RUN[:-3], "--seed", str(s), "-q", "--workers", "1",
+                               "--out", f"g{s}.json"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for s in (1, 2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    db = sqlite3.connect(tmp_path / "experiments" / "microgpt.db")
+    rows = db.execute("SELECT runs.seed, runs.status, count(*) FROM runs JOIN evaluations"
+                      " ON evaluations.run_id = runs.id GROUP BY runs.id ORDER BY runs.seed").fetchall()
+    db.close()
+    assert [(seed, status) for seed, status, _ in rows] == [(1, "completed"), (2, "completed")]
+    for seed, _, count in rows:
+        genome = json.loads((tmp_path / f"g{seed}.json").read_text())
+        assert genome["run_seed"] == seed and count > 20
+
+
+def test_the_package_has_no_import_cycle():
+    package = Path(microgpt.__file__).parent
+    graph = {}
+    for path in package.glob("*.py"):
+        name = f"microgpt.{path.stem}" if path.stem != "__init__" else "microgpt"
+        tree = ast.parse(path.read_text())
+        graph[name] = {node.module for node in ast.walk(tree)
+                       if isinstance(node, ast.ImportFrom) and node.module
+                       and node.module.startswith("microgpt.")}
+    visiting, done = set(), set()
+
+    def visit(module, trail):
+        assert module not in visiting, f"import cycle: {' -> '.join(trail + [module])}"
+        if module in done or module not in graph:
+            return
+        visiting.add(module)
+        for dep in graph[module]:
+            visit(dep, trail + [module])
+        visiting.discard(module)
+        done.add(module)
+
+    for module in graph:
+        visit(module, [])
+    assert "microgpt.cli" not in set().union(*(deps for m, deps in graph.items() if m != "microgpt.cli"))
