@@ -403,6 +403,9 @@ The lifecycle:
 --classic runs the seed's legacy evolution instead: one population of 12 for 5 generations
 on 1.0*flow + 1.2*symmetry + 2.0*creativity.
 
+`microgpt-hydra report [RUN [RUN2]]` draws a run (or compares two) from the store: an HTML page
+and PNGs; see `microgpt-hydra report --help`.
+
 Every run and every evaluation goes into the store, an SQLite database
 (experiments/microgpt.db), as it finishes; a run also leaves experiments/<mode>-<time>.log,
 what it printed. A run stopped any way at all (Ctrl-C, SIGTERM, SIGKILL, a crash) continues
@@ -670,10 +673,51 @@ def run_hydra(args, parser, argv, evaluate=evaluate_genome):
         store.close()
 
 
+def build_report_parser():
+    p = argparse.ArgumentParser(
+        prog="microgpt-hydra report",
+        description="Pictures of a run, read from the store (nothing runs again): a self-contained "
+                    "HTML page and a PNG per figure (fitness per generation, loss against size, "
+                    "the genes, the winner's lineage, where the time went), and a summary here. "
+                    "Two runs: their fitness curves overlaid, head by head. Needs matplotlib: "
+                    "pip install 'microgpt[report]'.")
+    p.add_argument("runs", metavar="RUN", nargs="*", type=_run_id,
+                   help="one run, or two to compare (default: the newest)")
+    p.add_argument("--out", metavar="DIR", type=Path,
+                   help="where to write report.html and the PNGs (DIR/report-<run> beside the store)")
+    p.add_argument("--experiments", metavar="DIR", type=Path, default=Path("experiments"),
+                   help="the runs' directory (experiments)")
+    p.add_argument("--store", metavar="PATH", type=Path, help=f"the store (DIR/{STORE_NAME})")
+    p.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    return p
+
+
+def run_report(args, parser):
+    if len(args.runs) > 2:
+        parser.error("at most two runs: one to see, or two to compare")
+    store_path = args.store if args.store is not None else args.experiments / STORE_NAME
+    if not store_path.exists():
+        raise ValueError(f"{store_path}: no store, so no run to report (run microgpt-hydra first)")
+    try:
+        from microgpt.report import report
+    except ImportError as exc:
+        raise ValueError(f"the report needs matplotlib ({exc.name} is missing): "
+                         f"pip install 'microgpt[report]'") from None
+    lines, paths = report(store_path, args.runs, args.out)
+    for line in lines:
+        print(line)
+    print(f"Report: {paths[0]} ({len(paths) - 1} figures beside it)")
+    return 0
+
+
 def hydra_main(argv=None):
-    """Run the Hydra; the exit status: 0 done, 1 bad input or failure, 2 bad flags, 128 + N on
-    signal N (130 Ctrl-C, 143 SIGTERM), 141 stdout closed."""
+    """Run the Hydra (or `report`); the exit status: 0 done, 1 bad input or failure, 2 bad flags,
+    128 + N on signal N (130 Ctrl-C, 143 SIGTERM), 141 stdout closed."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["report"]:
+        parser = build_report_parser()
+        args = parser.parse_args(argv[1:])
+        return _guarded("microgpt-hydra report", args.debug, lambda: run_report(args, parser))
     parser = build_hydra_parser()
     args = parser.parse_args(argv)
     return _guarded("microgpt-hydra", args.debug, lambda: run_hydra(args, parser, argv))
