@@ -8,7 +8,6 @@ Parsing and wiring only. Results go to stdout; progress to stderr, only when it 
 errors are one line.
 """
 import argparse
-import functools
 import hashlib
 import io
 import json
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from microgpt import __version__
 from microgpt.console import Console, banner, open_log, plural, runs_table
-from microgpt.evaluators import LocalPool
+from microgpt.evaluators import DaskEvaluator, LocalPool
 from microgpt.files import same_file, writable_target
 from microgpt.genome import (
     GENE_KEYS,
@@ -49,7 +48,7 @@ from microgpt.hydra import (
 )
 from microgpt.store import Recorder, Store
 from microgpt.train import Dataset, TrainingConfig, bundled_names_path, load_names, train_and_generate
-from microgpt.worker import evaluate_genome
+from microgpt.worker import evaluate_genome, names_to_send
 
 # The `microgpt` command.
 
@@ -464,6 +463,9 @@ def build_hydra_parser():
     r.add_argument("--workers", metavar="N", type=_whole(1, 4096), default=default_workers(),
                    help="worker processes, at most one per evaluation of a generation "
                         "(all cores: %(default)s)")
+    r.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run every evaluation on the Dask cluster whose scheduler is at ADDRESS "
+                        "(tcp://host:8786) instead of local processes; needs microgpt[dask]")
     r.add_argument("--seed", metavar="N", type=_whole(0, SEED_MAX),
                    help="run seed, 0 or more; the same seed gives the same run "
                         "(default: a fresh one, printed)")
@@ -630,12 +632,16 @@ def run_hydra(args, parser, argv, evaluate=evaluate_genome):
     started, evaluator, genome = time.perf_counter(), None, None
     try:
         console.note(f"$ microgpt-hydra {' '.join(argv)}\nstarted {time.strftime('%Y-%m-%d %H:%M:%S')}")
-        for line in banner(cfg, heads, mode, workers):
+        if args.scheduler:
+            evaluator = DaskEvaluator(args.scheduler, evaluate, names_to_send(cfg.data))
+        else:
+            evaluator = LocalPool(workers, evaluate, bound={"data": cfg.data})
+        where = f" on the Dask cluster at {args.scheduler}" if args.scheduler else ""
+        for line in banner(cfg, heads, mode, evaluator.workers, where):
             console.say(line)
         if recall:
             console.say(f"Resuming run {run_id} from {store.path}: {plural(len(recall), 'evaluation')}"
                         f" recalled")
-        evaluator = LocalPool(workers, functools.partial(evaluate, data=cfg.data))
         evolution = evolve(heads, evaluator, cfg, recall=recall,
                            observer=Observers(console, Recorder(store, run_id, cfg)))
         evaluator.close()

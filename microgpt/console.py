@@ -159,7 +159,7 @@ def plural(n, word, words=None):
     return f"{n} {word if n == 1 else words or word + 's'}"
 
 
-def banner(cfg, heads, mode, workers):
+def banner(cfg, heads, mode, workers, where=""):
     rule = "━" * 66
     if mode == "classic":
         title = (f"Classic Evolution — one population of {cfg.population}, "
@@ -169,7 +169,7 @@ def banner(cfg, heads, mode, workers):
                  f"{plural(cfg.generations, 'Generation')}, "
                  f"{plural(cfg.population, 'organism')} per head")
     return [title, f"  {plural(cfg.steps, 'step')} and {plural(cfg.samples, 'name')} per organism, "
-                   f"seed {cfg.seed}, {plural(workers, 'worker')}", rule]
+                   f"seed {cfg.seed}, {plural(workers, 'worker')}{where}", rule]
 
 
 def runs_table(runs):

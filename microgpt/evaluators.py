@@ -8,11 +8,14 @@ trains on) is bound into the evaluator before the engine sees it, as DEAP binds 
 - `PoolEvaluator`: any `concurrent.futures` executor; a pool that breaks (a worker died) is
   replaced and its lost evaluations run once more. In tests: a thread pool over a fake evaluation.
 - `LocalPool`: this machine's cores, as worker processes that die with their parent.
+- `DaskEvaluator`: a Dask cluster (`distributed.Client.get_executor()`), the names scattered to
+  every worker once; Dask itself reruns what a lost worker had.
 """
+import logging
 import multiprocessing
 import signal
 import sys
-from concurrent.futures import BrokenExecutor, ProcessPoolExecutor, as_completed
+from concurrent.futures import BrokenExecutor, CancelledError, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Optional
 
@@ -44,8 +47,9 @@ class PoolEvaluator:
     which is replaced, and the tasks it lost are retried up to `retries` times, then fail.
     """
 
-    def __init__(self, evaluate, new_executor, retries=1):
+    def __init__(self, evaluate, new_executor, retries=1, bound=None):
         self.evaluate, self.new_executor, self.retries = evaluate, new_executor, retries
+        self.bound = bound or {}          # keyword arguments every evaluation gets
         self.executor = new_executor()
 
     def run(self, tasks, on_retry=None):
@@ -59,7 +63,7 @@ class PoolEvaluator:
                     extra = {"temperatures": t.temperatures} if t.temperatures else {}
                     try:
                         futures[self.executor.submit(self.evaluate, t.genome, t.samples, t.seed,
-                                                     **extra)] = t
+                                                     **self.bound, **extra)] = t
                     except BrokenExecutor:
                         lost.append(t)
                 for fut in as_completed(futures):
@@ -69,6 +73,7 @@ class PoolEvaluator:
                     except BrokenExecutor:
                         lost.append(t)
                     except Exception as exc:       # the organism fails, the run goes on
+                        self.check(exc)
                         yield Outcome(t.key, None, f"{type(exc).__name__}: {exc}", attempts[t.key],
                                       t.seed)
             except BaseException:                  # Ctrl-C: nothing more should start
@@ -87,6 +92,9 @@ class PoolEvaluator:
                 if n > self.retries:
                     why = {1: "", 2: " twice"}.get(n, f" {n} times")
                     yield Outcome(t.key, None, f"worker process died{why}", n, t.seed)
+
+    def check(self, exc):
+        """Called when an evaluation raised exc: raise instead when the whole evaluator is gone."""
 
     def _replace(self):
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -121,9 +129,11 @@ def worker_init():
 class LocalPool(PoolEvaluator):
     """This machine: `workers` processes, replaced when one dies, killed on an interrupt."""
 
-    def __init__(self, workers, evaluate):
+    def __init__(self, workers, evaluate, bound=None):
+        self.workers = workers
         super().__init__(evaluate, lambda: ProcessPoolExecutor(max_workers=workers,
-                                                               initializer=worker_init))
+                                                               initializer=worker_init),
+                         bound=bound)
 
     def kill(self):
         """Stop at once: cancel what waits and terminate the workers that run."""
@@ -132,3 +142,76 @@ class LocalPool(PoolEvaluator):
             p.terminate()
         for p in multiprocessing.active_children():
             p.join(timeout=5)
+
+
+def _microgpt_version():
+    """The microgpt version a Dask worker runs (module-level: it travels by name)."""
+    import microgpt
+
+    return microgpt.__version__
+
+
+class SchedulerLost(ValueError):
+    """The Dask scheduler went away in the middle of a run."""
+
+
+class DaskEvaluator(PoolEvaluator):
+    """A Dask cluster: every evaluation to the scheduler at address, on whichever worker is free.
+
+    Workers need nothing on disk but the microgpt package, of this very version (checked, for the
+    workers there at the start). The names travel with the work: names, (sha256, bytes) of the
+    file, are scattered to every worker once and each worker prepares them once; None means the
+    bundled names, which every worker has. A worker that dies loses its tasks to another worker
+    (Dask's own rescheduling); a scheduler that goes away stops the run with one line.
+    """
+
+    def __init__(self, address, evaluate, names=None, timeout=10):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ValueError("--scheduler needs Dask's distributed: pip install 'microgpt[dask]'") from None
+        self.address = address
+        for name in list(logging.root.manager.loggerDict):      # its errors become our one line
+            if name.startswith("distributed"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+        try:
+            self.client = Client(address, timeout=f"{timeout}s", set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ValueError(f"--scheduler {address}: no Dask scheduler answered within {timeout} s "
+                             f"({type(exc).__name__})") from None
+        try:
+            self.client.wait_for_workers(1, timeout=timeout)
+            versions = self.client.run(_microgpt_version)
+        except (OSError, TimeoutError) as exc:
+            self.client.close()
+            raise ValueError(f"--scheduler {address}: no worker joined within {timeout} s "
+                             f"({type(exc).__name__})") from None
+        except Exception as exc:               # a worker that cannot import microgpt
+            self.client.close()
+            raise ValueError(f"--scheduler {address}: a worker cannot run microgpt "
+                             f"({type(exc).__name__}: {exc})") from None
+        mine = _microgpt_version()
+        for worker, version in sorted(versions.items()):
+            if version != mine:
+                self.client.close()
+                raise ValueError(f"--scheduler {address}: worker {worker} runs microgpt {version}, "
+                                 f"this is {mine}; install the same version on every worker")
+        self.workers = len(versions)
+        bound = {}
+        if names is not None:
+            bound["names"] = self.client.scatter(names, broadcast=True, hash=False)
+        super().__init__(evaluate, self.client.get_executor, retries=0, bound=bound)
+
+    def check(self, exc):
+        # this run never cancels a future but to stop: a cancelled one means the client lost
+        # its scheduler (and gave up reconnecting), not that the organism failed
+        if isinstance(exc, CancelledError) or self.client.status not in ("running", "connecting"):
+            raise SchedulerLost(f"lost the Dask scheduler at {self.address} ({type(exc).__name__}); "
+                                f"`microgpt-hydra --resume` continues from the store")
+
+    def close(self):
+        self.client.close()
+
+    def kill(self):
+        """Stop at once: cancel every evaluation (closing the client does), free the cluster."""
+        self.client.close()

@@ -4,9 +4,11 @@ Module-level and plain: a genome dict and a seed in, names and losses out, so a 
 Dask worker) can run it by name. Nothing here knows of the engine, files it writes or terminals.
 """
 import functools
+import hashlib
 
+from microgpt.files import read_bytes
 from microgpt.genome import GENE_KEYS
-from microgpt.train import Dataset, TrainingConfig, generate, load_names, train_and_generate
+from microgpt.train import Dataset, Names, TrainingConfig, generate, load_names, train_and_generate
 
 
 @functools.lru_cache(maxsize=4)
@@ -15,17 +17,39 @@ def _dataset(path):
     return Dataset(load_names(path))
 
 
-def evaluate_genome(genome, samples, seed, data=None, temperatures=()):
+_SENT = {}        # sha256 -> Dataset: names sent with the work, prepared once per worker process
+
+
+def _sent_dataset(names):
+    sha, data = names
+    if sha not in _SENT:
+        _SENT.clear()
+        _SENT[sha] = Dataset(Names(data, f"names {sha[:12]}"))
+    return _SENT[sha]
+
+
+def names_to_send(path):
+    """(sha256, bytes) of the names file at path, for workers that do not have it; None for the
+    bundled names, which every worker does."""
+    if path is None:
+        return None
+    data = read_bytes(path, "a file of names")
+    return hashlib.sha256(data).hexdigest(), data
+
+
+def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=None):
     """Train one organism and sample its names: {names, val_loss, final_loss, num_params, seconds},
     and with temperatures, names_at: the same model's names at each of them, in order.
 
     genome holds the seven genes and the temperature; data is a path to the names (None: the
-    bundled ones). It trains exactly as `microgpt` does with that genome and --seed seed, and the
-    names at a temperature are those `microgpt -t` prints.
+    bundled ones), or names the file's (sha256, bytes) from `names_to_send`. It trains exactly as
+    `microgpt` does with that genome and --seed seed, and the names at a temperature are those
+    `microgpt -t` prints.
     """
     cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, temperature=genome["temperature"],
                          gen_samples=samples, seed=seed, input_file=data)
-    result = train_and_generate(cfg, dataset=_dataset(data))
+    dataset = _sent_dataset(names) if names is not None else _dataset(data)
+    result = train_and_generate(cfg, dataset=dataset)
     out = {"names": list(result.names), "val_loss": float(result.val_loss),
            "final_loss": float(result.final_loss), "num_params": int(result.num_params),
            "seconds": float(result.seconds)}
