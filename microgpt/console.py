@@ -13,13 +13,7 @@ from microgpt.hydra import Observer, expected_evaluations
 
 
 def open_log(directory, prefix):
-    """A log file opened new in directory: <prefix>-YYYYmmdd-HHMMSS[-n].log."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ValueError(f"--experiments {directory}: is a file, not a directory") from None
-    except OSError as exc:
-        raise ValueError(f"--experiments {directory}: cannot create it ({exc.strerror})") from None
+    """A log file opened new in directory (which exists): <prefix>-YYYYmmdd-HHMMSS[-n].log."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1, 1000):
         stem = f"{prefix}-{stamp}" + (f"-{n}" if n > 1 else "")
@@ -80,13 +74,16 @@ class Console(Observer):
         cfg = self.cfg
         self.say(f"Cycle {cycle + 1}/{cfg.cycles} · Generation {generation + 1}/{cfg.generations}"
                  f" ({len(todo)} to evaluate)")
+        self.start_bar(todo, f"cycle {cycle + 1}/{cfg.cycles} gen {generation + 1}/{cfg.generations}")
+
+    def start_bar(self, todo, desc):
+        """Count this wave's evaluations per head, and show them on a bar (on a terminal)."""
         self.todo = {h.name: sum(o.head == h.name for o in todo) for h in self.heads}
         self.done = dict.fromkeys(self.todo, 0)
         if self.progress:
             from tqdm import tqdm
-            self.bar = tqdm(total=len(todo), unit="eval", file=sys.stderr, leave=False,
-                            desc=f"cycle {cycle + 1}/{cfg.cycles} gen {generation + 1}/"
-                                 f"{cfg.generations}", postfix=self.counts())
+            self.bar = tqdm(total=len(todo), unit="eval", file=sys.stderr, leave=False, desc=desc,
+                            postfix=self.counts())
 
     def counts(self):
         """'Weaver 3/6  Mirror 2/6  Spark 6/6': this generation's evaluations done per head."""
@@ -121,12 +118,7 @@ class Console(Observer):
     def final_started(self, finalists, todo):
         self.say(f"The final judgement: the run's {plural(len(finalists), 'best organism')} "
                  f"re-judged on fresh seeds ({len(todo)} to evaluate)")
-        self.todo = {h.name: sum(o.head == h.name for o in todo) for h in self.heads}
-        self.done = dict.fromkeys(self.todo, 0)
-        if self.progress:
-            from tqdm import tqdm
-            self.bar = tqdm(total=len(todo), unit="eval", file=sys.stderr, leave=False,
-                            desc="final judgement", postfix=self.counts())
+        self.start_bar(todo, "final judgement")
 
     def retrying(self, organisms):
         self.warn(f"microgpt-hydra: a worker process died; retrying {len(organisms)} lost "
