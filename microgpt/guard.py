@@ -1,0 +1,140 @@
+"""How the commands end: signals, a closed or full stdout, and errors as one line.
+
+SIGTERM and SIGHUP stop a command as Ctrl-C does (exit 128 + the signal); stdout that cannot take
+the box characters gets ASCII; a write to stdout that fails, or an error of the user's input, is
+one line naming the file or stream, never a traceback (unless --debug).
+"""
+import io
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import traceback
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread, so the command stops as it does on Ctrl-C."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def exit_status(interrupt):
+    """128 + the signal that stopped us: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    return 128 + getattr(interrupt, "signum", signal.SIGINT)
+
+
+def ignore_stop_signals():
+    """From here on a second Ctrl-C or SIGTERM does not cut the clean-up short."""
+    for sig in (signal.SIGINT, *STOP_SIGNALS):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+class OutputError(ValueError):
+    """Writing a result to stdout failed (a full disk, a closed device)."""
+
+
+# The banner's box characters, for a stream whose encoding lacks them (PYTHONIOENCODING=ascii).
+ASCII_FALLBACK = str.maketrans({"━": "=", "—": "-", "·": "-", "×": "x", "…": "...", "→": "->"})
+
+
+class Output(io.TextIOBase):
+    """stdout as the commands write to it: box characters in plain ASCII where the stream cannot
+    encode them (other characters escaped), and a failed write turned into one line naming it."""
+
+    def __init__(self, stream, name="stdout"):
+        self.stream, self.name = stream, name
+        try:
+            "━—·×".encode(getattr(stream, "encoding", None) or "utf-8")
+            self.plain = False
+        except (UnicodeEncodeError, LookupError):
+            self.plain = True
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="backslashreplace")
+
+    def _guard(self, write, *args):
+        try:
+            return write(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write to {self.name} ({exc.strerror or exc})") from None
+
+    def write(self, text):
+        return self._guard(self.stream.write, text.translate(ASCII_FALLBACK) if self.plain else text)
+
+    def flush(self):
+        self._guard(self.stream.flush)
+
+    def isatty(self):
+        return self.stream.isatty()
+
+    def fileno(self):
+        return self.stream.fileno()
+
+
+def _silence_stdout():
+    """Point fd 1 at /dev/null, so the interpreter's last flush of stdout cannot fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def error_text(exc):
+    """One line for exc: an OSError as 'file: reason', never '[Errno N] ...'."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else ""
+        return f"{where}: {exc.strerror}" if where else exc.strerror
+    return str(exc)
+
+
+def guarded(prog, debug, run):
+    """run()'s exit status, with signals, a closed or full stdout and bad input turned into one
+    line: 0 done, 1 bad input or failure, 128 + N on signal N (130 Ctrl-C, 143 SIGTERM), 141
+    stdout closed."""
+    real_stdout = sys.stdout
+    sys.stdout = Output(real_stdout)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, *STOP_SIGNALS)} if in_main else {}
+    for sig in STOP_SIGNALS if in_main else ():
+        signal.signal(sig, _raise_stopped)
+    try:
+        status = run()
+        sys.stdout.flush()
+        return status
+    except KeyboardInterrupt as exc:
+        if in_main:
+            ignore_stop_signals()
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return exit_status(exc)
+    except BrokenPipeError:                # stdout closed early (`| head`): stop quietly
+        _silence_stdout()
+        return 141
+    except sqlite3.Error as exc:           # the store: locked for too long, a full disk
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: the store: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as exc:   # GenomeError, dataset and file errors
+        if isinstance(exc, OutputError):
+            _silence_stdout()
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {error_text(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout = real_stdout
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
