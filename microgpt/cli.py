@@ -22,7 +22,7 @@ from pathlib import Path
 
 from microgpt import __version__
 from microgpt.console import Console, banner, open_log, plural, runs_table
-from microgpt.evaluators import DaskEvaluator, LocalPool
+from microgpt.evaluators import DaskEvaluator, LocalPool, check_address
 from microgpt.files import same_file, writable_target
 from microgpt.genome import (
     GENE_KEYS,
@@ -336,7 +336,7 @@ def build_hydra_parser():
     r.add_argument("--workers", metavar="N", type=_whole(1, 4096), default=default_workers(),
                    help="worker processes, at most one per evaluation of a generation "
                         "(all cores: %(default)s)")
-    r.add_argument("--scheduler", metavar="ADDRESS",
+    r.add_argument("--scheduler", metavar="ADDRESS", type=_scheduler,
                    help="run every evaluation on the Dask cluster whose scheduler is at ADDRESS "
                         "(tcp://host:8786) instead of local processes; needs microgpt[dask]")
     r.add_argument("--seed", metavar="N", type=_whole(0, SEED_MAX),
@@ -356,6 +356,13 @@ def build_hydra_parser():
                    help="print only the final table, not every generation")
     r.add_argument("--debug", action="store_true", help="show a traceback on errors")
     return p
+
+
+def _scheduler(text):
+    try:
+        return check_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _run_id_or_latest(text):

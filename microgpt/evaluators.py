@@ -18,6 +18,7 @@ import sys
 from concurrent.futures import BrokenExecutor, CancelledError, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Optional
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,19 @@ def _microgpt_version():
     return microgpt.__version__
 
 
+def check_address(address):
+    """address, if it looks like a Dask scheduler's (tcp://HOST:PORT); ValueError otherwise."""
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls", "ws", "wss") or not parts.hostname or port is None:
+        raise ValueError(f"not a scheduler address, got {address!r}; expected tcp://HOST:PORT "
+                         f"(a Dask scheduler listens on 8786)")
+    return address
+
+
 class SchedulerLost(ValueError):
     """The Dask scheduler went away in the middle of a run."""
 
@@ -170,7 +184,7 @@ class DaskEvaluator(PoolEvaluator):
             from distributed import Client
         except ImportError:
             raise ValueError("--scheduler needs Dask's distributed: pip install 'microgpt[dask]'") from None
-        self.address = address
+        self.address = check_address(address)
         for name in list(logging.root.manager.loggerDict):      # its errors become our one line
             if name.startswith("distributed"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)

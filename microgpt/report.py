@@ -357,7 +357,12 @@ window.addEventListener("load", function () {{
 
 def write_report(runs, directory):
     """Write the PNGs and report.html into directory: the paths written."""
-    directory.mkdir(parents=True, exist_ok=True)
+    if directory.exists() and not directory.is_dir():
+        raise ValueError(f"--out {directory}: is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {directory}: cannot create it ({exc.strerror})") from None
     written, blocks = [], []
     for stem, title, fig in figures(runs):
         path = directory / f"{stem}.png"

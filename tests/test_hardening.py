@@ -324,3 +324,18 @@ def test_help_shows_no_cython_internals():
 
     assert "__pyx" not in pydoc.render_doc(microgpt, renderer=pydoc.plaintext)
     assert "__pyx" not in pydoc.render_doc(microgpt.Val, renderer=pydoc.plaintext)
+
+
+def test_a_bad_scheduler_address_is_a_usage_error(tmp_path):
+    res = run(HYDRA, tmp_path, *TINY, "--scheduler", "notanaddress")
+    assert res.returncode == 2 and "not a scheduler address" in res.stderr
+    assert not (tmp_path / "experiments").exists()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--store", ".", "is a directory, not a store"),
+    ("--resume", "abc", "expected a run number"),
+])
+def test_bad_store_flags(tmp_path, flag, value, message):
+    res = run(HYDRA, tmp_path, *TINY, flag, value)
+    assert res.returncode in (1, 2) and message in res.stderr and "Traceback" not in res.stderr

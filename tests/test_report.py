@@ -137,3 +137,12 @@ def test_the_page_renders_every_figure_in_a_real_browser(runs_here):
     for stem, size in sizes.items():
         width, height = (float(x) for x in size.split("x"))
         assert width > 100 and height > 50, (stem, size)
+
+
+def test_report_out_that_is_a_file(runs_here):
+    evolve(runs_here, "--seed", "6")
+    (runs_here / "taken").write_text("mine")
+    res = subprocess.run([HYDRA, "report", "--out", "taken"], cwd=runs_here, capture_output=True,
+                         text=True)
+    assert res.returncode == 1 and "is a file, not a directory" in res.stderr
+    assert (runs_here / "taken").read_text() == "mine"
