@@ -264,11 +264,11 @@ The lifecycle:
                  Each generation a head keeps its 2 best, re-judges them on a fresh seed
                  (an organism ranks on the mean of its trials) and refills with their
                  mutants. Between cycles comes the Gathering: every head takes in the
-                 other heads' champions, which replace its worst. At the end the run's
-                 best organisms by standing (their mean percentile under the heads among
-                 the first generation, which is random genomes) are re-judged on fresh
-                 seeds, and the best one's DNA is written to genome.json, with the
-                 training seed that reproduces its first evaluation.
+                 other heads' champions, which replace its worst. At the end each head's
+                 champion and the run's best organisms by standing (their mean percentile
+                 under the heads among the first generation, which is random genomes) are
+                 re-judged on fresh seeds and at several temperatures, and the best one's
+                 DNA is written to genome.json, with the training seed that reproduces it.
   3. Evolved:    `microgpt` in that directory reads genome.json and becomes the evolved
                  creature ("I have become").
 

@@ -116,8 +116,8 @@ class Console(Observer):
         self.say()
 
     def final_started(self, finalists, todo):
-        self.say(f"The final judgement: the run's {plural(len(finalists), 'best organism')} "
-                 f"re-judged on fresh seeds ({len(todo)} to evaluate)")
+        self.say(f"The final judgement: {plural(len(finalists), 'finalist')} (each head's champion, "
+                 f"then the best by standing) re-judged on fresh seeds ({len(todo)} to evaluate)")
         self.start_bar(todo, "final judgement")
 
     def retrying(self, organisms):

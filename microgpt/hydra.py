@@ -55,7 +55,7 @@ N_CHAMPIONS = 2                                     # kept each generation, sent
 MIN_POPULATION = N_CHAMPIONS + 1                    # room for at least one mutant
 NAMES_KEPT = 5                                      # names per champion in genome.json and tables
 MAX_TRIALS = 2          # a survivor is re-judged on a fresh seed each generation, up to this many
-FINALISTS = 4           # the best organisms of the run, re-judged before the winner is crowned
+FINALISTS = 4           # each head's champion, then the best by standing, re-judged at the end
 FINAL_TRIALS = 3        # ... each on this many fresh seeds,
 JUDGE_FACTOR = 4        # ... on this many times --samples names, as the first generation is
 TEMPERATURE_TUNING = (0.7, 0.8, 0.9, 1.0, 1.12, 1.25, 1.4)   # ... at its own temperature times these
@@ -460,10 +460,11 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
             observer.gathering(cycle, pool, received)
         observer.cycle_done(cycle, time.perf_counter() - start)
 
-    # The final judgement: the run's best organisms by standing, each re-judged on fresh seeds
-    # until FINAL_TRIALS trials, each trial also sampling at temperatures around the organism's own
-    # (training is the same; only how it speaks changes). The winner is the best finalist at its
-    # best temperature, by the mean of its final trials: the genome that beats random genomes.
+    # The final judgement: each head's champion and then the run's best organisms by standing,
+    # FINALISTS in all, each re-judged FINAL_TRIALS times on fresh seeds, each trial also sampling
+    # at temperatures around the organism's own (training is the same; only how it speaks
+    # changes). The winner is the best finalist at its best temperature, by its standing at the
+    # lower bound of its final trials: the genome that beats random genomes, not the luckiest.
     births = [o for o in evaluations if o.trial == 0 and o.result is not None]
     stick = yardstick(reference, heads)
     # each head's champion (its best voice, to be tuned), then the best by standing
