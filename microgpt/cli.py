@@ -122,6 +122,10 @@ def build_parser():
     r.add_argument("-t", "--temperature", type=_positive_float,
                    help="sampling temperature; lower is safer, higher is wilder "
                         "(the genome's, else 1.0)")
+    r.add_argument("--top-k", metavar="K", type=_whole(1),
+                   help="sample each character among the K likeliest only (all of them)")
+    r.add_argument("--prefix", metavar="TEXT", default="",
+                   help="every name begins with TEXT (its characters must be in the names)")
     r.add_argument("--seed", type=_whole(0, SEED_MAX),
                    help="random seed, 0 or more; same seed, same run (the genome's, which "
                         "reproduces its evaluation, else 42)")
@@ -201,9 +205,14 @@ def run(args, parser):
         if value is not None:
             setattr(cfg, key, value)
     cfg.gen_samples = args.samples
+    cfg.top_k, cfg.prefix = args.top_k, args.prefix
     cfg.input_file = str(args.data) if args.data is not None else None
     with slow_notice(f"loading the names from {args.data}", args.data is not None and not args.quiet):
         dataset = Dataset(load_names(cfg.input_file, progress=not args.quiet and sys.stderr.isatty()))
+    unknown = sorted({c for c in args.prefix if not c.isspace()} - set(dataset.tok.chars))
+    if unknown:
+        raise ValueError(f"--prefix {args.prefix!r}: {', '.join(map(repr, unknown))} never occurs "
+                         f"in the names, so the creature cannot say it")
 
     out = sys.stdout
     if not args.quiet:

@@ -184,6 +184,8 @@ class TrainingConfig:
     input_file: Optional[str] = None     # None: the bundled makemore names
     seed: int = 42
     temperature: float = 1.0
+    top_k: Optional[int] = None          # sample among the k likeliest tokens only
+    prefix: str = ""                     # every sampled name begins with it
     val_names: int = 100                 # held-out names averaged into val_loss
 
 
@@ -240,24 +242,34 @@ def mean_loss(model, tok, names):
     return sum(model.loss(tok.encode(n)).data for n in names) / len(names)
 
 
-def draw(rng, logits, temperature):
-    """A token id drawn from softmax(logits / temperature), for any positive temperature.
+def draw(rng, logits, temperature, top_k=None):
+    """A token id drawn from softmax(logits / temperature), for any positive temperature, among
+    the top_k largest logits only when top_k is given.
 
     Worked in log space: the max is subtracted before dividing, so no weight overflows, and as
     the temperature goes to 0 every weight but the largest underflows to 0 (sampling becomes
     argmax) instead of dividing infinities.
     """
+    ids = range(len(logits))
+    if top_k is not None and top_k < len(logits):    # ties at the cut keep the lower ids
+        ids = sorted(sorted(ids, key=lambda i: -logits[i])[:top_k])
     top = max(logits)
-    weights = [math.exp((z - top) / temperature) for z in logits]
-    return rng.choices(range(len(weights)), weights=weights)[0]
+    weights = [math.exp((logits[i] - top) / temperature) for i in ids]
+    return rng.choices(ids, weights=weights)[0]
 
 
-def sample(model, tok, rng, temperature=1.0):
-    """One generated name: from BOS, draw tokens until BOS comes back or n_ctx positions pass."""
+def sample(model, tok, rng, temperature=1.0, top_k=None, prefix=""):
+    """One generated name: feed BOS (then the prefix's characters, as given), then draw tokens
+    until BOS comes back or n_ctx positions pass."""
     cache = model.new_cache()
-    token, out = tok.bos, []
+    fed = [tok.bos] + tok.encode(prefix)[1:-1]        # BOS, then the prefix
+    token, out = fed[0], fed[1:]
     for pos in range(model.n_ctx):
-        token = draw(rng, [v.data for v in model.forward(token, pos, cache)], temperature)
+        logits = model.forward(token, pos, cache)
+        if pos + 1 < len(fed):                        # still reading the prefix
+            token = fed[pos + 1]
+            continue
+        token = draw(rng, [v.data for v in logits], temperature, top_k)
         if token == tok.bos:
             break
         out.append(token)
@@ -291,14 +303,16 @@ def train_and_generate(cfg, progress: Optional[Callable[[int, float], None]] = N
             progress(step, losses[-1])
 
     val_loss = mean_loss(model, tok, data.held_out_names(cfg.val_names))
-    generated = generate(model, tok, cfg.gen_samples, cfg.temperature, cfg.seed)
+    generated = generate(model, tok, cfg.gen_samples, cfg.temperature, cfg.seed, cfg.top_k,
+                         cfg.prefix)
     return TrainingResult(names=generated, final_loss=losses[-1] if losses else float("nan"),
                           losses=losses, val_loss=val_loss, num_params=len(model.parameters()),
                           seconds=time.perf_counter() - start, model=model, tok=tok)
 
 
-def generate(model, tok, n, temperature, seed):
-    """n names sampled from model at temperature, the draws seeded from seed: the same seed gives
-    the same names, so a trained model can be heard again at another temperature."""
+def generate(model, tok, n, temperature, seed, top_k=None, prefix=""):
+    """n names sampled from model at temperature (among the top_k tokens, after the prefix), the
+    draws seeded from seed: the same seed gives the same names, so a trained model can be heard
+    again at another temperature."""
     rng = random.Random(f"{seed}:sample")
-    return [sample(model, tok, rng, temperature) for _ in range(n)]
+    return [sample(model, tok, rng, temperature, top_k, prefix) for _ in range(n)]

@@ -133,3 +133,11 @@ def test_the_genomes_temperature_and_seed_are_used_and_flags_override_them(tmp_p
     other = microgpt(tmp_path, "-n", "4", "-q", "--seed", "78", "-t", "2")
     assert other.returncode == 0
     assert "Organism: evolved with temperature=2.0, seed=78 |" in other.stdout
+
+
+def test_prefix_and_top_k_flags(tmp_path):
+    res = microgpt(tmp_path, "-s", "30", "-n", "4", "-q", "--prefix", "ka", "--top-k", "3")
+    assert res.returncode == 0, res.stderr
+    assert all(n.startswith("ka") for n in res.stdout.splitlines()[:4])
+    assert_one_line_error(microgpt(tmp_path, "-s", "3", "--prefix", "k9"), "--prefix", "'9'")
+    assert microgpt(tmp_path, "--top-k", "0").returncode == 2

@@ -129,3 +129,18 @@ def test_sampling_respects_the_context_and_the_temperature():
     assert len(cold) == 1
     with pytest.raises(ValueError, match="temperature"):
         train_and_generate(TrainingConfig(steps=1, temperature=0.0))
+
+
+def test_top_k_and_prefix_sampling():
+    from microgpt.train import Dataset, draw, generate
+
+    rng = random.Random(0)
+    assert {draw(rng, [0.1, 3.0, 2.9, -1.0], 1.0, top_k=1) for _ in range(30)} == {1}
+    assert {draw(rng, [0.1, 3.0, 2.9, -1.0], 5.0, top_k=2) for _ in range(200)} == {1, 2}
+    data = Dataset(NAMES)
+    model = GPT(data.tok.vocab_size, 8, 8, 1, 2, 1, seed=3)
+    names = generate(model, data.tok, 20, 1.0, seed=4, prefix="em")
+    assert all(n.startswith("em") for n in names) and len(set(names)) > 1
+    plain = generate(model, data.tok, 5, 1.0, seed=4)
+    assert plain == generate(model, data.tok, 5, 1.0, seed=4, top_k=None, prefix="")
+    assert generate(model, data.tok, 3, 1.0, seed=4, prefix="emmaemmaemmaemma") == ["emmaemmaemmaemma"] * 3
