@@ -378,14 +378,14 @@ def _run_id_or_latest(text):
     return text if text == "latest" else _run_id(text)
 
 
-def _experiments_dir(directory):
-    """directory, made if absent; ValueError naming --experiments when it cannot be."""
+def _make_dir(directory, flag):
+    """directory, made if absent; ValueError naming flag when it cannot be."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise ValueError(f"--experiments {directory}: is a file, not a directory") from None
+        raise ValueError(f"{flag} {directory}: is a file, not a directory") from None
     except OSError as exc:
-        raise ValueError(f"--experiments {directory}: cannot create it ({exc.strerror})") from None
+        raise ValueError(f"{flag} {directory}: cannot create it ({exc.strerror})") from None
     return directory
 
 
@@ -423,8 +423,7 @@ def _configure_hydra(args, parser):
 
 
 def _resumed_config(run, args, parser):
-    """(HydraConfig, heads, mode) of a stored run; a flag that disagrees is a usage error, and
-    names that changed since the run began are refused."""
+    """(HydraConfig, heads, mode) of a stored run; a flag that disagrees is a usage error."""
     cfg = HydraConfig(population=run["population"], generations=run["generations"],
                       cycles=run["cycles"], steps=run["steps"], samples=run["samples"],
                       seed=run["seed"], data=run["data"])
@@ -440,9 +439,6 @@ def _resumed_config(run, args, parser):
             shown = ",".join(stored[flag]) if flag == "heads" else stored[flag]
             parser.error(f"--{flag} {getattr(args, flag)} conflicts with run {run['id']}, which "
                          f"has {shown}; drop it to resume")
-    if data_sha256(cfg.data) != run["data_sha256"]:
-        raise ValueError(f"{cfg.data or bundled_names_path()}: the names changed since run "
-                         f"{run['id']} began; it cannot be resumed on other data")
     mode = run["mode"]
     return cfg, _load_heads(names, mode == "classic", cfg.data, args.quiet), mode
 
@@ -459,7 +455,7 @@ def write_winner(evolution, console, store, run_id, mode, out):
     head, winner, winner_standing = choose_winner(evolution)
     genome = winner_genome(winner, winner_standing, evolution, mode)
     console.ascended(evolution, mode, winner, winner_standing, genome)
-    store.finish(run_id, "running", genome=genome)      # kept even if writing out fails
+    store.set_winner(run_id, genome)                    # kept even if writing out fails
     try:
         _, kept = save_genome(out, genome, "--out")
     except (ValueError, OSError) as exc:
@@ -503,26 +499,31 @@ def run_hydra(args, parser, argv, evaluate=evaluate_genome):
             raise ValueError(f"run {run_id} is still running (process {run['pid']} on "
                              f"{run['host']}); stop it before resuming")
         cfg, heads, mode = _resumed_config(run, args, parser)
+        sha = data_sha256(cfg.data)
+        if sha != run["data_sha256"]:
+            raise ValueError(f"{cfg.data or bundled_names_path()}: the names changed since run "
+                             f"{run_id} began; it cannot be resumed on other data")
         out = args.out if args.out is not None else Path(run["out"])
         _check_out(out, cfg)
         recall = store.recall(run_id)
-        store.claim(run_id, argv)
+        store.claim(run_id)
     else:
         cfg, heads, mode = _configure_hydra(args, parser)
         out = args.out if args.out is not None else Path("genome.json")
         _check_out(out, cfg)
-        _experiments_dir(store_path.parent)
+        _make_dir(store_path.parent, "--store" if args.store is not None else "--experiments")
         store = Store(store_path)
-        run_id = store.new_run(cfg, mode, heads, data_sha256(cfg.data), argv, out)
+        sha = data_sha256(cfg.data)
+        run_id = store.new_run(cfg, mode, heads, sha, argv, out)
         recall = {}
     workers = min(args.workers, cfg.population * len(heads))   # never more than a generation needs
-    log = open_log(_experiments_dir(args.experiments), mode)
+    log = open_log(_make_dir(args.experiments, "--experiments"), mode)
     console = Console(cfg, heads, log, args.quiet, progress=sys.stderr.isatty() and not args.quiet)
     started, evaluator, genome = time.perf_counter(), None, None
     try:
         console.note(f"$ microgpt-hydra {' '.join(argv)}\nstarted {time.strftime('%Y-%m-%d %H:%M:%S')}")
         if args.scheduler:
-            evaluator = DaskEvaluator(args.scheduler, evaluate, names_to_send(cfg.data))
+            evaluator = DaskEvaluator(args.scheduler, evaluate, names_to_send(cfg.data, sha))
         else:
             evaluator = LocalPool(workers, evaluate, bound={"data": cfg.data})
         where = f" on the Dask cluster at {args.scheduler}" if args.scheduler else ""
@@ -540,7 +541,7 @@ def run_hydra(args, parser, argv, evaluate=evaluate_genome):
                     f"({failed} failed) in {time.perf_counter() - started:.1f}s. "
                     f"Run `microgpt` to meet the evolved creature.", chatter=False)
         console.say(f"Run {run_id} in {store.path}; log: {log.name}", chatter=False)
-        store.finish(run_id, "completed", genome=genome)
+        store.finish(run_id, "completed")
         return 0
     except KeyboardInterrupt as exc:      # Ctrl-C, SIGTERM, SIGHUP
         ignore_stop_signals()

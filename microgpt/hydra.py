@@ -147,7 +147,8 @@ class Organism:
     retrials: list = field(default_factory=list)  # the birth's re-judgings, in order
     parent: Optional[str] = None    # the id of the champion it is a mutant of (None: new)
     temperatures: tuple = ()        # also sample at these, to tune the temperature (final trials)
-    samples: Optional[int] = None   # names to sample, when not the run's number (final trials)
+    samples: Optional[int] = None   # names to sample, when not the run's (the first generation
+                                    # and the final trials: JUDGE_FACTOR times as many)
 
     @property
     def id(self):
@@ -190,7 +191,8 @@ class Organism:
 
 @dataclass(frozen=True)
 class HydraConfig:
-    """The run: sizes, training length, seed and dataset (the seed's defaults)."""
+    """The run: sizes, training length, names per evaluation, seed and dataset (the sizes and
+    training length are the seed's defaults)."""
     population: int = 8             # organisms per head
     generations: int = 3            # per cycle
     cycles: int = 5
@@ -382,7 +384,7 @@ def expected_evaluations(population, generations, cycles, n_heads):
     one re-judging of each head's champions per generation after the first."""
     later = cycles * generations - 1
     births = n_heads * (population + later * (population - N_CHAMPIONS))
-    return births + n_heads * N_CHAMPIONS * later + FINALISTS * FINAL_TRIALS
+    return births + n_heads * N_CHAMPIONS * later + max(FINALISTS, n_heads) * FINAL_TRIALS
 
 
 @dataclass

@@ -198,19 +198,20 @@ class Store:
                 return run["id"]
         raise StoreError(f"{self.path}: no interrupted run to resume")
 
-    def claim(self, run_id, argv):
+    def claim(self, run_id):
         """Mark run_id running again, in this process (resuming it)."""
         self.db.execute("UPDATE runs SET status = 'running', pid = ?, host = ?, ended = NULL,"
                         " reason = NULL WHERE id = ?", (os.getpid(), socket.gethostname(), run_id))
 
-    def finish(self, run_id, status, reason=None, genome=None):
-        """Set the run's status (and its end, and why), and its winner when genome is given."""
+    def set_winner(self, run_id, genome):
+        """Record the run's winner (its genome.json dict)."""
+        self.db.execute("UPDATE runs SET winner = ?, winner_loss = ?, winner_genome = ? WHERE id = ?",
+                        (genome["organism"], genome["loss"], json.dumps(genome), run_id))
+
+    def finish(self, run_id, status, reason=None):
+        """Set the run's status, its end, and why it stopped (failed or interrupted)."""
         self.db.execute("UPDATE runs SET status = ?, ended = ?, reason = ? WHERE id = ?",
                         (status, now(), reason, run_id))
-        if genome is not None:
-            self.db.execute("UPDATE runs SET winner = ?, winner_loss = ?, winner_genome = ?"
-                            " WHERE id = ?", (genome["organism"], genome["loss"],
-                                              json.dumps(genome), run_id))
 
     # Evaluations.
 

@@ -17,24 +17,22 @@ def _dataset(path):
     return Dataset(load_names(path))
 
 
-_SENT = {}        # sha256 -> Dataset: names sent with the work, prepared once per worker process
-
-
+@functools.lru_cache(maxsize=1)
 def _sent_dataset(names):
+    """The names sent with the work, (sha256, bytes), prepared once per worker process."""
     sha, data = names
-    if sha not in _SENT:
-        _SENT.clear()
-        _SENT[sha] = Dataset(Names(data, f"names {sha[:12]}"))
-    return _SENT[sha]
+    return Dataset(Names(data, f"names {sha[:12]}"))
 
 
-def names_to_send(path):
-    """(sha256, bytes) of the names file at path, for workers that do not have it; None for the
-    bundled names, which every worker does."""
+def names_to_send(path, sha):
+    """(sha, bytes) of the names file at path, for workers that do not have it, None for the
+    bundled names, which every worker has; ValueError if the file no longer has that sha256."""
     if path is None:
         return None
     data = read_bytes(path, "a file of names")
-    return hashlib.sha256(data).hexdigest(), data
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise ValueError(f"{path}: the names changed since the run began")
+    return sha, data
 
 
 def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=None):
