@@ -9,6 +9,7 @@ errors are one line.
 """
 import argparse
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -368,6 +369,10 @@ def build_hydra_parser():
 
 
 def _scheduler(text):
+    """An argparse type: a Dask scheduler's address, refused before any work when distributed
+    is not installed."""
+    if importlib.util.find_spec("distributed") is None:
+        raise argparse.ArgumentTypeError("needs Dask's distributed: pip install 'microgpt[dask]'")
     try:
         return check_address(text)
     except ValueError as exc:
