@@ -600,10 +600,11 @@ def run_report(args, parser):
     if not store_path.exists():
         raise ValueError(f"{store_path}: no store, so no run to report (run microgpt-hydra first)")
     try:
-        from microgpt.report import report
-    except ImportError as exc:
-        raise ValueError(f"the report needs matplotlib ({exc.name} is missing): "
-                         f"pip install 'microgpt[report]'") from None
+        import matplotlib  # noqa: F401  (the report imports it when it draws)
+    except ImportError:
+        raise ValueError("the report needs matplotlib: pip install 'microgpt[report]'") from None
+    from microgpt.report import report
+
     lines, paths = report(store_path, args.runs, args.out)
     for line in lines:
         print(line)

@@ -146,3 +146,13 @@ def test_report_out_that_is_a_file(runs_here):
                          text=True)
     assert res.returncode == 1 and "is a file, not a directory" in res.stderr
     assert (runs_here / "taken").read_text() == "mine"
+
+
+def test_without_matplotlib_the_report_says_how_to_install_it(runs_here, monkeypatch, capsys):
+    evolve(runs_here, "--seed", "7")
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "matplotlib", None)      # as if it were not installed
+    assert cli.hydra_main(["report"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "microgpt-hydra report: error: the report needs matplotlib: " \
+                          "pip install 'microgpt[report]'"
