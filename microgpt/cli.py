@@ -23,6 +23,14 @@ from pathlib import Path
 
 from microgpt import __version__
 from microgpt.console import Console, banner, open_log, plural, runs_table
+from microgpt.creature import (
+    continue_training,
+    creature_path,
+    from_training,
+    load_creature,
+    matches,
+    save_creature,
+)
 from microgpt.evaluators import DaskEvaluator, LocalPool, check_address
 from microgpt.files import same_file, writable_target
 from microgpt.genome import (
@@ -46,7 +54,14 @@ from microgpt.hydra import (
     winner_genome,
 )
 from microgpt.store import Recorder, Store
-from microgpt.train import Dataset, TrainingConfig, bundled_names_path, load_names, train_and_generate
+from microgpt.train import (
+    Dataset,
+    TrainingConfig,
+    bundled_names_path,
+    generate,
+    load_names,
+    train_and_generate,
+)
 from microgpt.worker import evaluate_genome, names_to_send
 
 # The `microgpt` command.
@@ -133,6 +148,21 @@ def build_parser():
     r.add_argument("-q", "--quiet", action="store_true",
                    help="print only the names and the summary line")
     r.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    c = p.add_argument_group(
+        "the saved creature",
+        "A creature file (.npz) holds a trained model whole: genes, vocabulary, weights, Adam's "
+        "state. microgpt-hydra saves its winner beside genome.json (genome.json -> genome.npz); "
+        "`microgpt` there speaks from it without training when it is exactly what it would train "
+        "(same genes, seed and names).")
+    c.add_argument("--save", metavar="PATH", type=Path,
+                   help="write the trained creature to PATH (the file it replaces is kept under "
+                        "a dated name)")
+    c.add_argument("--load", metavar="PATH", type=Path,
+                   help="speak from the creature in PATH without training; with --steps N, "
+                        "train it N more steps first (the learning rate restarts at its lr, or "
+                        "--lr, and falls linearly to 0; Adam carries on)")
+    c.add_argument("--retrain", action="store_true",
+                   help="train anew even when a saved creature sits beside genome.json")
     return p
 
 
@@ -187,6 +217,8 @@ def _progress_bar(total, enabled):
 
 
 def run(args, parser):
+    if args.load is not None:
+        return run_loaded(args, parser)
     cfg, genome = _genome_config(args)
     changed = []                      # genes the flags set to something other than they were
     for flag, key in GENE_FLAGS.items():
@@ -210,10 +242,12 @@ def run(args, parser):
     cfg.input_file = str(args.data) if args.data is not None else None
     with slow_notice(f"loading the names from {args.data}", args.data is not None and not args.quiet):
         dataset = Dataset(load_names(cfg.input_file, progress=not args.quiet and sys.stderr.isatty()))
-    unknown = sorted({c for c in args.prefix if not c.isspace()} - set(dataset.tok.chars))
-    if unknown:
-        raise ValueError(f"--prefix {args.prefix!r}: {', '.join(map(repr, unknown))} never occurs "
-                         f"in the names, so the creature cannot say it")
+    _check_prefix(args.prefix, dataset.tok.chars)
+    _check_save(args, cfg.input_file)
+    sha = dataset.names.sha256()
+    creature, note = None, None
+    if genome is not None:
+        creature, note = _creature_beside(_genome_path(args), cfg, sha, args.retrain)
 
     out = sys.stdout
     if not args.quiet:
@@ -227,25 +261,147 @@ def run(args, parser):
             print("=== MicroGPT [Primordial] ===", file=out)
             print("No genome found. Running with default parameters.", file=out)
             print("Run `microgpt-hydra` to evolve one.", file=out)
-        print(f"Config: Emb:{cfg.n_emb} Head:{cfg.n_head} Lay:{cfg.n_layer} Ctx:{cfg.n_ctx} "
-              f"FF:{cfg.n_ff_exp} LR:{cfg.lr:.4f} Steps:{cfg.steps} T:{cfg.temperature:.2f} "
-              f"Seed:{cfg.seed}", file=out)
-        print(file=out)
-        out.flush()
+        if note:
+            print(note, file=out)
+        _print_config(cfg, out)
 
-    progress, bar = _progress_bar(cfg.steps, not args.quiet and sys.stderr.isatty())
-    try:
-        result = train_and_generate(cfg, progress=progress, dataset=dataset)
-    finally:
-        if bar is not None:
-            bar.close()
-    for name in result.names:
-        print(name, file=out)
+    loaded = creature is not None
+    if not loaded:
+        cfg.gen_samples = 0                       # _speak samples, from the trained creature
+        progress, bar = _progress_bar(cfg.steps, not args.quiet and sys.stderr.isatty())
+        try:
+            result = train_and_generate(cfg, progress=progress, dataset=dataset)
+        finally:
+            if bar is not None:
+                bar.close()
+        creature = from_training(result, cfg, sha)
     origin = "evolved" if genome is not None else "default"
     if changed:
         origin += f" with {', '.join(changed)}"
-    print(f"{chr(10) if result.names else ''}Organism: {origin} | Loss: {result.final_loss:.4f} "
-          f"| Val loss: {result.val_loss:.4f} | Params: {result.num_params}", file=out)
+    if loaded:
+        origin += f", woken from {creature_path(_genome_path(args))}, not retrained"
+    _speak(creature, cfg, args, origin, out)
+    return 0
+
+
+def _genome_path(args):
+    return args.genome if args.genome is not None else Path("genome.json")
+
+
+def _creature_beside(genome_path, cfg, sha, retrain):
+    """(the saved creature beside the genome when it is exactly what cfg would train on these
+    names, else None; a line saying which it is, or None when there is no creature there)."""
+    path = creature_path(genome_path)
+    if not os.path.lexists(path):
+        return None, None
+    if retrain:
+        return None, f"Training anew (--retrain); {path} is left as it is."
+    try:
+        creature = load_creature(path)
+    except ValueError as exc:
+        return None, f"Training anew: {path} cannot be used ({error_text(exc)})."
+    if not matches(creature, cfg, sha):
+        return None, (f"Training anew: {path} holds another organism (other genes, seed or "
+                      f"names than this run's).")
+    return creature, (f"Woke the creature saved in {path} ({creature.steps_done} steps, seed "
+                      f"{creature.seed}): speaking without training (--retrain trains anew).")
+
+
+def _print_config(cfg, out):
+    print(f"Config: Emb:{cfg.n_emb} Head:{cfg.n_head} Lay:{cfg.n_layer} Ctx:{cfg.n_ctx} "
+          f"FF:{cfg.n_ff_exp} LR:{cfg.lr:.4f} Steps:{cfg.steps} T:{cfg.temperature:.2f} "
+          f"Seed:{cfg.seed}", file=out)
+    print(file=out)
+    out.flush()
+
+
+def _speak(creature, cfg, args, origin, out):
+    """Print the creature's names and the summary line; save it when --save says so."""
+    names = generate(creature.model, creature.tok, args.samples, cfg.temperature, cfg.seed,
+                     args.top_k, args.prefix)
+    for name in names:
+        print(name, file=out)
+    loss = "unknown" if creature.final_loss is None else f"{creature.final_loss:.4f}"
+    val = "unknown" if creature.val_loss is None else f"{creature.val_loss:.4f}"
+    print(f"{chr(10) if names else ''}Organism: {origin} | Loss: {loss} | Val loss: {val} "
+          f"| Params: {len(creature.model.parameters())}", file=out)
+    if args.save is not None:
+        out.flush()
+        target, kept = save_creature(args.save, creature)
+        if not args.quiet:
+            print(f"Saved the creature to {args.save}" + (f"; the file it replaced is kept as "
+                                                          f"{kept}" if kept else ""), file=out)
+
+
+def _check_prefix(prefix, chars):
+    unknown = sorted({c for c in prefix if not c.isspace()} - set(chars))
+    if unknown:
+        raise ValueError(f"--prefix {prefix!r}: {', '.join(map(repr, unknown))} never occurs "
+                         f"in the names, so the creature cannot say it")
+
+
+def _check_save(args, data):
+    """Before any training: --save must be writable, and never over the names or the genome."""
+    if args.save is None:
+        return
+    target = writable_target(args.save, "--save")
+    if data != "-" and same_file(target, data if data is not None else bundled_names_path()):
+        raise ValueError(f"--save {args.save}: is the file of training names; choose another path")
+    if args.load is None and same_file(target, _genome_path(args)):
+        raise ValueError(f"--save {args.save}: is the genome file; choose another path")
+
+
+LOAD_CONFLICTS = ("emb", "head", "layer", "ctx", "ff", "genome", "retrain")
+
+
+def run_loaded(args, parser):
+    """`microgpt --load PATH`: sample from a saved creature, after --steps more training if asked."""
+    given = [f"--{flag}" for flag in LOAD_CONFLICTS if getattr(args, flag) not in (None, False)]
+    if given:
+        parser.error(f"--load takes the creature as it was saved: {', '.join(given)} cannot "
+                     f"change it (only --steps, --lr, -d and the sampling flags apply)")
+    if args.data is not None and args.steps is None:
+        parser.error("-d/--data is read only to train on: with --load, give --steps N too")
+    if args.lr is not None and args.steps is None:
+        parser.error("--lr sets the continued training's rate: with --load, give --steps N too")
+    creature = load_creature(args.load)
+    _check_prefix(args.prefix, creature.tok.chars)
+    cfg = TrainingConfig(**{k: creature.genes[k] for k in GENE_FLAGS.values()},
+                         temperature=creature.genes["temperature"], seed=creature.seed)
+    cfg.steps = creature.steps_done + (args.steps or 0)      # after any more training
+    if args.temperature is not None:
+        cfg.temperature = args.temperature
+    if args.seed is not None:
+        cfg.seed = args.seed
+    out, dataset = sys.stdout, None
+    data = str(args.data) if args.data is not None else None
+    if args.steps is not None:
+        with slow_notice(f"loading the names from {args.data}", data is not None and not args.quiet):
+            dataset = Dataset(load_names(data, progress=not args.quiet and sys.stderr.isatty()))
+    _check_save(args, data)
+    lr = args.lr if args.lr is not None else creature.genes["lr"]
+    if not args.quiet:
+        print("=== MicroGPT [Loaded] ===", file=out)
+        print(f"Loaded the creature in {args.load}: {creature.steps_done} steps trained "
+              f"(seed {creature.seed}).", file=out)
+        if args.steps is not None:
+            print(f"Training {args.steps} more steps: the learning rate restarts at {lr:g} and "
+                  f"falls to 0; Adam carries on from step {creature.opt.t}.", file=out)
+        else:
+            print("Speaking without training.", file=out)
+        _print_config(cfg, out)
+    origin = f"loaded from {args.load}"
+    if args.steps is not None:
+        progress, bar = _progress_bar(args.steps, not args.quiet and sys.stderr.isatty())
+        try:
+            continue_training(creature, dataset, args.steps, lr, progress)
+        finally:
+            if bar is not None:
+                bar.close()
+        origin += f", trained {args.steps} more steps (now {creature.steps_done})"
+    else:
+        origin += ", not retrained"
+    _speak(creature, cfg, args, origin, out)
     return 0
 
 
@@ -449,10 +605,14 @@ def _resumed_config(run, args, parser):
 
 
 def _check_out(out, cfg):
-    """Before any work: the winner must have somewhere to go, and never over the names."""
-    target = writable_target(out, "--out")
-    if same_file(target, cfg.data if cfg.data is not None else bundled_names_path()):
-        raise ValueError(f"--out {out}: is the file of training names; choose another path")
+    """Before any work: the winner (and its trained model beside it) must have somewhere to go,
+    and never over the names."""
+    names = cfg.data if cfg.data is not None else bundled_names_path()
+    for path in (out, creature_path(out)):
+        target = writable_target(path, "--out")
+        if same_file(target, names):
+            raise ValueError(f"--out {out}: {path} is the file of training names; choose another "
+                             f"path")
 
 
 def write_winner(evolution, console, store, run_id, mode, out):
@@ -469,6 +629,24 @@ def write_winner(evolution, console, store, run_id, mode, out):
     if kept is not None:
         console.say(f"Replaced {out}; the genome it held is kept as {kept}", chatter=False)
     return genome
+
+
+def write_mind(genome, data, out, console):
+    """Train the winner as `microgpt` does with genome.json and no other flag (so the same model,
+    bit for bit) and save it beside out, where `microgpt` wakes it instead of training."""
+    cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, temperature=genome["temperature"],
+                         seed=genome["seed"], gen_samples=0)
+    dataset = Dataset(load_names(data))
+    result = train_and_generate(cfg, dataset=dataset)
+    path = creature_path(out)
+    try:
+        _, kept = save_creature(path, from_training(result, cfg, dataset.names.sha256()), "--out")
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"could not save the winner's trained model to {path} "
+                         f"({error_text(exc)}); {out} is written") from None
+    console.say(f"Wrote {path}: the winner, trained (`microgpt` beside {out.name} speaks from it "
+                f"without training)" + (f"; the one it replaced is kept as {kept}" if kept else ""),
+                chatter=False)
 
 
 def list_runs(store_path):
@@ -541,6 +719,7 @@ def run_hydra(args, parser, argv, evaluate=evaluate_genome):
                            observer=Observers(console, Recorder(store, run_id, cfg)))
         evaluator.close()
         genome = write_winner(evolution, console, store, run_id, mode, out)
+        write_mind(genome, cfg.data, out, console)
         failed = sum(o.error is not None for o in evolution.evaluations)
         console.say(f"Wrote {out} after {plural(len(evolution.evaluations), 'evaluation')} "
                     f"({failed} failed) in {time.perf_counter() - started:.1f}s. "

@@ -65,6 +65,12 @@ class Names(Sequence):
     def __len__(self):
         return len(self.starts)
 
+    def sha256(self):
+        """The sha256 (hex) of the names as read (whitespace dropped): it tells datasets apart."""
+        import hashlib
+
+        return hashlib.sha256(self.data).hexdigest()
+
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
@@ -199,7 +205,8 @@ class TrainingResult:
     num_params: int
     seconds: float
     model: Optional[GPT] = field(default=None, repr=False)     # the trained model and its
-    tok: Optional[Tokenizer] = field(default=None, repr=False)  # tokenizer, to sample again
+    tok: Optional[Tokenizer] = field(default=None, repr=False)  # tokenizer, to sample again,
+    opt: Optional[Adam] = field(default=None, repr=False)       # and its optimizer, to save it
 
 
 def split_names(n):
@@ -276,6 +283,28 @@ def sample(model, tok, rng, temperature=1.0, top_k=None, prefix=""):
     return tok.decode(out)
 
 
+def new_model(cfg, tok):
+    """A freshly initialised GPT with cfg's shape for tok's vocabulary (weights drawn from cfg.seed)."""
+    return GPT(tok.vocab_size, cfg.n_ctx, cfg.n_emb, cfg.n_layer, cfg.n_head, cfg.n_ff_exp,
+               init_scale=cfg.init_scale, rms_eps=cfg.rms_eps, seed=cfg.seed)
+
+
+def train_steps(model, opt, tok, names, lr, progress=None):
+    """Train on names, one per step, the learning rate falling linearly from lr to 0 over them
+    (Adam carries on from whatever state opt holds): the steps' losses. progress(step, loss) is
+    called after every step."""
+    losses = []
+    for step, name in enumerate(names):
+        loss = model.loss(tok.encode(name))
+        loss.backward()
+        opt.step(lr * (1.0 - step / len(names)))        # linear decay to zero
+        losses.append(loss.data)
+        del loss                                       # free this step's graph before the next
+        if progress is not None:
+            progress(step, losses[-1])
+    return losses
+
+
 def train_and_generate(cfg, progress: Optional[Callable[[int, float], None]] = None,
                        dataset: Optional[Dataset] = None):
     """Train a GPT as cfg says, then sample cfg.gen_samples names: a TrainingResult.
@@ -287,27 +316,17 @@ def train_and_generate(cfg, progress: Optional[Callable[[int, float], None]] = N
         raise ValueError(f"temperature must be a positive number, got {cfg.temperature}")
     start = time.perf_counter()
     data = Dataset(load_names(cfg.input_file)) if dataset is None else dataset
-    tok, train = data.tok, data.training_order(cfg.steps, cfg.seed)
-
-    model = GPT(tok.vocab_size, cfg.n_ctx, cfg.n_emb, cfg.n_layer, cfg.n_head, cfg.n_ff_exp,
-                init_scale=cfg.init_scale, rms_eps=cfg.rms_eps, seed=cfg.seed)
+    tok = data.tok
+    model = new_model(cfg, tok)
     opt = Adam(model.weights.values(), cfg.adam_beta1, cfg.adam_beta2, cfg.adam_eps)
-    losses = []
-    for step in range(cfg.steps):
-        loss = model.loss(tok.encode(train[step]))
-        loss.backward()
-        opt.step(cfg.lr * (1.0 - step / cfg.steps))   # linear decay to zero
-        losses.append(loss.data)
-        del loss                                       # free this step's graph before the next
-        if progress is not None:
-            progress(step, losses[-1])
+    losses = train_steps(model, opt, tok, data.training_order(cfg.steps, cfg.seed), cfg.lr, progress)
 
     val_loss = mean_loss(model, tok, data.held_out_names(cfg.val_names))
     generated = generate(model, tok, cfg.gen_samples, cfg.temperature, cfg.seed, cfg.top_k,
                          cfg.prefix)
     return TrainingResult(names=generated, final_loss=losses[-1] if losses else float("nan"),
                           losses=losses, val_loss=val_loss, num_params=len(model.parameters()),
-                          seconds=time.perf_counter() - start, model=model, tok=tok)
+                          seconds=time.perf_counter() - start, model=model, tok=tok, opt=opt)
 
 
 def generate(model, tok, n, temperature, seed, top_k=None, prefix=""):
