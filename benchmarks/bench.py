@@ -74,7 +74,7 @@ def run_worker(engine: str, config: str, steps: int, warmup: int, repeats: int, 
     from microgpt.train import Adam, Tokenizer, load_names
 
     n_ctx, n_emb, n_layer, n_head, n_ff_exp = CONFIGS[config]
-    names = load_names()
+    names = list(load_names())
     tok = Tokenizer.from_names(names)
     random.Random(seed).shuffle(names)
     batches = [tok.encode(names[i % len(names)]) for i in range(warmup + repeats * steps)]

@@ -25,6 +25,8 @@ cimport cython
 
 cdef extern from "Python.h":
     void _decref "Py_DECREF"(PyObject* o)   # on a raw pointer: no temporary reference
+    ctypedef struct PyTypeObject
+    PyTypeObject* _type_of "Py_TYPE"(PyObject* o)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -55,11 +57,13 @@ cdef struct Storage:
 
 # How an interior node was made. EDGES: one or two parents with their local derivatives, inline.
 # WEIGHTED: n parents in a Pack, local derivatives in an owned array. DOT: scale * sum_j a_j b_j
-# over pa[oa : oa + n] and pb[0 : n] (pb NULL: scale * sum_j a_j).
+# over pa[oa : oa + n] and pb[0 : n] (pb NULL: scale * sum_j a_j). VEC: a Val made from elements
+# off .. off + n - 1 of one Vec, with local derivatives ds (ds NULL: 1, an element's view).
 cdef enum:
     EDGES = 1
     WEIGHTED = 2
     DOT = 3
+    VEC = 4
 
 cdef struct TwoEdges:
     PyObject* p0
@@ -77,10 +81,16 @@ cdef struct DotEdges:
     Py_ssize_t oa
     double scale
 
+cdef struct VecEdges:
+    PyObject* vec
+    double* ds
+    Py_ssize_t off
+
 cdef union Recipe:
     TwoEdges two
     WeightedEdges w
     DotEdges dot
+    VecEdges vec
     void* next_free         # while the block sits in the pool
 
 cdef struct Edges:          # 64 bytes: one cache line
@@ -377,6 +387,9 @@ cdef class Val:
         elif e.kind == WEIGHTED:
             free(e.r.w.ds)
             _pack_release(e.r.w.pa)
+        elif e.kind == VEC:
+            free(e.r.vec.ds)
+            _release(e.r.vec.vec)
         else:
             _pack_release(e.r.dot.pa)
             if e.r.dot.pb != NULL:
@@ -634,6 +647,7 @@ cdef int _backward(Val root) except -1:
     cdef double* wg
     cdef double* xd
     cdef double* xg
+    cdef double* vg
     cdef double g, gs, bd
     if root.e == NULL:
         return 0
@@ -651,10 +665,22 @@ cdef int _backward(Val root) except -1:
                     if pb.has_interior:
                         _visit(pb.items[j], &q, _epoch)
                 continue
+            if _type_of(o) == <PyTypeObject*>Vec:   # a whole layer's node: its own backward
+                _vec_backward(<Vec>o, &q, _epoch)
+                continue
             e = (<Val>o).e
             g = (<Val>o).pg[0]
             n = e.n
-            if e.kind == EDGES:
+            if e.kind == VEC:
+                vg = (<Vec>e.r.vec.vec).g + e.r.vec.off
+                if e.r.vec.ds == NULL:
+                    for j in range(n):
+                        vg[j] += g
+                else:
+                    for j in range(n):
+                        vg[j] += g * e.r.vec.ds[j]
+                _visit_vec(e.r.vec.vec, &q, _epoch)
+            elif e.kind == EDGES:
                 add_grad(e.r.two.p0, g * e.r.two.d0)
                 _visit(e.r.two.p0, &q, _epoch)
                 if n == 2:
@@ -708,30 +734,46 @@ cdef int _backward(Val root) except -1:
 
 
 def graph_size(Val root):
-    """(interior nodes, edges) of the graph below root: what one backward pass walks."""
+    """(interior nodes, edges) of the graph below root: what one backward pass walks. A Vec is
+    one node; its edges count its parents (and, for `linear`, the weight matrix)."""
     global _epoch
     cdef list stack = [root]
     cdef Py_ssize_t nodes = 0, edges = 0, j
     cdef Val v
+    cdef Vec w
     cdef Edges* e
     if root.e == NULL:
         return (0, 0)
     _epoch += 1
     root.e.mark = _epoch
     while stack:
-        v = stack.pop()
-        e = v.e
+        node = stack.pop()
         nodes += 1
-        if e.kind == EDGES:
-            parents = [<object>e.r.two.p0] if e.n == 1 else [<object>e.r.two.p0, <object>e.r.two.p1]
-        elif e.kind == WEIGHTED:
-            parents = [<object>e.r.w.pa.items[j] for j in range(e.n)]
+        if type(node) is Vec:
+            w = <Vec>node
+            parents = [<object>w.parents[j] for j in range(w.n_parents)]
+            edges += len(parents) + (w.W is not None)
         else:
-            parents = [<object>e.r.dot.pa.items[e.r.dot.oa + j] for j in range(e.n)]
-            if e.r.dot.pb != NULL:
-                parents += [<object>e.r.dot.pb.items[j] for j in range(e.n)]
-        edges += len(parents)
+            v = <Val>node
+            e = v.e
+            if e.kind == EDGES:
+                parents = [<object>e.r.two.p0] if e.n == 1 else [<object>e.r.two.p0, <object>e.r.two.p1]
+            elif e.kind == WEIGHTED:
+                parents = [<object>e.r.w.pa.items[j] for j in range(e.n)]
+            elif e.kind == VEC:
+                parents = [<object>e.r.vec.vec]
+            else:
+                parents = [<object>e.r.dot.pa.items[e.r.dot.oa + j] for j in range(e.n)]
+                if e.r.dot.pb != NULL:
+                    parents += [<object>e.r.dot.pb.items[j] for j in range(e.n)]
+            edges += len(parents)
         for p in parents:
+            if type(p) is Vec:
+                w = <Vec>p
+                if w.op != V_LEAF and w.mark != _epoch:
+                    w.mark = _epoch
+                    stack.append(p)
+                continue
             e = (<Val>p).e
             if e != NULL and e.mark != _epoch:
                 e.mark = _epoch
@@ -937,6 +979,10 @@ cdef class ValMatrix:
             raise IndexError("ValMatrix row out of range")
         return [<object>self.pk.items[i * self.cols + j] for j in range(self.cols)]
 
+    def row(self, Py_ssize_t i):
+        """Row i as a Vec that views the matrix's arrays (its gradient goes straight to them)."""
+        return _row(self, i)
+
     def tolist(self):
         """The rows as lists of Vals."""
         return [self[i] for i in range(self.rows)]
@@ -972,13 +1018,359 @@ cdef class ValMatrix:
         return f"ValMatrix(rows={self.rows}, cols={self.cols})"
 
 
+
+# ---------------------------------------------------------------------------------------------
+# Vec: a whole layer's outputs as one node.
+#
+# A GPT's forward pass is a handful of vector ops per token (add, RMSNorm, a matrix times a
+# vector, attention). Made of scalar Vals, each is one Python object per output; a Vec is one
+# object holding n doubles and their n gradients, with its op's backward written over plain
+# arrays. Vecs sit in the same graph as Vals: `cross_entropy` (and indexing, `v[i]`) makes a Val
+# from a Vec, and backward walks both in creation order. A Vec's parents are Vecs, or the
+# contiguous weights of a ValMatrix, whose gradients it adds into directly.
+
+cdef enum:
+    V_LEAF = 0          # a row of a ValMatrix (a view of its arrays), or constants
+    V_ADD = 1
+    V_RMSNORM = 2
+    V_LINEAR = 3
+    V_ATTENTION = 4
+
+
+@cython.final
+@cython.freelist(256)
+cdef class Vec:
+    """n doubles with a gradient each, made by one op from its parents: one node for a vector.
+
+    `v.data` and `v.grad` are lists of floats; `v[i]` is a Val that is element i (its gradient
+    flows back into this Vec). Made by `ValMatrix.row`, `vadd`, `rmsnorm`, `linear`, `attention`.
+    """
+    cdef double* d
+    cdef double* g
+    cdef readonly Py_ssize_t n
+    cdef int op
+    cdef unsigned long long seq
+    cdef unsigned long long mark
+    cdef bint owns                  # d and g are this node's (else a matrix's arrays)
+    cdef object owner               # what keeps d and g alive when not owned
+    cdef PyObject** parents         # Vecs, one reference each
+    cdef Py_ssize_t n_parents
+    cdef ValMatrix W                # linear: the weights
+    cdef double scale               # linear, attention: the scale; rmsnorm: the factor s
+    cdef bint relu                  # linear: clamped at 0
+    cdef Py_ssize_t heads           # attention
+    cdef double* saved              # attention: the weights, heads x steps
+
+    def __init__(self, values):
+        """A constant Vec (a leaf) holding values."""
+        cdef list vals = [float(x) for x in values]
+        cdef Py_ssize_t j
+        _vec_alloc(self, len(vals), V_LEAF)
+        for j in range(self.n):
+            self.d[j] = vals[j]
+
+    def __dealloc__(self):
+        cdef Py_ssize_t j
+        if self.owns:
+            free(self.d)
+        free(self.saved)
+        if self.parents != NULL:
+            for j in range(self.n_parents):
+                _release(self.parents[j])
+            free(self.parents)
+
+    def __len__(self):
+        return self.n
+
+    @property
+    def data(self):
+        """The values, a list of floats."""
+        return [self.d[j] for j in range(self.n)]
+
+    @property
+    def grad(self):
+        """The gradients, a list of floats (accumulated across backward calls, as a Val's)."""
+        return [self.g[j] for j in range(self.n)]
+
+    def __getitem__(self, Py_ssize_t i):
+        """Element i as a Val whose gradient flows back into this Vec."""
+        cdef Val v
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError("Vec index out of range")
+        v = _node(self.d[i], VEC)
+        v.e.n = 1
+        Py_INCREF(self)
+        v.e.r.vec.vec = <PyObject*>self
+        v.e.r.vec.off = i
+        return v
+
+    def __repr__(self):
+        return f"Vec({self.data!r})"
+
+
+cdef Vec _vec_alloc(Vec v, Py_ssize_t n, int op):
+    """Give v n owned doubles (grads zero), op, and the next sequence number."""
+    global _next_seq
+    v.d = <double*>malloc((2 * n if n > 0 else 1) * sizeof(double))
+    if v.d == NULL:
+        raise MemoryError()
+    v.g = v.d + n
+    memset(v.g, 0, n * sizeof(double))
+    v.n = n
+    v.owns = True
+    v.op = op
+    v.seq = _next_seq
+    _next_seq += 1
+    return v
+
+
+cdef Vec _vec_new(Py_ssize_t n, int op, Py_ssize_t n_parents):
+    """A fresh interior Vec of n values; the caller fills in its n_parents parents."""
+    cdef Vec v = Vec.__new__(Vec)
+    _vec_alloc(v, n, op)
+    v.parents = <PyObject**>malloc((n_parents if n_parents > 0 else 1) * sizeof(PyObject*))
+    if v.parents == NULL:
+        raise MemoryError()
+    return v
+
+
+cdef inline void _vec_parent(Vec v, Vec p) noexcept:
+    Py_INCREF(p)
+    v.parents[v.n_parents] = <PyObject*>p
+    v.n_parents += 1
+
+
+cdef inline Vec _vec_arg(object o, str where):
+    if type(o) is not Vec:
+        raise TypeError(f"{where}: expected a Vec, got {type(o).__name__}")
+    return <Vec>o
+
+
+cdef inline int _visit_vec(PyObject* o, Queue* q, unsigned long long epoch) except -1:
+    """Queue an interior Vec the first time this pass reaches it."""
+    cdef Vec v = <Vec>o
+    if v.op != V_LEAF and v.mark != epoch:
+        v.mark = epoch
+        _q_push(q, o, 2 * v.seq)
+    return 0
+
+
+cdef Vec _row(ValMatrix W, Py_ssize_t i):
+    cdef Vec v
+    if W.pk.st == NULL:
+        raise TypeError("ValMatrix.row: the matrix holds interior nodes, not weights (leaves)")
+    if i < 0:
+        i += W.rows
+    if not 0 <= i < W.rows:
+        raise IndexError("ValMatrix row out of range")
+    v = Vec.__new__(Vec)
+    v.d = W.pk.st.data + i * W.cols
+    v.g = W.pk.st.grad + i * W.cols
+    v.n = W.cols
+    v.op = V_LEAF
+    v.owner = W
+    return v
+
+
+cdef Vec _vec_add(Vec a, Vec b):
+    cdef Vec v
+    cdef Py_ssize_t j
+    if a.n != b.n:
+        raise ValueError(f"vadd: lengths {a.n} and {b.n} differ")
+    v = _vec_new(a.n, V_ADD, 2)
+    for j in range(a.n):
+        v.d[j] = a.d[j] + b.d[j]
+    _vec_parent(v, a)
+    _vec_parent(v, b)
+    return v
+
+
+cdef Vec _vec_rmsnorm(Vec x, double eps):
+    cdef Vec v
+    cdef Py_ssize_t j, n = x.n
+    cdef double ms = 0.0, s
+    if n == 0:
+        raise ValueError("rmsnorm of an empty Vec")
+    for j in range(n):
+        ms += x.d[j] * x.d[j]
+    s = pow(ms / n + eps, -0.5)
+    v = _vec_new(n, V_RMSNORM, 1)
+    for j in range(n):
+        v.d[j] = x.d[j] * s
+    v.scale = s
+    _vec_parent(v, x)
+    return v
+
+
+cdef Vec _vec_linear(Vec x, ValMatrix W, double scale, bint relu):
+    cdef Vec v
+    cdef Py_ssize_t i, n = x.n
+    cdef double y
+    cdef double* w
+    if W.cols != n:
+        raise ValueError(f"linear: W has {W.cols} columns, x has {n} values")
+    if W.pk.st == NULL:
+        raise TypeError("linear: a Vec input needs a ValMatrix of weights (leaves)")
+    v = _vec_new(W.rows, V_LINEAR, 1)
+    w = W.pk.st.data
+    for i in range(W.rows):
+        y = scale * _dot_arrays(w + i * n, x.d, n)
+        v.d[i] = y if (not relu or y > 0.0) else 0.0
+    v.W = W
+    v.scale = scale
+    v.relu = relu
+    _vec_parent(v, x)
+    return v
+
+
+cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double scale):
+    """Causal attention of one query over the cached keys and values, every head in one node."""
+    cdef Py_ssize_t T = len(keys), n = q.n, hd, h, t, j, lo
+    cdef Vec v, k, vt
+    cdef double m, s, y
+    cdef double* a
+    if T == 0 or len(values) != T:
+        raise ValueError(f"attention: {T} keys and {len(values)} values (need as many, at least 1)")
+    if heads < 1 or n % heads:
+        raise ValueError(f"attention: {n} values do not split into {heads} heads")
+    for t in range(T):
+        if _vec_arg(keys[t], "attention").n != n or _vec_arg(values[t], "attention").n != n:
+            raise ValueError(f"attention: every key and value must have {n} values, like q")
+    hd = n // heads
+    v = _vec_new(n, V_ATTENTION, 1 + 2 * T)
+    v.saved = <double*>malloc(heads * T * sizeof(double))
+    if v.saved == NULL:
+        raise MemoryError()
+    _vec_parent(v, q)
+    for t in range(T):
+        _vec_parent(v, <Vec>keys[t])
+    for t in range(T):
+        _vec_parent(v, <Vec>values[t])
+    v.heads = heads
+    v.scale = scale
+    for h in range(heads):
+        lo = h * hd
+        a = v.saved + h * T
+        for t in range(T):                     # logits: scale q_h . k_t,h
+            k = <Vec>v.parents[1 + t]
+            y = 0.0
+            for j in range(hd):
+                y += q.d[lo + j] * k.d[lo + j]
+            a[t] = y * scale
+        m = a[0]                               # softmax, the max subtracted
+        for t in range(1, T):
+            if a[t] > m:
+                m = a[t]
+        s = 0.0
+        for t in range(T):
+            a[t] = exp(a[t] - m)
+            s += a[t]
+        for t in range(T):
+            a[t] /= s
+        for j in range(hd):                    # out_h = sum_t a_t v_t,h
+            v.d[lo + j] = 0.0
+        for t in range(T):
+            vt = <Vec>v.parents[1 + T + t]
+            for j in range(hd):
+                v.d[lo + j] += a[t] * vt.d[lo + j]
+    return v
+
+
+cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
+    """Add v's gradient into its parents' (and its weights'), and queue the parents."""
+    cdef Py_ssize_t i, j, t, h, lo, hd, n = v.n, T, cols
+    cdef Vec x, k, vt, qv
+    cdef double gi, s3, dot
+    cdef double* w
+    cdef double* wg
+    cdef double* a
+    cdef double* ga
+    if v.op == V_ADD:
+        for i in range(2):
+            x = <Vec>v.parents[i]
+            for j in range(n):
+                x.g[j] += v.g[j]
+    elif v.op == V_RMSNORM:                    # y = x s, ds/dx_j = -x_j s^3 / n
+        x = <Vec>v.parents[0]
+        dot = 0.0
+        for j in range(n):
+            dot += v.g[j] * x.d[j]
+        s3 = v.scale * v.scale * v.scale / n
+        for j in range(n):
+            x.g[j] += v.scale * v.g[j] - x.d[j] * s3 * dot
+    elif v.op == V_LINEAR:                     # y_i = scale W_i . x
+        x = <Vec>v.parents[0]
+        cols = x.n
+        w = v.W.pk.st.data
+        wg = v.W.pk.st.grad
+        for i in range(n):
+            if v.relu and not v.d[i] > 0.0:
+                continue
+            gi = v.g[i] * v.scale
+            if gi == 0.0:
+                continue
+            for j in range(cols):
+                x.g[j] += gi * w[i * cols + j]
+                wg[i * cols + j] += gi * x.d[j]
+    elif v.op == V_ATTENTION:
+        T = (v.n_parents - 1) // 2
+        hd = n // v.heads
+        qv = <Vec>v.parents[0]
+        ga = <double*>malloc((T if T > 0 else 1) * sizeof(double))
+        if ga == NULL:
+            raise MemoryError()
+        for h in range(v.heads):
+            lo = h * hd
+            a = v.saved + h * T
+            dot = 0.0
+            for t in range(T):                 # d out / d a_t, and into v_t
+                vt = <Vec>v.parents[1 + T + t]
+                gi = 0.0
+                for j in range(hd):
+                    gi += v.g[lo + j] * vt.d[lo + j]
+                    vt.g[lo + j] += a[t] * v.g[lo + j]
+                ga[t] = gi
+                dot += a[t] * gi
+            for t in range(T):                 # through the softmax, into q and k_t
+                k = <Vec>v.parents[1 + t]
+                gi = a[t] * (ga[t] - dot) * v.scale
+                for j in range(hd):
+                    qv.g[lo + j] += gi * k.d[lo + j]
+                    k.g[lo + j] += gi * qv.d[lo + j]
+        free(ga)
+    for i in range(v.n_parents):
+        _visit_vec(v.parents[i], q, epoch)
+    return 0
+
+
+def attention(q, keys, values, Py_ssize_t heads, scale=None):
+    """Causal self-attention of one position, every head at once, as one Vec.
+
+    q: this position's query (a Vec of n); keys, values: lists of Vecs of n, one per position so
+    far, this one's included. Head h takes the slice [h n/heads, (h+1) n/heads) of each:
+    out_h = sum_t softmax_t(scale q_h . k_t,h) v_t,h, scale = 1/sqrt(n/heads) unless given.
+    """
+    cdef Vec qv = _vec_arg(q, "attention")
+    if heads < 1 or qv.n % heads:
+        raise ValueError(f"attention: {qv.n} values do not split into {heads} heads")
+    return _vec_attention(qv, list(keys), list(values), heads,
+                          1.0 / sqrt(<double>(qv.n // heads)) if scale is None else <double>scale)
+
+
 def linear(x, W, double scale=1.0, bint relu=False):
     """W·x as len(W) Vals: out_i = scale * sum_j W[i][j] * x[j], one node per output.
 
     W is a ValMatrix or a sequence of equal-length rows. Every output shares the packed x and W,
     so a layer costs one small node per output, not two nodes per multiply-add. relu=True gives
     relu(out_i) in the same node (d/d out_i = 1 if out_i > 0 else 0).
+    With x a Vec (and W a ValMatrix of weights), the output is one Vec.
     """
+    if type(x) is Vec:
+        if type(W) is not ValMatrix:
+            raise TypeError("linear: a Vec input needs a ValMatrix of weights")
+        return _vec_linear(<Vec>x, <ValMatrix>W, scale, relu)
     cdef Pack* px = _pack_seq(x, -1, True)
     cdef Pack* pw = NULL
     cdef Py_ssize_t n = px.n, m, i
@@ -1042,7 +1434,10 @@ def softmax(logits):
 
 
 def cross_entropy(logits, Py_ssize_t target):
-    """-log softmax(logits)[target] as one Val (d/dx_j = softmax_j - [j == target])."""
+    """-log softmax(logits)[target] as one Val (d/dx_j = softmax_j - [j == target]); logits is a
+    list of Vals or a Vec."""
+    if type(logits) is Vec:
+        return _vec_cross_entropy(<Vec>logits, target)
     cdef Pack* pk = _pack_seq(logits, -1)
     cdef double* p
     cdef double lse
@@ -1057,11 +1452,43 @@ def cross_entropy(logits, Py_ssize_t target):
         _pack_release(pk)
 
 
+cdef Val _vec_cross_entropy(Vec x, Py_ssize_t target):
+    cdef double m, s = 0.0
+    cdef double* p
+    cdef Py_ssize_t j
+    cdef Val out
+    if not 0 <= target < x.n:
+        raise IndexError(f"cross_entropy: target {target} outside {x.n} logits")
+    p = _doubles(x.n)
+    m = x.d[0]
+    for j in range(1, x.n):
+        if x.d[j] > m:
+            m = x.d[j]
+    for j in range(x.n):
+        p[j] = exp(x.d[j] - m)
+        s += p[j]
+    for j in range(x.n):
+        p[j] /= s
+    p[target] -= 1.0
+    try:
+        out = _node(m + log(s) - x.d[target], VEC)
+    except BaseException:
+        free(p)
+        raise
+    out.e.n = x.n
+    Py_INCREF(x)
+    out.e.r.vec.vec = <PyObject*>x
+    out.e.r.vec.ds = p
+    return out
+
+
 def rmsnorm(x, double eps=1e-5):
-    """x * (mean(x^2) + eps)^-1/2 as len(x) Vals (no learned scale).
+    """x * (mean(x^2) + eps)^-1/2 as len(x) Vals (no learned scale); as one Vec for a Vec.
 
     The factor s is one shared node (ds/dx_j = -x_j s^3 / n); y_i = x_i * s has two parents.
     """
+    if type(x) is Vec:
+        return _vec_rmsnorm(<Vec>x, eps)
     cdef Pack* pk = _pack_seq(x, -1)
     cdef Py_ssize_t n = pk.n, j
     cdef double ms = 0.0, s, xj
@@ -1090,7 +1517,9 @@ def rmsnorm(x, double eps=1e-5):
 
 
 def vadd(a, b):
-    """[a_i + b_i]: the elementwise sum of two equal-length lists of Vals."""
+    """[a_i + b_i]: the elementwise sum of two equal-length lists of Vals, or of two Vecs."""
+    if type(a) is Vec and type(b) is Vec:
+        return _vec_add(<Vec>a, <Vec>b)
     cdef Py_ssize_t n = len(a), i
     cdef Val x, y
     if len(b) != n:

@@ -7,10 +7,9 @@ row per output unit, so a layer is `linear(x, W) = W·x`, one fused node per out
 References: Vaswani et al. 2017 (attention), Zhang & Sennrich 2019 (RMSNorm),
 Radford et al. 2019 (GPT-2), Karpathy, "microGPT" (2026).
 """
-import math
 import random
 
-from microgpt._core import Val, ValMatrix, cross_entropy, linear, rmsnorm, softmax, vadd, vsum
+from microgpt._core import Val, ValMatrix, attention, cross_entropy, linear, rmsnorm, vadd, vsum
 
 LAYER_WEIGHTS = ("wq", "wk", "wv", "wo", "fc1", "fc2")
 
@@ -91,31 +90,24 @@ class GPT:
     # The forward pass, one token at a time.
 
     def new_cache(self):
-        """An empty KV cache: per layer and head, the keys as rows (t, head_dim) and the values
-        as columns (head_dim, t), so attention is two `linear` calls with no reshaping."""
-        return [[([], [[] for _ in range(self.head_dim)]) for _ in range(self.n_head)]
-                for _ in range(self.n_layer)]
+        """An empty KV cache: per layer, the keys and the values of the positions so far (a Vec
+        of n_emb each; the heads take their slices of them)."""
+        return [([], []) for _ in range(self.n_layer)]
 
     def forward(self, token, pos, cache):
-        """The vocab_size logits (Vals) after `token` at position `pos`; appends to `cache`."""
+        """The vocab_size logits (a Vec) after `token` at position `pos`; appends to `cache`.
+
+        Every step below is one node holding a whole vector (a `Vec`): the layer is written as
+        the maths is, and the compiled core does each op's loops and its backward.
+        """
         W = self.weights
-        hd = self.head_dim
-        x = vadd(W["wte"][token], W["wpe"][pos])                        # n_emb
-        scale = 1.0 / math.sqrt(hd)
-        for (wq, wk, wv, wo, fc1, fc2), heads_cache in zip(self.layers, cache):
-            # Attention block: x = x + wo · attend(q, cached k, cached v)
+        x = vadd(W["wte"].row(token), W["wpe"].row(pos))                # n_emb
+        for (wq, wk, wv, wo, fc1, fc2), (keys, values) in zip(self.layers, cache):
+            # Attention block: x = x + wo · attention(q, the cached keys, the cached values)
             xn = rmsnorm(x, self.rms_eps)
-            q = linear(xn, wq)                                           # n_emb
-            k = linear(xn, wk)
-            v = linear(xn, wv)
-            heads = []
-            for h, (keys, value_cols) in enumerate(heads_cache):         # n_head slices of hd
-                lo = h * hd
-                keys.append(k[lo:lo + hd])                               # keys: (pos+1, hd)
-                for d in range(hd):
-                    value_cols[d].append(v[lo + d])                      # value_cols: (hd, pos+1)
-                att = softmax(linear(q[lo:lo + hd], keys, scale))        # pos+1 weights
-                heads.extend(linear(att, value_cols))                    # hd: sum_t att_t v_t
+            keys.append(linear(xn, wk))
+            values.append(linear(xn, wv))
+            heads = attention(linear(xn, wq), keys, values, self.n_head)   # n_head slices of hd
             x = vadd(x, linear(heads, wo))
             # MLP block: x = x + fc2 · relu(fc1 · rmsnorm(x))
             hidden = linear(rmsnorm(x, self.rms_eps), fc1, relu=True)  # n_ff_exp * n_emb

@@ -276,7 +276,7 @@ def sample(model, tok, rng, temperature=1.0, top_k=None, prefix=""):
         if pos + 1 < len(fed):                        # still reading the prefix
             token = fed[pos + 1]
             continue
-        token = draw(rng, [v.data for v in logits], temperature, top_k)
+        token = draw(rng, logits.data, temperature, top_k)
         if token == tok.bos:
             break
         out.append(token)
