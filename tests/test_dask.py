@@ -2,6 +2,7 @@
 process; the same genome.json as the local pool, a worker killed mid-run, a scheduler lost."""
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,8 +14,26 @@ pytest.importorskip("distributed", reason="needs dask's distributed (microgpt[da
 
 BIN = Path(sys.executable).parent
 HYDRA, DASK = str(BIN / "microgpt-hydra"), str(BIN / "dask")
-RUN = ["--population", "4", "--generations", "2", "--cycles", "2", "--steps", "60", "--samples", "6",
+RUN = ["--population", "4", "--generations", "2", "--cycles", "2", "--steps", "200", "--samples", "6",
        "--seed", "8", "-q"]
+
+
+def wait_for_evaluations(cwd, proc, count):
+    """Return once the run's store holds count evaluations (the run still going)."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, "the run ended before the fault could be made"
+        assert time.monotonic() < deadline
+        try:
+            db = sqlite3.connect(cwd / "experiments" / "microgpt.db", timeout=5)
+            try:
+                if db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] >= count:
+                    return
+            finally:
+                db.close()
+        except sqlite3.OperationalError:            # not created yet
+            pass
+        time.sleep(0.02)
 
 
 def free_port():
@@ -92,7 +111,7 @@ def test_a_worker_killed_mid_run(tmp_path, local):
     try:
         proc = subprocess.Popen([HYDRA, *RUN, "--scheduler", c.address], cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(3)
+        wait_for_evaluations(tmp_path, proc, 3)
         c.workers[0].send_signal(signal.SIGKILL)
         out, err = proc.communicate(timeout=300)
     finally:
@@ -104,15 +123,13 @@ def test_a_worker_killed_mid_run(tmp_path, local):
 def test_a_lost_scheduler_stops_in_one_line_and_the_run_resumes_locally(tmp_path, local):
     c = Cluster(1, tmp_path)
     try:
-        proc = subprocess.Popen([HYDRA, *RUN, "--steps", "60", "--scheduler", c.address],
+        proc = subprocess.Popen([HYDRA, *RUN, "--scheduler", c.address],
                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(3)
+        wait_for_evaluations(tmp_path, proc, 3)
         c.scheduler.send_signal(signal.SIGKILL)
         out, err = proc.communicate(timeout=120)
     finally:
         c.stop()
-    if proc.returncode == 0:
-        pytest.skip("the run finished before the scheduler could be killed")
     assert proc.returncode == 1 and err.strip().splitlines() == [err.strip()]
     assert "lost the Dask scheduler" in err and "--resume" in err
     res = hydra(tmp_path, "--resume", "-q")
