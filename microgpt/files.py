@@ -68,11 +68,9 @@ def read_bytes(path, what, limit=None, progress=False):
         if limit is not None and size > limit:
             raise ValueError(f"{path}: {size_text(size)} is too large for {what} "
                              f"(at most {size_text(limit)})")
-        from tqdm import tqdm
-
         chunks, total = [], 0
-        with tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}", delay=1.0,
-                  file=sys.stderr, leave=False, disable=not progress) as bar:
+        with _progress(progress, total=size, unit="B", unit_scale=True, desc=f"reading {path.name}",
+                       delay=1.0, file=sys.stderr, leave=False) as bar:
             # the file can grow while we read it: never read past the limit
             while chunk := f.read(1 << 24 if limit is None else min(1 << 24, limit + 1 - total)):
                 chunks.append(chunk)
@@ -81,6 +79,28 @@ def read_bytes(path, what, limit=None, progress=False):
                 if limit is not None and total > limit:
                     raise ValueError(f"{path}: too large for {what} (at most {size_text(limit)})")
         return b"".join(chunks)
+
+
+class _NoBar:
+    """What a progress bar offers, doing nothing: without one, tqdm is never imported."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        pass
+
+
+def _progress(enabled, **options):
+    """A tqdm bar with options when enabled, else a bar that draws nothing."""
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(**options)
 
 
 def decode_text(data, path):

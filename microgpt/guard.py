@@ -7,7 +7,6 @@ one line naming the file or stream, never a traceback (unless --debug).
 import io
 import os
 import signal
-import sqlite3
 import sys
 import threading
 import traceback
@@ -120,7 +119,7 @@ def guarded(prog, debug, run):
     except BrokenPipeError:                # stdout closed early (`| head`): stop quietly
         _silence_stdout()
         return 141
-    except sqlite3.Error as exc:           # the store: locked for too long, a full disk
+    except _store_error() as exc:          # the store: locked for too long, a full disk
         if debug:
             traceback.print_exc()
         print(f"{prog}: error: the store: {exc}", file=sys.stderr)
@@ -138,3 +137,12 @@ def guarded(prog, debug, run):
             signal.signal(sig, handler)
 
 
+class _NeverRaised(Exception):
+    """Stands for sqlite3.Error when sqlite3 was never imported (nothing can raise it then)."""
+
+
+def _store_error():
+    """sqlite3.Error, looked up only when an exception is being matched, so `microgpt` (which
+    has no store) never imports sqlite3."""
+    sqlite3 = sys.modules.get("sqlite3")
+    return sqlite3.Error if sqlite3 is not None else _NeverRaised

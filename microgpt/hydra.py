@@ -16,7 +16,7 @@ first generation, which is random genomes) are re-judged on fresh seeds, and the
 winner (`choose_winner`): the genome that beats random genomes, not the luckiest evaluation.
 The island model is Whitley, Rana & Heckendorn 1999; the keep-two-and-mutate loop is the seed's.
 `--classic` is the seed's legacy `evolve`: the same engine with one island and one combined
-objective. The `microgpt-hydra` command that drives it lives in microgpt.cli.
+objective. The `microgpt-hydra` command that drives it lives in microgpt.hydra_cli.
 
 `evolve` is a plain function over genomes. Evaluations go through an injected evaluator
 (microgpt.evaluators, as DEAP injects `toolbox.map`): a task is a genome and a seed, a result is

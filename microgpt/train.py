@@ -23,9 +23,6 @@ from microgpt._core import ValMatrix, adam_step
 from microgpt.files import read_bytes
 from microgpt.model import GPT
 
-HOLDOUT_FRACTION = 0.1   # of the names, held out for val_loss
-SPLIT_SEED = 0           # the held-out slice is fixed, whatever the run's seed
-
 
 def bundled_names_path():
     """Path of the makemore names shipped inside the package."""
@@ -36,26 +33,18 @@ class Names(Sequence):
     """A file's names, one per line, stored compactly: its bytes and where each name lies.
 
     A names file can hold millions of lines. A Python string per name costs some 60 bytes, so here
-    the bytes are kept once, each name is a (start, end) pair of offsets found by numpy a block at a
-    time (no temporary array outgrows a block), and a name becomes a string only when it is read.
+    the bytes are kept once, each name is a (start, end) pair of offsets, and a name becomes a
+    string only when it is read.
     Whitespace is no part of a name (the tokenizer drops it): ASCII whitespace is removed up front,
     so a line is a name exactly when something is left of it. `chars` is the set of characters the
     names use. ValueError when the bytes are not UTF-8.
     """
 
     def __init__(self, data, where="names"):
-        import numpy as np
-
         data = bytes(data).removeprefix(BOM).translate(None, ASCII_SPACE)
         self.chars = _characters(data, where)
-        buf = np.frombuffer(data, np.uint8)
-        offset = np.uint32 if len(buf) < 2**32 else np.int64
-        ends = np.concatenate([(np.flatnonzero(buf[i:i + BLOCK] == NEWLINE) + i).astype(offset)
-                               for i in range(0, len(buf), BLOCK)] + [np.array([len(buf)], offset)])
-        starts = np.zeros_like(ends)
-        starts[1:] = ends[:-1] + 1               # a line starts after the previous newline
-        keep = ends > starts                      # an empty line is not a name
-        self.data, self.starts, self.ends = data, starts[keep], ends[keep]
+        self.data = data
+        self.starts, self.ends = _line_spans(data)
 
     @classmethod
     def from_list(cls, names):
@@ -83,10 +72,40 @@ class Names(Sequence):
                 yield self.data[s:e].decode("utf-8").strip()
 
 
+def _line_spans(data):
+    """(starts, ends): the offsets of data's non-empty lines, as arrays.
+
+    A small file (the bundled names) is scanned in Python into array("I")s; a big one by numpy a
+    block at a time (no temporary array outgrows a block). Importing numpy costs some 16 MiB, more
+    than a default run needs for everything else. Both give the same offsets.
+    """
+    if len(data) < SMALL:
+        starts, ends, pos = array("I"), array("I"), 0
+        while pos <= len(data):
+            end = data.find(b"\n", pos)
+            end = len(data) if end < 0 else end
+            if end > pos:                         # an empty line is not a name
+                starts.append(pos)
+                ends.append(end)
+            pos = end + 1
+        return starts, ends
+    import numpy as np
+
+    buf = np.frombuffer(data, np.uint8)
+    offset = np.uint32 if len(buf) < 2**32 else np.int64
+    ends = np.concatenate([(np.flatnonzero(buf[i:i + BLOCK] == NEWLINE) + i).astype(offset)
+                           for i in range(0, len(buf), BLOCK)] + [np.array([len(buf)], offset)])
+    starts = np.zeros_like(ends)
+    starts[1:] = ends[:-1] + 1                   # a line starts after the previous newline
+    keep = ends > starts
+    return starts[keep], ends[keep]
+
+
 BOM = b"\xef\xbb\xbf"
 ASCII_SPACE = b" \t\r\v\f"       # and the newline, which separates names
 NEWLINE = ord("\n")
 BLOCK = 1 << 24
+SMALL = 1 << 22          # bytes of names (or names) below which numpy is not needed
 
 
 def _characters(data, where):
@@ -210,14 +229,47 @@ class TrainingResult:
 
 
 def split_names(n):
-    """(train, held_out): indices into n names, a fixed ~10% held out whatever the run's seed."""
+    """(train, held_out): indices into n names, about a tenth held out whatever the run's seed.
+
+    Name i is held out when a hash of i (splitmix64's mix) is 0 modulo 10: a fixed rule of i
+    alone, so it needs no shuffle of all n names, and Python (small n) and numpy (big n) compute
+    the same split. With fewer than 10 names, or none landing in one side, the names serve as both.
+    """
+    if n < SMALL:
+        held = [i for i in range(n) if _mix(i) % 10 == 0] if n >= 10 else []
+        if not held or len(held) == n:
+            everything = array("I", range(n))
+            return everything, everything
+        held_set = set(held)
+        return array("I", (i for i in range(n) if i not in held_set)), array("I", held)
     import numpy as np
 
-    order = np.random.default_rng(SPLIT_SEED).permutation(n).astype(np.uint32 if n < 2**32 else np.int64)
-    n_held = int(n * HOLDOUT_FRACTION) if n >= 10 else 0
-    if n_held == 0:                       # too few names to spare any: validate on the training set
-        return order, order
-    return order[n_held:], order[:n_held]
+    kind = np.uint32 if n < 2**32 else np.int64
+    mask = np.concatenate([_mix_array(np.arange(i, min(i + BLOCK, n), dtype=np.uint64)) % 10 == 0
+                           for i in range(0, n, BLOCK)])
+    return np.flatnonzero(~mask).astype(kind), np.flatnonzero(mask).astype(kind)
+
+
+M64 = (1 << 64) - 1
+
+
+def _mix(i):
+    """splitmix64's finaliser of i * the golden ratio: 64 well-mixed bits from an index."""
+    z = (i * 0x9E3779B97F4A7C15) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def _mix_array(i):
+    """_mix over a numpy uint64 array (its products wrap modulo 2^64, as the masks do above)."""
+    import numpy as np
+
+    u = np.uint64
+    z = i * u(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> u(30))) * u(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> u(27))) * u(0x94D049BB133111EB)
+    return z ^ (z >> u(31))
 
 
 class Dataset:

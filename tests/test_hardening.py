@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from microgpt import cli
+from microgpt import hydra_cli
 from microgpt.genome import GenomeError, load_genome, save_genome
 from microgpt.train import Dataset, Names, draw, load_names
 
@@ -176,11 +176,11 @@ def test_a_failed_final_write_names_where_the_winner_is(tmp_path, monkeypatch, c
         raise OSError(28, "No space left on device", str(tmp_path / "genome.json"))
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "save_genome", fail)
+    monkeypatch.setattr(hydra_cli, "save_genome", fail)
     argv = [*TINY]
-    args = cli.build_hydra_parser().parse_args(argv)
+    args = hydra_cli.build_hydra_parser().parse_args(argv)
     with pytest.raises(ValueError, match="its genome is in .*microgpt.db, run 1"):
-        cli.run_hydra(args, cli.build_hydra_parser(), argv, evaluate=hydra_faults.fake_evaluate)
+        hydra_cli.run_hydra(args, hydra_cli.build_hydra_parser(), argv, evaluate=hydra_faults.fake_evaluate)
     db = sqlite3.connect(tmp_path / "experiments" / "microgpt.db")
     status, genome = db.execute("SELECT status, winner_genome FROM runs").fetchone()
     db.close()

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from microgpt import cli, hydra
+from microgpt import hydra, hydra_cli
 from microgpt.evaluators import PoolEvaluator
 from microgpt.genome import check_genes, load_genome, validate_genome
 from microgpt.heads import Classic, Mirror, Spark, Weaver, make_heads
@@ -523,16 +523,16 @@ def test_a_crashing_evaluation_in_the_command_leaves_a_completed_run(tmp_path, m
     monkeypatch.chdir(tmp_path)
     victim = derive_seed(4, 0, 0, "Weaver", 0)
     argv = TINY + ["--seed", "4", "--samples", "5", "--workers", "2"]
-    args = cli.build_hydra_parser().parse_args(argv)
+    args = hydra_cli.build_hydra_parser().parse_args(argv)
     evaluate = functools.partial(hydra_faults.exit_for, victim=victim, real=True,
                                  marker=str(tmp_path / "died"))
-    assert cli.run_hydra(args, cli.build_hydra_parser(), argv, evaluate=evaluate) == 0
+    assert hydra_cli.run_hydra(args, hydra_cli.build_hydra_parser(), argv, evaluate=evaluate) == 0
     assert (tmp_path / "died").exists()
     load_genome(tmp_path / "genome.json")
 
     victim = derive_seed(4, 1, 0, "Spark", 3)
     evaluate = functools.partial(hydra_faults.raise_for, victim=victim)
-    assert cli.run_hydra(args, cli.build_hydra_parser(), argv, evaluate=evaluate) == 0
+    assert hydra_cli.run_hydra(args, hydra_cli.build_hydra_parser(), argv, evaluate=evaluate) == 0
     assert "c2g1-Spark-3" in capsys.readouterr().err
     _, evaluations = stored(tmp_path)
     assert "RuntimeError: the organism could not be born" in {r["error"] for r in evaluations}

@@ -13,7 +13,7 @@ from pathlib import Path
 import hydra_faults
 import pytest
 
-from microgpt import cli
+from microgpt import hydra_cli
 
 pytest.importorskip("matplotlib", reason="the report needs matplotlib (microgpt[report])")
 
@@ -26,8 +26,8 @@ FIGURES = ["fitness", "loss", "genes", "lineage", "time"]
 def evolve(tmp_path, *args, evaluate=hydra_faults.fake_evaluate):
     """A run with the fake evaluation, in process: its run id."""
     argv = [*TINY, *args]
-    parser = cli.build_hydra_parser()
-    assert cli.run_hydra(parser.parse_args(argv), parser, argv, evaluate=evaluate) == 0
+    parser = hydra_cli.build_hydra_parser()
+    assert hydra_cli.run_hydra(parser.parse_args(argv), parser, argv, evaluate=evaluate) == 0
     db = sqlite3.connect(tmp_path / "experiments" / "microgpt.db")
     run_id = db.execute("SELECT max(id) FROM runs").fetchone()[0]
     db.close()
@@ -61,12 +61,12 @@ def test_a_hydra_run_and_two_compared(runs_here, capsys):
     first = evolve(runs_here, "--seed", "1", "--out", "g1.json")
     second = evolve(runs_here, "--seed", "2", "--out", "g2.json")
     capsys.readouterr()
-    assert cli.hydra_main(["report"]) == 0                  # the newest
+    assert hydra_cli.main(["report"]) == 0                  # the newest
     out = capsys.readouterr().out
     assert f"Run {second}: completed" in out and "champion per generation" in out
     assert "The winner's lineage" in out
     check_report(runs_here / "experiments" / f"report-{second}")
-    assert cli.hydra_main(["report", str(first), str(second), "--out", "both"]) == 0
+    assert hydra_cli.main(["report", str(first), str(second), "--out", "both"]) == 0
     check_report(runs_here / "both", FIGURES + ["compare"])
 
 
@@ -78,7 +78,7 @@ def test_a_hydra_run_and_two_compared(runs_here, capsys):
 def test_every_kind_of_run(runs_here, capsys, kind, args):
     args = [a for a in args]
     run_id = evolve(runs_here, "--seed", "3", *args)
-    assert cli.hydra_main(["report", str(run_id), "--out", "r"]) == 0
+    assert hydra_cli.main(["report", str(run_id), "--out", "r"]) == 0
     assert "Report: r/report.html" in capsys.readouterr().out.replace(os.sep, "/")
     check_report(runs_here / "r")
 
@@ -99,7 +99,7 @@ def test_failed_and_interrupted_runs_are_drawn_as_they_are(runs_here, capsys):
     db.commit()
     db.close()
     capsys.readouterr()
-    assert cli.hydra_main(["report", "--out", "r"]) == 0
+    assert hydra_cli.main(["report", "--out", "r"]) == 0
     out = capsys.readouterr().out
     assert "interrupted" in out and "No winner yet" in out
     page = check_report(runs_here / "r")
@@ -123,7 +123,7 @@ def browser():
 @pytest.mark.skipif(browser() is None, reason="no headless Chromium here (.ci/run installs Debian's)")
 def test_the_page_renders_every_figure_in_a_real_browser(runs_here):
     evolve(runs_here, "--seed", "5")
-    assert cli.hydra_main(["report", "--out", "r"]) == 0
+    assert hydra_cli.main(["report", "--out", "r"]) == 0
     page = (runs_here / "r" / "report.html").resolve()
     with tempfile.TemporaryDirectory() as profile:
         dom = subprocess.run(
@@ -152,7 +152,7 @@ def test_without_matplotlib_the_report_says_how_to_install_it(runs_here, monkeyp
     evolve(runs_here, "--seed", "7")
     capsys.readouterr()
     monkeypatch.setitem(sys.modules, "matplotlib", None)      # as if it were not installed
-    assert cli.hydra_main(["report"]) == 1
+    assert hydra_cli.main(["report"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "microgpt-hydra report: error: the report needs matplotlib: " \
                           "pip install 'microgpt[report]'"

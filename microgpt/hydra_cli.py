@@ -1,0 +1,435 @@
+"""The `microgpt-hydra` command: the evolution, and `microgpt-hydra report`.
+
+Wires microgpt.hydra's engine to an evaluator (microgpt.evaluators), the console
+(microgpt.console) and the store (microgpt.store), writes the winner to genome.json and its
+trained model beside it. Parsing and wiring only; errors are one line.
+"""
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+from microgpt import __version__
+from microgpt.cli import _whole, slow_notice
+from microgpt.console import Console, banner, open_log, plural, runs_table
+from microgpt.creature import creature_path, from_training, save_creature
+from microgpt.evaluators import DaskEvaluator, LocalPool, check_address
+from microgpt.files import same_file, writable_target
+from microgpt.genome import GENE_KEYS, SEED_MAX, save_genome
+from microgpt.guard import Stopped, error_text, exit_status, guarded, ignore_stop_signals
+from microgpt.heads import DEFAULT_HEADS, HYDRA_HEADS, Classic, KnownNames, make_heads, parse_heads
+from microgpt.hydra import (
+    CLASSIC,
+    MIN_POPULATION,
+    HydraConfig,
+    Observers,
+    choose_winner,
+    evolve,
+    winner_genome,
+)
+from microgpt.store import Recorder, Store
+from microgpt.train import Dataset, TrainingConfig, bundled_names_path, load_names, train_and_generate
+from microgpt.worker import evaluate_genome, names_to_send
+
+HYDRA_DESCRIPTION = """\
+microgpt-hydra: breed microgpt's hyperparameters and write the winner to genome.json.
+
+The lifecycle:
+  1. Primordial: `microgpt` trains with its defaults ("I am unformed").
+  2. Evolution:  `microgpt-hydra` awakens the Hydra. Three heads, each an island of
+                 organisms (genomes: n_emb, n_head, n_layer, lr, temperature, n_ctx,
+                 n_ff_exp), evolve in isolation: every organism trains a GPT and samples
+                 names, which its head scores:
+                   Weaver (flow: vowel/consonant rhythm),
+                   Mirror (symmetry: palindromes, repeated halves),
+                   Spark (creativity: names not in the training data),
+                   and, with --heads, Origin (the held-out loss).
+                 Each generation a head keeps its 2 best, re-judges them on a fresh seed
+                 (an organism ranks on the mean of its trials) and refills with their
+                 mutants. Between cycles comes the Gathering: every head takes in the
+                 other heads' champions, which replace its worst. At the end each head's
+                 champion and the run's best organisms by standing (their mean percentile
+                 under the heads among the first generation, which is random genomes) are
+                 re-judged on fresh seeds and at several temperatures, and the best one's
+                 DNA is written to genome.json, with the training seed that reproduces it.
+  3. Evolved:    `microgpt` in that directory reads genome.json and becomes the evolved
+                 creature ("I have become").
+
+--classic runs the seed's legacy evolution instead: one population of 12 for 5 generations
+on 1.0*flow + 1.2*symmetry + 2.0*creativity.
+
+`microgpt-hydra report [RUN [RUN2]]` draws a run (or compares two) from the store: an HTML page
+and PNGs; see `microgpt-hydra report --help`.
+
+Every run and every evaluation goes into the store, an SQLite database
+(experiments/microgpt.db), as it finishes; a run also leaves experiments/<mode>-<time>.log,
+what it printed. A run stopped any way at all (Ctrl-C, SIGTERM, SIGKILL, a crash) continues
+with --resume, recalling what it had done: its genome.json is the one the run would have
+written. The same --seed gives the same genome.json for any --workers. Ctrl-C stops at
+once and leaves any existing genome.json untouched."""
+
+STORE_NAME = "microgpt.db"
+RUN_FLAGS = ("heads", "population", "generations", "cycles", "steps", "samples", "seed", "data",
+             "classic")       # what defines a run: fixed when it is resumed
+
+
+def _heads_list(text):
+    """An argparse type: the head names in a --heads list."""
+    try:
+        return parse_heads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def default_workers():
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _run_id(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a run number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"run numbers start at 1, got {value}")
+    return value
+
+
+def build_hydra_parser():
+    p = argparse.ArgumentParser(prog="microgpt-hydra", description=HYDRA_DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    e = p.add_argument_group("the evolution")
+    e.add_argument("--heads", metavar="LIST", type=_heads_list,
+                   help=f"comma-separated heads from {', '.join(HYDRA_HEADS)} ({DEFAULT_HEADS})")
+    e.add_argument("--cycles", metavar="N", type=_whole(1, 10_000),
+                   help=f"cycles of isolation, with a Gathering between them ({HydraConfig.cycles})")
+    e.add_argument("--generations", metavar="N", type=_whole(1, 10_000),
+                   help=f"generations per cycle ({HydraConfig.generations})")
+    e.add_argument("--population", metavar="N", type=_whole(MIN_POPULATION, 10_000),
+                   help=f"organisms per head ({HydraConfig.population}; {CLASSIC['population']} "
+                        f"with --classic)")
+    e.add_argument("--classic", action="store_true", default=None,
+                   help=f"the legacy single-objective evolution (one population of "
+                        f"{CLASSIC['population']}, {CLASSIC['generations']} generations)")
+    o = p.add_argument_group("each organism")
+    o.add_argument("--steps", metavar="N", type=_whole(1, 100_000),
+                   help=f"training steps ({HydraConfig.steps})")
+    o.add_argument("--samples", metavar="N", type=_whole(1, 10_000),
+                   help=f"names sampled and scored ({HydraConfig.samples})")
+    o.add_argument("--data", metavar="PATH", type=Path,
+                   help="names to train on, one per line (default: the bundled makemore names)")
+    r = p.add_argument_group("the run")
+    r.add_argument("--workers", metavar="N", type=_whole(1, 4096), default=default_workers(),
+                   help="worker processes, at most one per evaluation of a generation "
+                        "(all cores: %(default)s)")
+    r.add_argument("--scheduler", metavar="ADDRESS", type=_scheduler,
+                   help="run every evaluation on the Dask cluster whose scheduler is at ADDRESS "
+                        "(tcp://host:8786) instead of local processes; needs microgpt[dask]")
+    r.add_argument("--seed", metavar="N", type=_whole(0, SEED_MAX),
+                   help="run seed, 0 or more; the same seed gives the same run "
+                        "(default: a fresh one, printed)")
+    r.add_argument("--out", metavar="PATH", type=Path,
+                   help="where to write the winner (genome.json; a resumed run: its own)")
+    r.add_argument("--experiments", metavar="DIR", type=Path, default=Path("experiments"),
+                   help="directory for the runs' logs and the store (experiments)")
+    r.add_argument("--store", metavar="PATH", type=Path,
+                   help=f"the SQLite store of every run and evaluation (DIR/{STORE_NAME})")
+    r.add_argument("--resume", metavar="RUN", nargs="?", const="latest", type=_run_id_or_latest,
+                   help="continue an interrupted run (default: the latest), recalling its "
+                        "finished evaluations; its seed, sizes, heads and data are the store's")
+    r.add_argument("--list", action="store_true", help="list the store's runs, newest first")
+    r.add_argument("-q", "--quiet", action="store_true",
+                   help="print only the final table, not every generation")
+    r.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    return p
+
+
+def _scheduler(text):
+    """An argparse type: a Dask scheduler's address, refused before any work when distributed
+    is not installed."""
+    if importlib.util.find_spec("distributed") is None:
+        raise argparse.ArgumentTypeError("needs Dask's distributed: pip install 'microgpt[dask]'")
+    try:
+        return check_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _run_id_or_latest(text):
+    return text if text == "latest" else _run_id(text)
+
+
+def _make_dir(directory, flag):
+    """directory, made if absent; ValueError naming flag when it cannot be."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"{flag} {directory}: is a file, not a directory") from None
+    except OSError as exc:
+        raise ValueError(f"{flag} {directory}: cannot create it ({exc.strerror})") from None
+    return directory
+
+
+def data_sha256(data):
+    """The sha256 of the names file at data (None: the bundled names), to see it changed."""
+    digest = hashlib.sha256()
+    with open(data if data is not None else bundled_names_path(), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_heads(names, classic, data, quiet):
+    """The heads (Spark and Classic knowing the training names) for head names or classic."""
+    with slow_notice(f"loading the names from {data}", data is not None and not quiet):
+        known = KnownNames(load_names(data, progress=not quiet and sys.stderr.isatty()))
+    return [Classic(known)] if classic else make_heads(names, known)
+
+
+def _configure_hydra(args, parser):
+    """(HydraConfig, heads, mode) from the flags; ValueError for bad input."""
+    if args.classic and args.heads is not None:
+        parser.error("--classic has its own combined objective; drop --heads")
+    defaults = CLASSIC if args.classic else {}
+    sizes = {k: getattr(args, k) if getattr(args, k) is not None
+             else defaults.get(k, getattr(HydraConfig, k))
+             for k in ("population", "generations", "cycles", "steps", "samples")}
+    if args.data is not None and str(args.data) == "-":
+        parser.error("--data -: Hydra's workers read the names from a file; give its path")
+    data = str(args.data.resolve()) if args.data is not None else None
+    heads = _load_heads(args.heads if args.heads is not None else parse_heads(DEFAULT_HEADS),
+                        args.classic, data, args.quiet)
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    return HydraConfig(seed=seed, data=data, **sizes), heads, "classic" if args.classic else "hydra"
+
+
+def _resumed_config(run, args, parser):
+    """(HydraConfig, heads, mode) of a stored run; a flag that disagrees is a usage error."""
+    cfg = HydraConfig(population=run["population"], generations=run["generations"],
+                      cycles=run["cycles"], steps=run["steps"], samples=run["samples"],
+                      seed=run["seed"], data=run["data"])
+    names = [h.lower() for h in json.loads(run["heads"])]
+    stored = {**{k: getattr(cfg, k) for k in ("population", "generations", "cycles", "steps",
+                                              "samples", "seed")},
+              "heads": names, "classic": run["mode"] == "classic", "data": run["data"]}
+    for flag in RUN_FLAGS:
+        given = getattr(args, flag)
+        if flag == "data" and given is not None:
+            given = str(given.resolve())
+        if given is not None and given != stored[flag]:
+            shown = ",".join(stored[flag]) if flag == "heads" else stored[flag]
+            parser.error(f"--{flag} {getattr(args, flag)} conflicts with run {run['id']}, which "
+                         f"has {shown}; drop it to resume")
+    mode = run["mode"]
+    return cfg, _load_heads(names, mode == "classic", cfg.data, args.quiet), mode
+
+
+def _check_out(out, cfg):
+    """Before any work: the winner (and its trained model beside it) must have somewhere to go,
+    and never over the names."""
+    names = cfg.data if cfg.data is not None else bundled_names_path()
+    for path in (out, creature_path(out)):
+        target = writable_target(path, "--out")
+        if same_file(target, names):
+            raise ValueError(f"--out {out}: {path} is the file of training names; choose another "
+                             f"path")
+
+
+def write_winner(evolution, console, store, run_id, mode, out):
+    """Choose the winner, print the final table and write its genome to out: the genome."""
+    head, winner, winner_standing = choose_winner(evolution)
+    genome = winner_genome(winner, winner_standing, evolution, mode)
+    console.ascended(evolution, mode, winner, winner_standing, genome)
+    store.set_winner(run_id, genome)                    # kept even if writing out fails
+    try:
+        _, kept = save_genome(out, genome, "--out")
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"could not write the winner to {out} ({error_text(exc)}); its genome is "
+                         f"in {store.path}, run {run_id} (winner_genome)") from None
+    if kept is not None:
+        console.say(f"Replaced {out}; the genome it held is kept as {kept}", chatter=False)
+    return genome
+
+
+def write_mind(genome, data, out, console):
+    """Train the winner as `microgpt` does with genome.json and no other flag (so the same model,
+    bit for bit) and save it beside out, where `microgpt` wakes it instead of training."""
+    cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, temperature=genome["temperature"],
+                         seed=genome["seed"], gen_samples=0)
+    dataset = Dataset(load_names(data))
+    result = train_and_generate(cfg, dataset=dataset)
+    path = creature_path(out)
+    try:
+        _, kept = save_creature(path, from_training(result, cfg, dataset.names.sha256()), "--out")
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"could not save the winner's trained model to {path} "
+                         f"({error_text(exc)}); {out} is written") from None
+    console.say(f"Wrote {path}: the winner, trained (`microgpt` beside {out.name} speaks from it "
+                f"without training)" + (f"; the one it replaced is kept as {kept}" if kept else ""),
+                chatter=False)
+
+
+def list_runs(store_path):
+    if not store_path.exists():
+        print(f"No runs yet: there is no store at {store_path}.")
+        return 0
+    store = Store(store_path)
+    try:
+        for line in runs_table(store.runs()):
+            print(line)
+    finally:
+        store.close()
+    return 0
+
+
+def run_hydra(args, parser, argv, evaluate=evaluate_genome):
+    """The command after parsing: 0, or 128 + N on signal N; bad input raises ValueError or OSError."""
+    store_path = args.store if args.store is not None else args.experiments / STORE_NAME
+    if args.list:
+        return list_runs(store_path)
+    if args.resume is not None:
+        if not store_path.exists():
+            raise ValueError(f"{store_path}: no store, so no run to resume")
+        store = Store(store_path)
+        run_id = store.latest_unfinished() if args.resume == "latest" else args.resume
+        run = store.run(run_id)
+        state = store.state(run)
+        if state == "completed":
+            print(f"Run {run_id} is complete (winner {run['winner']}, written to {run['out']}); "
+                  f"nothing to resume, nothing written.")
+            return 0
+        if state == "running":
+            raise ValueError(f"run {run_id} is still running (process {run['pid']} on "
+                             f"{run['host']}); stop it before resuming")
+        cfg, heads, mode = _resumed_config(run, args, parser)
+        sha = data_sha256(cfg.data)
+        if sha != run["data_sha256"]:
+            raise ValueError(f"{cfg.data or bundled_names_path()}: the names changed since run "
+                             f"{run_id} began; it cannot be resumed on other data")
+        out = args.out if args.out is not None else Path(run["out"])
+        _check_out(out, cfg)
+        recall = store.recall(run_id)
+        store.claim(run_id)
+    else:
+        cfg, heads, mode = _configure_hydra(args, parser)
+        out = args.out if args.out is not None else Path("genome.json")
+        _check_out(out, cfg)
+        _make_dir(store_path.parent, "--store" if args.store is not None else "--experiments")
+        store = Store(store_path)
+        sha = data_sha256(cfg.data)
+        run_id = store.new_run(cfg, mode, heads, sha, argv, out)
+        recall = {}
+    workers = min(args.workers, cfg.population * len(heads))   # never more than a generation needs
+    log = open_log(_make_dir(args.experiments, "--experiments"), mode)
+    console = Console(cfg, heads, log, args.quiet, progress=sys.stderr.isatty() and not args.quiet)
+    started, evaluator, genome = time.perf_counter(), None, None
+    try:
+        console.note(f"$ microgpt-hydra {' '.join(argv)}\nstarted {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        if args.scheduler:
+            evaluator = DaskEvaluator(args.scheduler, evaluate, names_to_send(cfg.data, sha))
+        else:
+            evaluator = LocalPool(workers, evaluate, bound={"data": cfg.data})
+        where = f" on the Dask cluster at {args.scheduler}" if args.scheduler else ""
+        for line in banner(cfg, heads, mode, evaluator.workers, where):
+            console.say(line)
+        if recall:
+            console.say(f"Resuming run {run_id} from {store.path}: {plural(len(recall), 'evaluation')}"
+                        f" recalled")
+        evolution = evolve(heads, evaluator, cfg, recall=recall,
+                           observer=Observers(console, Recorder(store, run_id, cfg)))
+        evaluator.close()
+        genome = write_winner(evolution, console, store, run_id, mode, out)
+        write_mind(genome, cfg.data, out, console)
+        failed = sum(o.error is not None for o in evolution.evaluations)
+        console.say(f"Wrote {out} after {plural(len(evolution.evaluations), 'evaluation')} "
+                    f"({failed} failed) in {time.perf_counter() - started:.1f}s. "
+                    f"Run `microgpt` to meet the evolved creature.", chatter=False)
+        console.say(f"Run {run_id} in {store.path}; log: {log.name}", chatter=False)
+        store.finish(run_id, "completed")
+        return 0
+    except KeyboardInterrupt as exc:      # Ctrl-C, SIGTERM, SIGHUP
+        ignore_stop_signals()
+        if evaluator is not None:
+            evaluator.kill()
+        console.close_bar()
+        outcome = f"{out} untouched" if genome is None else f"{out} was written"
+        why = (f"stopped by {signal.Signals(exc.signum).name}" if isinstance(exc, Stopped)
+               else "interrupted")
+        console.note(f"{why.capitalize()} after {time.perf_counter() - started:.1f}s; {outcome}.")
+        store.finish(run_id, "interrupted", reason=why)
+        print(f"microgpt-hydra: {why}; {outcome}; `microgpt-hydra --resume {run_id}` continues "
+              f"(log: {log.name})", file=sys.stderr)
+        return exit_status(exc)
+    except Exception as exc:             # recorded, then reported by main
+        console.close_bar()
+        console.note(f"Failed: {exc}")
+        store.finish(run_id, "failed", reason=str(exc))
+        raise
+    finally:
+        if evaluator is not None:        # after close() there is nothing left to kill
+            evaluator.kill()
+        console.close_bar()
+        log.close()
+        store.close()
+
+
+def build_report_parser():
+    p = argparse.ArgumentParser(
+        prog="microgpt-hydra report",
+        description="Pictures of a run, read from the store (nothing runs again): a self-contained "
+                    "HTML page and a PNG per figure (fitness per generation, loss against size, "
+                    "the genes, the winner's lineage, where the time went), and a summary here. "
+                    "Two runs: their fitness curves overlaid, head by head. Needs matplotlib: "
+                    "pip install 'microgpt[report]'.")
+    p.add_argument("runs", metavar="RUN", nargs="*", type=_run_id,
+                   help="one run, or two to compare (default: the newest)")
+    p.add_argument("--out", metavar="DIR", type=Path,
+                   help="where to write report.html and the PNGs (DIR/report-<run> beside the store)")
+    p.add_argument("--experiments", metavar="DIR", type=Path, default=Path("experiments"),
+                   help="the runs' directory (experiments)")
+    p.add_argument("--store", metavar="PATH", type=Path, help=f"the store (DIR/{STORE_NAME})")
+    p.add_argument("--debug", action="store_true", help="show a traceback on errors")
+    return p
+
+
+def run_report(args, parser):
+    if len(args.runs) > 2:
+        parser.error("at most two runs: one to see, or two to compare")
+    store_path = args.store if args.store is not None else args.experiments / STORE_NAME
+    if not store_path.exists():
+        raise ValueError(f"{store_path}: no store, so no run to report (run microgpt-hydra first)")
+    try:
+        import matplotlib  # noqa: F401  (the report imports it when it draws)
+    except ImportError:
+        raise ValueError("the report needs matplotlib: pip install 'microgpt[report]'") from None
+    from microgpt.report import report
+
+    lines, paths = report(store_path, args.runs, args.out)
+    for line in lines:
+        print(line)
+    print(f"Report: {paths[0]} ({len(paths) - 1} figures beside it)")
+    return 0
+
+
+def main(argv=None):
+    """Run the Hydra (or `report`); the exit status: 0 done, 1 bad input or failure, 2 bad flags,
+    128 + N on signal N (130 Ctrl-C, 143 SIGTERM), 141 stdout closed."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["report"]:
+        parser = build_report_parser()
+        args = parser.parse_args(argv[1:])
+        return guarded("microgpt-hydra report", args.debug, lambda: run_report(args, parser))
+    parser = build_hydra_parser()
+    args = parser.parse_args(argv)
+    return guarded("microgpt-hydra", args.debug, lambda: run_hydra(args, parser, argv))
