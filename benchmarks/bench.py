@@ -39,6 +39,7 @@ CONFIGS = {
     "default": (16, 16, 1, 4, 4),     # the seed's primordial creature
     "emb32-l2": (16, 32, 2, 4, 4),
     "emb40-l4": (16, 40, 4, 4, 4),    # the largest genome Hydra reports
+    "emb64-l2": (16, 64, 2, 4, 4),
 }
 LR = 0.005           # the seed's default; decays linearly to zero over the whole run
 PHASES = ("forward", "backward", "adam", "free")

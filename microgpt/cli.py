@@ -203,8 +203,6 @@ def run(args, parser):
             changed.append(f"{key}={value}")
         if value is not None:
             setattr(cfg, key, value)
-    cfg.gen_samples = args.samples
-    cfg.top_k, cfg.prefix = args.top_k, args.prefix
     cfg.input_file = str(args.data) if args.data is not None else None
     with slow_notice(f"loading the names from {args.data}", args.data is not None and not args.quiet):
         dataset = Dataset(load_names(cfg.input_file, progress=not args.quiet and sys.stderr.isatty()))

@@ -1,8 +1,10 @@
-"""The GPT, written over scalar `Val`s: embeddings, causal attention with a KV cache, RMSNorm, MLP.
+"""The GPT: embeddings, causal attention with a KV cache, RMSNorm, MLP, and its loss.
 
 Follows the seed's architecture (itself Karpathy's microGPT, a GPT-2 with RMSNorm and ReLU and no
-biases), one token at a time so the KV cache is explicit. Every matrix is a `ValMatrix` with one
-row per output unit, so a layer is `linear(x, W) = W·x`, one fused node per output.
+biases), one token at a time so the KV cache is explicit. Every weight is a `Val` in a
+`ValMatrix` with one row per output unit, so a layer is `linear(x, W) = W·x`. The activations are
+`Vec`s: each op of the forward pass is one node holding a whole vector, whose gradient flows back
+into the weights' Vals; the loss is a `Val`.
 
 References: Vaswani et al. 2017 (attention), Zhang & Sennrich 2019 (RMSNorm),
 Radford et al. 2019 (GPT-2), Karpathy, "microGPT" (2026).
