@@ -6,14 +6,14 @@ difference in wall time. Rounds interleave every implementation in a shuffled or
 in the machine's load falls on all of them alike. One name per step, the same config for all.
 
     pip install .                          # the installed microgpt, never the source tree
-    benchmarks/build_peers.sh /tmp/peers path/to/microgpt.cpp path/to/rust-microgpt
+    benchmarks/build_peers.sh /tmp/peers path/to/microgpt.cpp path/to/rust-microgpt path/to/microgpt-c
     python benchmarks/peers.py --peer cpp=/tmp/peers/cpp-{config}-{steps} \\
-                               --peer rust=/tmp/peers/rust-{config}-{steps}
+        --peer rust=/tmp/peers/rust-{config}-{steps} --peer c=/tmp/peers/c-{config}-{steps}
 
 A peer is NAME=PATH, where PATH may hold {config} and {steps}: the ports fix both at compile
 time, so each is its own binary (build_peers.sh makes them). A binary runs in a scratch directory
-holding the bundled names as input.txt, which is where the ports read them. A binary that is
-missing is reported and skipped.
+holding the bundled names as input.txt and c_names.txt, which is where the ports read them. A
+binary that is missing is reported and skipped.
 """
 import argparse
 import json
@@ -75,7 +75,8 @@ def main():
     from importlib import resources
 
     scratch = Path(tempfile.mkdtemp(prefix="microgpt-peers-"))
-    shutil.copyfile(str(resources.files("microgpt") / "input.txt"), scratch / "input.txt")
+    for name in ("input.txt", "c_names.txt"):          # microgpt-c reads the latter
+        shutil.copyfile(str(resources.files("microgpt") / "input.txt"), scratch / name)
     print(f"{args.rounds} rounds; steps {args.long} - {args.short}; load {os.getloadavg()[0]:.1f}; "
           f"{os.cpu_count()} CPUs; every impl interleaved in each round\n")
     results, rng = {}, random.Random(0)
