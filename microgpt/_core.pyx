@@ -547,13 +547,16 @@ cdef extern from *:
 
 
 # Kernels over plain arrays, in C: `restrict` promises the compiler that the arrays do not overlap
-# (the callers check), so it vectorises the loops; on x86-64 Linux with GCC each kernel is also
+# (the callers check), so it vectorises the loops; on x86-64 with GCC and glibc each kernel is also
 # built for AVX2 and the CPU picks at load time. Element by element the arithmetic is the same in
 # every build (no reassociation, no fused multiply-add), so results do not depend on the CPU.
 cdef extern from *:
     """
     #include <math.h>
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #if defined(_MSC_VER)
+    #define restrict __restrict
+    #endif
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
     #define MG_CLONES __attribute__((target_clones("avx2", "default")))
     #else
     #define MG_CLONES

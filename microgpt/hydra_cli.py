@@ -57,9 +57,10 @@ The lifecycle:
                  champion and the run's best organisms by standing (their mean percentile
                  under the heads among the first generation, which is random genomes) are
                  re-judged on fresh seeds and at several temperatures, and the best one's
-                 DNA is written to genome.json, with the training seed that reproduces it.
+                 DNA is written to genome.json, with the training seed that reproduces it,
+                 and the winner, trained once more, to genome.npz beside it.
   3. Evolved:    `microgpt` in that directory reads genome.json and becomes the evolved
-                 creature ("I have become").
+                 creature ("I have become"), waking genome.npz instead of training.
 
 --classic runs the seed's legacy evolution instead: one population of 12 for 5 generations
 on 1.0*flow + 1.2*symmetry + 2.0*creativity.
@@ -140,7 +141,8 @@ def build_hydra_parser():
                    help="run seed, 0 or more; the same seed gives the same run "
                         "(default: a fresh one, printed)")
     r.add_argument("--out", metavar="PATH", type=Path,
-                   help="where to write the winner (genome.json; a resumed run: its own)")
+                   help="where to write the winner (genome.json; a resumed run: its own); its "
+                        "trained model goes beside it (genome.npz)")
     r.add_argument("--experiments", metavar="DIR", type=Path, default=Path("experiments"),
                    help="directory for the runs' logs and the store (experiments)")
     r.add_argument("--store", metavar="PATH", type=Path,
