@@ -245,8 +245,9 @@ def split_names(n):
     import numpy as np
 
     kind = np.uint32 if n < 2**32 else np.int64
-    mask = np.concatenate([_mix_array(np.arange(i, min(i + BLOCK, n), dtype=np.uint64)) % 10 == 0
-                           for i in range(0, n, BLOCK)])
+    step = 1 << 20                     # a block's temporaries stay some 8 MiB each
+    mask = np.concatenate([_mix_array(np.arange(i, min(i + step, n), dtype=np.uint64)) % 10 == 0
+                           for i in range(0, n, step)])
     return np.flatnonzero(~mask).astype(kind), np.flatnonzero(mask).astype(kind)
 
 
