@@ -185,8 +185,9 @@ class DaskEvaluator(PoolEvaluator):
         except ImportError:
             raise ValueError("--scheduler needs Dask's distributed: pip install 'microgpt[dask]'") from None
         self.address = check_address(address)
-        for name in list(logging.root.manager.loggerDict):      # its errors become our one line
-            if name.startswith("distributed"):
+        # its errors become our one line; distributed sets tornado.application's level itself
+        for name in ["tornado", *logging.root.manager.loggerDict]:
+            if name.startswith(("distributed", "tornado")):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
         try:
             self.client = Client(address, timeout=f"{timeout}s", set_as_default=False)

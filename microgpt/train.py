@@ -233,10 +233,12 @@ def split_names(n):
 
     Name i is held out when a hash of i (splitmix64's mix) is 0 modulo 10: a fixed rule of i
     alone, so it needs no shuffle of all n names, and Python (small n) and numpy (big n) compute
-    the same split. With fewer than 10 names, or none landing in one side, the names serve as both.
+    the same split. The held-out names come in the order of their hashes, so the first few are a
+    fair sample of the whole file (a names file is often sorted). With fewer than 10 names, or
+    none landing in one side, the names serve as both.
     """
     if n < SMALL:
-        held = [i for i in range(n) if _mix(i) % 10 == 0] if n >= 10 else []
+        held = sorted((i for i in range(n) if _mix(i) % 10 == 0), key=_mix) if n >= 10 else []
         if not held or len(held) == n:
             everything = array("I", range(n))
             return everything, everything
@@ -248,7 +250,9 @@ def split_names(n):
     step = 1 << 20                     # a block's temporaries stay some 8 MiB each
     mask = np.concatenate([_mix_array(np.arange(i, min(i + step, n), dtype=np.uint64)) % 10 == 0
                            for i in range(0, n, step)])
-    return np.flatnonzero(~mask).astype(kind), np.flatnonzero(mask).astype(kind)
+    held = np.flatnonzero(mask)
+    held = held[np.argsort(_mix_array(held.astype(np.uint64)), kind="stable")]
+    return np.flatnonzero(~mask).astype(kind), held.astype(kind)
 
 
 M64 = (1 << 64) - 1

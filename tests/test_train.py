@@ -64,6 +64,7 @@ def test_split_is_fixed_and_disjoint():
     assert (train, held) == tuple(a.tolist() for a in split_names(10_000))
     assert 900 < len(held) < 1100 and not set(train) & set(held)
     assert sorted(train + held) == list(range(10_000))
+    assert max(held[:100]) > 5_000 and min(held[:100]) < 5_000     # the first are spread out
     assert split_names(5)[0].tolist() == split_names(5)[1].tolist() == [0, 1, 2, 3, 4]
 
 
