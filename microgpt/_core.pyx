@@ -19,8 +19,8 @@ Compiler directives are set in setup.py, in one place.
 from cpython.ref cimport PyObject, Py_INCREF
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_ITEMS, PySequence_Fast_GET_SIZE
 from libc.math cimport exp, log, pow, sqrt
-from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memset
+from libc.stdlib cimport calloc, malloc, realloc, free
+from libc.string cimport memcpy, memset
 cimport cython
 
 cdef extern from "Python.h":
@@ -574,19 +574,23 @@ cdef extern from *:
         }
     }
 
-    /* y = relu?(scale W x), each row's dot product in four running sums (lane k takes the
-       terms j = k mod 4), added as (s0 + s1) + (s2 + s3): the order _dot_arrays uses. */
+    /* sum_j a_j b_j in four running sums (lane k takes the terms j = k mod 4, so the adds need
+       not wait on one another), added as (s0 + s1) + (s2 + s3). */
+    static inline double mg_dot(const double* restrict a, const double* restrict b, Py_ssize_t n) {
+        Py_ssize_t m = n - n % 4;
+        double s[4] = {0.0, 0.0, 0.0, 0.0};
+        for (Py_ssize_t j = 0; j < m; j += 4)
+            for (int k = 0; k < 4; k++) s[k] += a[j + k] * b[j + k];
+        for (Py_ssize_t j = m; j < n; j++) s[0] += a[j] * b[j];
+        return (s[0] + s[1]) + (s[2] + s[3]);
+    }
+
+    /* y = relu?(scale W x), a row at a time. */
     MG_CLONES static void mg_linear(const double* restrict w, const double* restrict x,
                                     double* restrict y, Py_ssize_t rows, Py_ssize_t cols,
                                     double scale, int relu) {
-        Py_ssize_t m = cols - cols % 4;
         for (Py_ssize_t i = 0; i < rows; i++) {
-            const double* restrict wi = w + i * cols;
-            double s[4] = {0.0, 0.0, 0.0, 0.0};
-            for (Py_ssize_t j = 0; j < m; j += 4)
-                for (int k = 0; k < 4; k++) s[k] += wi[j + k] * x[j + k];
-            for (Py_ssize_t j = m; j < cols; j++) s[0] += wi[j] * x[j];
-            double out = scale * ((s[0] + s[1]) + (s[2] + s[3]));
+            double out = scale * mg_dot(w + i * cols, x, cols);
             y[i] = (!relu || out > 0.0) ? out : 0.0;
         }
     }
@@ -609,6 +613,7 @@ cdef extern from *:
     """
     void mg_adam(double* w, double* g, double* m, double* v, Py_ssize_t n, double lr, double b1,
                  double b2, double c1, double c2, double eps) nogil
+    double mg_dot(const double* a, const double* b, Py_ssize_t n) nogil
     void mg_linear(const double* w, const double* x, double* y, Py_ssize_t rows, Py_ssize_t cols,
                    double scale, int relu) nogil
     void mg_linear_back(const double* w, double* wg, const double* x, double* xg, const double* gy,
@@ -854,20 +859,6 @@ def graph_size(Val root):
 # ---------------------------------------------------------------------------------------------
 # Fused ops: one node with many parents where the seed would build a chain of binary nodes.
 
-cdef inline double _dot_arrays(double* a, double* b, Py_ssize_t n) noexcept:
-    """sum_j a_j b_j with four running sums, so the adds need not wait on one another."""
-    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
-    cdef Py_ssize_t j, m = n - n % 4
-    for j in range(0, m, 4):
-        s0 += a[j] * b[j]
-        s1 += a[j + 1] * b[j + 1]
-        s2 += a[j + 2] * b[j + 2]
-        s3 += a[j + 3] * b[j + 3]
-    for j in range(m, n):
-        s0 += a[j] * b[j]
-    return (s0 + s1) + (s2 + s3)
-
-
 cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t n, double scale,
                    bint relu=False):
     """scale * sum_j a_j * b_j over pa[oa:oa+n] and pb[0:n] (pb NULL: scale * sum_j a_j).
@@ -881,7 +872,7 @@ cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t n, double scale
         for j in range(n):
             s += D(pa.items[oa + j])
     elif pa.st != NULL and pb.xd != NULL:
-        s = _dot_arrays(pa.st.data + oa, pb.xd, n)
+        s = mg_dot(pa.st.data + oa, pb.xd, n)
     else:
         for j in range(n):
             s += D(pa.items[oa + j]) * D(pb.items[j])
@@ -1294,7 +1285,7 @@ cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double 
     """Causal attention of one query over the cached keys and values, every head in one node."""
     cdef Py_ssize_t T = len(keys), n = q.n, hd, h, t, j, lo
     cdef Vec v, k, vt
-    cdef double m, s, y
+    cdef double y
     cdef double* a
     if T == 0 or len(values) != T:
         raise ValueError(f"attention: {T} keys and {len(values)} values (need as many, at least 1)")
@@ -1324,16 +1315,7 @@ cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double 
             for j in range(hd):
                 y += q.d[lo + j] * k.d[lo + j]
             a[t] = y * scale
-        m = a[0]                               # softmax, the max subtracted
-        for t in range(1, T):
-            if a[t] > m:
-                m = a[t]
-        s = 0.0
-        for t in range(T):
-            a[t] = exp(a[t] - m)
-            s += a[t]
-        for t in range(T):
-            a[t] /= s
+        _softmax_inplace(a, T)                 # the attention weights
         for j in range(hd):                    # out_h = sum_t a_t v_t,h
             v.d[lo + j] = 0.0
         for t in range(T):
@@ -1352,6 +1334,7 @@ cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
     cdef double* wg
     cdef double* a
     cdef double* ga
+    cdef double* tmp
     if v.op == V_ADD:
         for i in range(2):
             x = <Vec>v.parents[i]
@@ -1370,20 +1353,18 @@ cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
         cols = x.n
         w = v.W.pk.st.data
         wg = v.W.pk.st.grad
-        if not (_overlap(x.g, cols, w, n * cols) or _overlap(x.g, cols, wg, n * cols)
-                or _overlap(x.g, cols, x.d, cols) or _overlap(x.d, cols, wg, n * cols)
-                or _overlap(v.g, n, x.g, cols) or _overlap(v.g, n, wg, n * cols)):
+        if not (_overlap(x.d, cols, wg, n * cols) or _overlap(x.g, cols, w, n * cols)
+                or _overlap(x.g, cols, wg, n * cols)):
             mg_linear_back(w, wg, x.d, x.g, v.g, v.d, n, cols, v.scale, v.relu)
-        else:                                  # the same, some arrays overlapping (a row of W as x)
-            for i in range(n):
-                if v.relu and not v.d[i] > 0.0:
-                    continue
-                gi = v.g[i] * v.scale
-                if gi == 0.0:
-                    continue
-                for j in range(cols):
-                    x.g[j] += gi * w[i * cols + j]
-                    wg[i * cols + j] += gi * x.d[j]
+        else:                                  # x is a row of W itself: work on copies of x
+            tmp = <double*>calloc(2 * cols, sizeof(double))
+            if tmp == NULL:
+                raise MemoryError()
+            memcpy(tmp, x.d, cols * sizeof(double))
+            mg_linear_back(w, wg, tmp, tmp + cols, v.g, v.d, n, cols, v.scale, v.relu)
+            for j in range(cols):
+                x.g[j] += tmp[cols + j]
+            free(tmp)
     elif v.op == V_ATTENTION:
         T = (v.n_parents - 1) // 2
         hd = n // v.heads
@@ -1464,19 +1445,28 @@ def linear(x, W, double scale=1.0, bint relu=False):
             _pack_release(pw)
 
 
-cdef double _log_sum_exp(Pack* pk, double* p):
-    """log sum_j exp(x_j), writing softmax(x)_j into p; the max is subtracted so exp cannot overflow."""
-    cdef double m = D(pk.items[0]), s = 0.0
+cdef double _softmax_inplace(double* p, Py_ssize_t n) noexcept:
+    """log sum_j exp(p_j), turning p[0:n] (n >= 1) into softmax(p); the max is subtracted first,
+    so exp cannot overflow."""
+    cdef double m = p[0], s = 0.0
     cdef Py_ssize_t j
-    for j in range(1, pk.n):
-        if D(pk.items[j]) > m:
-            m = D(pk.items[j])
-    for j in range(pk.n):
-        p[j] = exp(D(pk.items[j]) - m)
+    for j in range(1, n):
+        if p[j] > m:
+            m = p[j]
+    for j in range(n):
+        p[j] = exp(p[j] - m)
         s += p[j]
-    for j in range(pk.n):
+    for j in range(n):
         p[j] /= s
     return m + log(s)
+
+
+cdef double _log_sum_exp(Pack* pk, double* p):
+    """log sum_j exp(x_j) of a pack's values, writing softmax(x)_j into p."""
+    cdef Py_ssize_t j
+    for j in range(pk.n):
+        p[j] = D(pk.items[j])
+    return _softmax_inplace(p, pk.n)
 
 
 def softmax(logits):
@@ -1523,25 +1513,17 @@ def cross_entropy(logits, Py_ssize_t target):
 
 
 cdef Val _vec_cross_entropy(Vec x, Py_ssize_t target):
-    cdef double m, s = 0.0
+    cdef double lse
     cdef double* p
-    cdef Py_ssize_t j
     cdef Val out
     if not 0 <= target < x.n:
         raise IndexError(f"cross_entropy: target {target} outside {x.n} logits")
     p = _doubles(x.n)
-    m = x.d[0]
-    for j in range(1, x.n):
-        if x.d[j] > m:
-            m = x.d[j]
-    for j in range(x.n):
-        p[j] = exp(x.d[j] - m)
-        s += p[j]
-    for j in range(x.n):
-        p[j] /= s
-    p[target] -= 1.0
+    memcpy(p, x.d, x.n * sizeof(double))
+    lse = _softmax_inplace(p, x.n)
+    p[target] -= 1.0                           # d/dx_j = softmax_j - [j == target]
     try:
-        out = _node(m + log(s) - x.d[target], VEC)
+        out = _node(lse - x.d[target], VEC)
     except BaseException:
         free(p)
         raise
@@ -1627,19 +1609,13 @@ def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
         raise ValueError("adam_step: t counts from 1")
     c1 = 1.0 / (1.0 - pow(beta1, <double>t))     # bias corrections, as factors
     c2 = 1.0 / (1.0 - pow(beta2, <double>t))
-    if params.pk.st != NULL and n > 0 and not (   # adopted weights: the contiguous arrays
-            _overlap(&m[0], n, &v[0], n) or _overlap(&m[0], n, params.pk.st.data, n)
-            or _overlap(&m[0], n, params.pk.st.grad, n) or _overlap(&v[0], n, params.pk.st.data, n)
-            or _overlap(&v[0], n, params.pk.st.grad, n)):
+    if params.pk.st != NULL:           # adopted weights: the contiguous arrays
+        if n > 0 and (_overlap(&m[0], n, &v[0], n) or _overlap(&m[0], n, params.pk.st.data, n)
+                      or _overlap(&m[0], n, params.pk.st.grad, n)
+                      or _overlap(&v[0], n, params.pk.st.data, n)
+                      or _overlap(&v[0], n, params.pk.st.grad, n)):
+            raise ValueError("adam_step: m, v and the params must be separate arrays")
         mg_adam(params.pk.st.data, params.pk.st.grad, &m[0], &v[0], n, lr, beta1, beta2, c1, c2, eps)
-        return
-    if params.pk.st != NULL:           # the same, the arrays overlapping
-        for i in range(n):
-            g = params.pk.st.grad[i]
-            m[i] = beta1 * m[i] + (1.0 - beta1) * g
-            v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
-            params.pk.st.data[i] -= lr * (m[i] * c1) / (sqrt(v[i] * c2) + eps)
-            params.pk.st.grad[i] = 0.0
         return
     for i in range(n):
         p = params.pk.items[i]

@@ -208,7 +208,8 @@ def run(args, parser):
         dataset = Dataset(load_names(cfg.input_file, progress=not args.quiet and sys.stderr.isatty()))
     _check_prefix(args.prefix, dataset.tok.chars)
     _check_save(args, cfg.input_file)
-    sha = dataset.names.sha256()
+    # which names made a creature: needed only to wake one or to save one (a big file takes a while)
+    sha = dataset.names.sha256() if genome is not None or args.save is not None else None
     creature, note = None, None
     if genome is not None:
         creature, note = _creature_beside(_genome_path(args), cfg, sha, args.retrain)

@@ -559,6 +559,8 @@ BAD_INPUTS = {
                                                          0.1, 0.9, 0.99, 1e-8, 1)),
     "adam_t_zero": (ValueError, lambda: adam_step(ValMatrix([[u]]), np.zeros(1), np.zeros(1),
                                                   0.1, 0.9, 0.99, 1e-8, 0)),
+    "adam_shared_moments": (ValueError, lambda: adam_step(ValMatrix([[Val(1.0), Val(2.0)]]),
+                                                          *[np.zeros(2)] * 2, 0.1, 0.9, 0.99, 1e-8, 1)),
 }
 
 

@@ -156,3 +156,16 @@ def test_a_deep_chain_of_vecs_is_walked_and_freed_without_recursion():
     assert x.grad == [0.0, 1.0]
     del loss, y                                      # 200,000 nested releases, no C recursion
     assert x.data == [1.0, 2.0]
+
+
+def test_linear_of_a_row_of_its_own_matrix_matches_scalars():
+    rng = random.Random(5)
+    W1 = matrix(rng, 4, 4)
+    W2 = ValMatrix([[Val(v.data) for v in row] for row in W1.tolist()])
+    y_vec = linear(W1.row(2), W1, 0.5, relu=True)        # x's data and grad live in W's arrays
+    y_vals = linear(W2[2], W2, 0.5, relu=True)
+    close(y_vec.data, [v.data for v in y_vals])
+    c = weights_of(rng, 4)
+    vsum([y_vec[i] * c[i] for i in range(4)]).backward()
+    vsum([y_vals[i] * c[i] for i in range(4)]).backward()
+    close(W1.grads(), W2.grads())
