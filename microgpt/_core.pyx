@@ -1461,6 +1461,54 @@ cdef double _softmax_inplace(double* p, Py_ssize_t n) noexcept:
     return m + log(s)
 
 
+def draw_index(logits, double temperature, double u):
+    """The index `random.choices(range(n), weights)[0]` draws when its `random()` returns u, the
+    weights being exp((logit - max) / temperature): the same arithmetic in the same order (the
+    weights summed left to right, then the first cumulative weight above u times the total), so
+    the same draw, without a Python float per logit. logits: a Vec or a sequence of floats.
+    ValueError, as random.choices raises, when the weights do not sum to a positive finite
+    number (a NaN or infinite logit)."""
+    cdef Py_ssize_t n, j, lo, hi, mid
+    cdef double top, total = 0.0, x
+    cdef double* w
+    if isinstance(logits, Vec):
+        n = (<Vec>logits).n
+    else:
+        logits = [float(v) for v in logits]
+        n = len(logits)
+    if n < 1:
+        raise ValueError("draw_index: no logits to draw from")
+    w = <double*>malloc(n * sizeof(double))
+    if w == NULL:
+        raise MemoryError()
+    try:
+        if isinstance(logits, Vec):
+            memcpy(w, (<Vec>logits).d, n * sizeof(double))
+        else:
+            for j in range(n):
+                w[j] = logits[j]
+        top = w[0]
+        for j in range(1, n):
+            if w[j] > top:
+                top = w[j]
+        for j in range(n):
+            total += exp((w[j] - top) / temperature)
+            w[j] = total                       # the cumulative weights
+        if not (total > 0.0 and total - total == 0.0):     # NaN or infinite
+            raise ValueError("draw_index: the weights must sum to a positive finite number")
+        x = u * total
+        lo, hi = 0, n - 1                      # bisect_right(cumulative, x, 0, n - 1)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if x < w[mid]:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+    finally:
+        free(w)
+
+
 cdef double _log_sum_exp(Pack* pk, double* p):
     """log sum_j exp(x_j) of a pack's values, writing softmax(x)_j into p."""
     cdef Py_ssize_t j

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Optional
 
-from microgpt._core import ValMatrix, adam_step
+from microgpt._core import ValMatrix, Vec, adam_step, draw_index
 from microgpt.files import read_bytes
 from microgpt.model import GPT
 
@@ -308,18 +308,18 @@ def mean_loss(model, tok, names):
 
 def draw(rng, logits, temperature, top_k=None):
     """A token id drawn from softmax(logits / temperature), for any positive temperature, among
-    the top_k largest logits only when top_k is given.
+    the top_k largest logits only when top_k is given. logits: a Vec or a list of floats.
 
     Worked in log space: the max is subtracted before dividing, so no weight overflows, and as
     the temperature goes to 0 every weight but the largest underflows to 0 (sampling becomes
-    argmax) instead of dividing infinities.
+    argmax) instead of dividing infinities. The draw is random.choices' (`draw_index` does its
+    arithmetic in C), so the same seed draws the same names.
     """
-    ids = range(len(logits))
     if top_k is not None and top_k < len(logits):    # ties at the cut keep the lower ids
-        ids = sorted(sorted(ids, key=lambda i: -logits[i])[:top_k])
-    top = max(logits)
-    weights = [math.exp((logits[i] - top) / temperature) for i in ids]
-    return rng.choices(ids, weights=weights)[0]
+        values = logits.data if isinstance(logits, Vec) else logits
+        ids = sorted(sorted(range(len(values)), key=lambda i: -values[i])[:top_k])
+        return ids[draw_index([values[i] for i in ids], temperature, rng.random())]
+    return draw_index(logits, temperature, rng.random())
 
 
 def sample(model, tok, rng, temperature=1.0, top_k=None, prefix=""):
@@ -333,7 +333,7 @@ def sample(model, tok, rng, temperature=1.0, top_k=None, prefix=""):
         if pos + 1 < len(fed):                        # still reading the prefix
             token = fed[pos + 1]
             continue
-        token = draw(rng, logits.data, temperature, top_k)
+        token = draw(rng, logits, temperature, top_k)
         if token == tok.bos:
             break
         out.append(token)

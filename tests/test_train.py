@@ -150,6 +150,27 @@ def test_sampling_respects_the_context_and_the_temperature():
         train_and_generate(TrainingConfig(steps=1, temperature=0.0))
 
 
+def test_draw_is_random_choices_draw_bit_for_bit():
+    # draw_index does random.choices' arithmetic in C: for any logits, temperature and uniform,
+    # the same index, so names sampled with a seed never change.
+    from microgpt._core import Vec, draw_index
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        n = rng.randint(1, 30)
+        logits = [rng.gauss(0.0, rng.choice((0.1, 1.0, 5.0, 300.0))) for _ in range(n)]
+        t = rng.choice((1e-9, 0.05, 0.5, 1.0, 1.7, 1e6))
+        state = rng.getstate()
+        top = max(logits)
+        want = rng.choices(range(n), weights=[math.exp((x - top) / t) for x in logits])[0]
+        rng.setstate(state)
+        u = rng.random()
+        assert draw_index(logits, t, u) == draw_index(Vec(logits), t, u) == want
+    for bad in ([0.0, math.nan], [math.inf, 0.0]):
+        with pytest.raises(ValueError, match="positive finite"):
+            draw_index(bad, 1.0, 0.5)
+
+
 def test_top_k_and_prefix_sampling():
     from microgpt.train import Dataset, draw, generate
 
