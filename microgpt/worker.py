@@ -44,8 +44,9 @@ def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=Non
     `microgpt` does with that genome and --seed seed, and the names at a temperature are those
     `microgpt -t` prints.
     """
+    own = genome["temperature"] in temperatures         # then its names are sampled only once
     cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, temperature=genome["temperature"],
-                         gen_samples=samples, seed=seed, input_file=data)
+                         gen_samples=0 if own else samples, seed=seed, input_file=data)
     dataset = _sent_dataset(names) if names is not None else _dataset(data)
     result = train_and_generate(cfg, dataset=dataset)
     out = {"names": list(result.names), "val_loss": float(result.val_loss),
@@ -53,4 +54,6 @@ def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=Non
            "seconds": float(result.seconds)}
     if temperatures:
         out["names_at"] = [generate(result.model, result.tok, samples, t, seed) for t in temperatures]
+    if own:
+        out["names"] = list(out["names_at"][temperatures.index(genome["temperature"])])
     return out
