@@ -11,6 +11,7 @@ primordial creature's) mean percentile across the three heads. Percentiles count
 
     python benchmarks/evolution.py                          # run seeds 1 2 3, 12 random genomes
     python benchmarks/evolution.py --seeds 1 --randoms 16 --judge-seeds 5 --names 300
+    python benchmarks/evolution.py --runs default --seeds 1 2 3 4 5 6 --judge-seeds 6
 """
 import argparse
 import json
@@ -89,6 +90,8 @@ def main():
     p.add_argument("--judge-seeds", type=int, default=3, help="fresh training seeds per genome (3)")
     p.add_argument("--names", type=int, default=200, help="names per judging seed (200)")
     p.add_argument("--workers", type=int, default=2, help="hydra workers and parallel judgings (2)")
+    p.add_argument("--runs", choices=("all", "single", "default"), default="all",
+                   help="which runs: the single-head ones, the default ones, or all (all)")
     p.add_argument("--json", type=Path, help="also write every score here")
     args = p.parse_args()
 
@@ -101,7 +104,7 @@ def main():
             path.write_text(json.dumps(full_genome(new_genome(rng), 300)))
             genomes[f"random {k}"] = path
         for seed in args.seeds:
-            for heads in (*HEADS, None):
+            for heads in {"all": (*HEADS, None), "single": HEADS, "default": (None,)}[args.runs]:
                 label = f"{heads or 'default'} seed {seed}"
                 genomes[label], walls[label] = evolve(args, heads, seed, tmp / label.replace(" ", "-"))
                 print(f"evolved {label} in {walls[label]:.0f}s", file=sys.stderr)
@@ -113,16 +116,18 @@ def main():
     pop = {h: [r[h] for r in randoms] for h in HEADS}
     print(f"{len(randoms)} random genomes, each re-judged on {args.judge_seeds} seeds x {args.names} names;"
           f" their scores: " + ", ".join(f"{h} {min(pop[h]):.2f}-{max(pop[h]):.2f}" for h in HEADS))
-    print("\nSingle-head champions: own-head score and percentile among the random genomes")
-    print(f"{'run':20} {'score':>7} {'percentile':>11} {'run time':>9}")
-    for seed in args.seeds:
-        for h in HEADS:
-            label = f"{h} seed {seed}"
-            x = scores[label][h]
-            print(f"{label:20} {x:7.2f} {percentile(x, pop[h]):11.2f} {walls[label]:8.0f}s")
+    if args.runs != "default":
+        print("\nSingle-head champions: own-head score and percentile among the random genomes")
+        print(f"{'run':20} {'score':>7} {'percentile':>11} {'run time':>9}")
+        for seed in args.seeds:
+            for h in HEADS:
+                label = f"{h} seed {seed}"
+                x = scores[label][h]
+                print(f"{label:20} {x:7.2f} {percentile(x, pop[h]):11.2f} {walls[label]:8.0f}s")
     print("\nDefault winners (and the primordial creature): percentile per head and their mean")
     print(f"{'run':20} " + " ".join(f"{h:>8}" for h in HEADS) + f" {'mean':>6} {'run time':>9}")
-    for label in [f"default seed {s}" for s in args.seeds] + ["primordial"]:
+    defaults = [f"default seed {s}" for s in args.seeds] if args.runs != "single" else []
+    for label in defaults + ["primordial"]:
         ps = [percentile(scores[label][h], pop[h]) for h in HEADS]
         wall = f"{walls[label]:8.0f}s" if label in walls else ""
         print(f"{label:20} " + " ".join(f"{x:8.2f}" for x in ps) + f" {statistics.mean(ps):6.2f} {wall}")

@@ -115,9 +115,9 @@ class Console(Observer):
         self.say(f"  Cycle {cycle + 1} took {seconds:.1f}s")
         self.say()
 
-    def final_started(self, finalists, todo):
-        self.say(f"The final judgement: {plural(len(finalists), 'finalist')} (each head's champion, "
-                 f"then the best by standing) re-judged on fresh seeds ({len(todo)} to evaluate)")
+    def final_started(self, organisms, todo, what):
+        self.say(f"The final judgement: {plural(len(organisms), 'organism')} ({what}) re-judged "
+                 f"({len(todo)} to evaluate)")
         self.start_bar(todo, "final judgement")
 
     def retrying(self, organisms):

@@ -10,10 +10,13 @@ population and objective. A cycle is:
      evaluation is scored under every head of the run, so nothing is retrained).
 The exchange feeds the next cycle, so the last cycle ends without one: its champions are the
 final ones. Each generation re-judges the surviving champions on a fresh seed, and an organism
-ranks on the mean of its trials, so a lucky sample does not hold the top spot. Last comes the final
-judgement: the run's best organisms by standing (their mean percentile under the heads among the
-first generation, which is random genomes) are re-judged on fresh seeds, and the best is the
-winner (`choose_winner`): the genome that beats random genomes, not the luckiest evaluation.
+ranks on the mean of its trials, so a lucky sample does not hold the top spot. Every evaluation
+also samples its trained model at a few temperatures (VOICES): how it speaks costs no training.
+Last comes the final judgement (`final_judgement`): the run's best organisms by standing (their
+mean percentile under the heads among the first generation, which is random genomes) are
+re-judged on fresh seeds at many temperatures, the leader's genes are tuned one at a time, and
+the best few are confirmed on fresh seeds; the best confirmed is the winner (`choose_winner`):
+the genome that beats random genomes, not the luckiest evaluation.
 The island model is Whitley, Rana & Heckendorn 1999; the keep-two-and-mutate loop is the seed's.
 `--classic` is the seed's legacy `evolve`: the same engine with one island and one combined
 objective. The `microgpt-hydra` command that drives it lives in microgpt.hydra_cli.
@@ -49,16 +52,23 @@ NEW_LAYERS, MUTANT_LAYERS = (1, 3), (1, 4)          # inclusive ranges
 NEW_LR = (0.001, 0.015)                             # uniform in [lo, hi)
 MUTANT_LR, LR_FACTOR = (0.0001, 0.1), (0.7, 1.3)
 MUTANT_TEMPERATURE, TEMPERATURE_FACTOR = (0.1, 3.0), (0.75, 1.33)
-MUTANT_CTX, CTX_STEP = (6, 20), 2                   # n_ctx moves by 2, within the range
+MUTANT_CTX = (4, 16)            # inclusive, drawn afresh; 16 holds the longest bundled name
 MUTANT_FF = (1, 2, 3, 4)
 N_CHAMPIONS = 2                                     # kept each generation, sent to the Gathering
 MIN_POPULATION = N_CHAMPIONS + 1                    # room for at least one mutant
 NAMES_KEPT = 5                                      # names per champion in genome.json and tables
 MAX_TRIALS = 2          # a survivor is re-judged on a fresh seed each generation, up to this many
-FINALISTS = 4           # each head's champion, then the best by standing, re-judged at the end
-FINAL_TRIALS = 3        # ... each on this many fresh seeds,
-JUDGE_FACTOR = 4        # ... on this many times --samples names, as the first generation is
-TEMPERATURE_TUNING = (0.7, 0.8, 0.9, 1.0, 1.12, 1.25, 1.4)   # ... at its own temperature times these
+VOICES = (0.7, 0.8, 0.9, 1.0)   # every evaluation also samples at these temperatures
+# The final judgement (`final_judgement`):
+FINALISTS = 6           # each head's champion, then the best by standing,
+FINAL_TRIALS = 4        # ... each judged on this many fresh seeds;
+TUNED = ("n_ctx", "lr", "n_layer", "n_emb")   # then the leader's genes, one after another,
+LR_TUNING = (0.5, 0.7, 1.4, 2.0)              # (lr: times these)
+TUNING_TRIALS = 3       # ... each other value on this many fresh seeds;
+CONFIRMED = 4           # then the best few at their best temperatures
+CONFIRM_TRIALS = 10     # ... on this many more fresh seeds.
+TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4)   # it hears each at these too
+JUDGE_TRIALS = 3        # the fresh trials an outside judge averages (the issue's measure took 3)
 
 
 # The genome.
@@ -95,7 +105,7 @@ def mutate(genome, rng):
         child["temperature"] = _clamp(child["temperature"] * rng.uniform(*TEMPERATURE_FACTOR),
                                       MUTANT_TEMPERATURE)
     elif gene == "n_ctx":
-        child["n_ctx"] = _clamp(child["n_ctx"] + rng.choice((-CTX_STEP, CTX_STEP)), MUTANT_CTX)
+        child["n_ctx"] = rng.randint(*MUTANT_CTX)
     else:
         child["n_ff_exp"] = rng.choice(MUTANT_FF)
     return repair(child)
@@ -146,13 +156,14 @@ class Organism:
     of: Optional["Organism"] = None              # for a re-judging: the organism it re-judges
     retrials: list = field(default_factory=list)  # the birth's re-judgings, in order
     parent: Optional[str] = None    # the id of the champion it is a mutant of (None: new)
-    temperatures: tuple = ()        # also sample at these, to tune the temperature (final trials)
-    samples: Optional[int] = None   # names to sample, when not the run's (the first generation
-                                    # and the final trials: JUDGE_FACTOR times as many)
+    temperatures: tuple = ()        # also sample at these, to tune the temperature
+    scores_at: list = field(default_factory=list)   # scores at each of them
+    tuned: str = ""                 # the genes the final judgement tuned: "@n_ctx=7@lr=0.01"
 
     @property
     def id(self):
         base = f"c{self.cycle + 1}g{self.generation + 1}-{self.head}-{self.index}"
+        base += self.tuned
         return base if not self.trial else f"{base}/t{self.trial + 1}"
 
     @property
@@ -167,9 +178,21 @@ class Organism:
         """A new trial of this organism on a fresh seed (appended to its retrials)."""
         n = len(self.retrials) + 1
         t = Organism(self.genome, self.head, self.cycle, self.generation, self.index,
-                     derive_seed(run_seed, "rejudge", self.id, n), trial=n, of=self)
+                     derive_seed(run_seed, "rejudge", self.id, n), trial=n, of=self,
+                     tuned=self.tuned, parent=self.parent)
         self.retrials.append(t)
         return t
+
+    def retuned(self, gene, value, run_seed):
+        """This genome with gene set to value (repaired), as an organism yet to be judged (its
+        trials are its re-judgings); None when that is its own genome."""
+        genome = repair(dict(self.genome, **{gene: value}))
+        if genome == self.genome:
+            return None
+        tuned = f"{self.tuned}@{gene}={value:.4g}"
+        return Organism(genome, self.head, self.cycle, self.generation, self.index,
+                        derive_seed(run_seed, "tune", self.id, tuned), parent=self.parent,
+                        tuned=tuned)
 
     @property
     def names(self):
@@ -197,7 +220,7 @@ class HydraConfig:
     generations: int = 3            # per cycle
     cycles: int = 5
     steps: int = 300                # training steps per evaluation
-    samples: int = 50               # names sampled per evaluation
+    samples: int = 200              # names sampled per evaluation
     seed: int = 42
     data: Optional[str] = None      # path of the names; None: the bundled ones
 
@@ -230,8 +253,9 @@ class Observer:
     def retrying(self, organisms):
         """A worker process died; these lost evaluations run again in a new pool."""
 
-    def final_started(self, finalists, todo):
-        """The final judgement: finalists (the run's best) are re-judged by the evaluations todo."""
+    def final_started(self, organisms, todo, what):
+        """A stage of the final judgement: organisms (what they are, in words) are re-judged by
+        the evaluations todo."""
 
 
 class Observers(Observer):
@@ -267,13 +291,23 @@ class Observers(Observer):
 
 
 def score(organism, heads):
-    """Fill organism.scores under every head; a failed or non-finite one scores -inf."""
+    """Fill organism.scores under every head (and scores_at, at each of its temperatures); a
+    failed or non-finite one scores -inf."""
+    organism.scores = judge(organism.names, organism, heads)
+    if organism.result is not None and organism.temperatures:
+        organism.scores_at = [judge(names, organism, heads) for names in organism.result["names_at"]]
+
+
+def judge(names, organism, heads):
+    """{head name: the score of names}; -inf when organism failed or a score is not finite."""
+    scores = {}
     for head in heads:
         value = -math.inf
         if organism.result is not None:
-            value = head.score(organism.names, organism.val_loss)
+            value = head.score(names, organism.val_loss)
             value = value if math.isfinite(value) else -math.inf
-        organism.scores[head.name] = value
+        scores[head.name] = value
+    return scores
 
 
 def rank(population, head):
@@ -359,8 +393,11 @@ def evaluate_all(todo, evaluator, cfg, heads, observer, recall=None):
             continue
         if outcome.seed != org.seed:
             raise ValueError(f"the store's {org.id} was trained with another seed: not this run")
+        if org.temperatures and outcome.result is not None and "names_at" not in outcome.result:
+            raise ValueError(f"the store's {org.id} was made by an older microgpt, which did not "
+                             f"sample at several temperatures; start a new run")
         _settle(org, outcome, heads, observer)
-    tasks = [Task(o.id, full_genome(o.genome, cfg.steps), o.samples or cfg.samples, o.seed,
+    tasks = [Task(o.id, full_genome(o.genome, cfg.steps), cfg.samples, o.seed,
                   o.temperatures) for o in sorted(pending.values(), key=training_cost, reverse=True)]
     for outcome in evaluator.run(tasks, lambda keys: observer.retrying([pending[k] for k in keys])):
         _settle(pending[outcome.key], outcome, heads, observer)
@@ -380,19 +417,22 @@ def _settle(org, outcome, heads, observer):
 
 
 def expected_evaluations(population, generations, cycles, n_heads):
-    """About how many evaluations a run makes: every birth, the final judgement's, and at most
-    one re-judging of each head's champions per generation after the first."""
+    """About how many evaluations a run makes: every birth, at most one re-judging of each head's
+    champions per generation after the first, and the final judgement's (at most)."""
     later = cycles * generations - 1
     births = n_heads * (population + later * (population - N_CHAMPIONS))
-    return births + n_heads * N_CHAMPIONS * later + max(FINALISTS, n_heads) * FINAL_TRIALS
+    tuned = sum(len(tuning_values(gene, {"lr": NEW_LR[0]})) - (gene != "lr") for gene in TUNED)
+    final = (max(FINALISTS, n_heads) * FINAL_TRIALS + tuned * TUNING_TRIALS
+             + CONFIRMED * CONFIRM_TRIALS)
+    return births + n_heads * N_CHAMPIONS * later + final
 
 
 @dataclass
 class Evolution:
     """What a run leaves: the final populations (ranked), every evaluation in identity order (births
     and re-judgings), the random first generation, what it scores (`yardstick`), against which
-    standings are measured, and the finalists at their temperatures, ranked best first: the
-    first is the winner."""
+    standings are measured, and the finalists: the final judgement's confirmed organisms, each a
+    genome at a temperature, ranked best first: the first is the winner."""
     heads: list
     config: HydraConfig
     populations: dict
@@ -436,8 +476,7 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
     for h in heads:
         rng = random.Random(f"{cfg.seed}:new:{h.name}")
         populations[h.name] = [Organism(new_genome(rng), h.name, 0, 0, i,
-                                        derive_seed(cfg.seed, 0, 0, h.name, i),
-                                        samples=JUDGE_FACTOR * cfg.samples)
+                                        derive_seed(cfg.seed, 0, 0, h.name, i))
                                for i in range(cfg.population)]
     # random genomes, as drawn: what every standing is measured against
     reference = [o for h in heads for o in populations[h.name]]
@@ -452,6 +491,8 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
                                                 cfg.seed)
             fresh = [o for h in heads for o in populations[h.name] if not o.evaluated]
             todo = fresh + rejudgings((o for h in heads for o in populations[h.name]), cfg)
+            for o in todo:
+                o.temperatures = voices(o.genome["temperature"])
             observer.generation_started(cycle, gen, todo)
             evaluate_all(todo, evaluator, cfg, heads, observer, recall)
             evaluations.extend(todo)
@@ -462,57 +503,131 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
             observer.gathering(cycle, pool, received)
         observer.cycle_done(cycle, time.perf_counter() - start)
 
-    # The final judgement: each head's champion and then the run's best organisms by standing,
-    # FINALISTS in all, each re-judged FINAL_TRIALS times on fresh seeds, each trial also sampling
-    # at temperatures around the organism's own (training is the same; only how it speaks
-    # changes). The winner is the best finalist at its best temperature, by its standing at the
-    # lower bound of its final trials: the genome that beats random genomes, not the luckiest.
+    # The final judgement (`final_judgement`): the run's best organisms re-judged on fresh seeds
+    # and at several temperatures, the leader's context length tuned, and the best few confirmed.
+    finalists, stick = final_judgement(populations, evaluations, reference, heads, evaluator,
+                                       cfg, observer, recall)
+    populations = {h.name: rank(populations[h.name], h.name) for h in heads}   # new trials
+    return Evolution(list(heads), cfg, populations, evaluations, reference, stick, finalists)
+
+
+def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, observer, recall):
+    """(the confirmed organisms ranked best first, the yardstick that ranks them): the first is
+    the winner. In three stages, every trial on a fresh seed:
+
+    1. The finalists: each head's champion, then the run's best births by standing at their best
+       voice, FINALISTS in all, each judged FINAL_TRIALS times, heard at every temperature of
+       `temperature_grid` (training is the same, only how it speaks changes).
+    2. Tuning: the leader (the organism of the best organism-at-a-temperature so far) is trained
+       again with each other value of a gene (`tuning_values`), TUNING_TRIALS times each, one
+       gene of TUNED after another, the leader chosen again before each.
+    3. Confirmation: the CONFIRMED best (genome and temperature) of both stages are judged
+       CONFIRM_TRIALS times more at their temperature and ranked on those trials alone: the
+       stages before picked them among many, so their own trials flatter them; fresh ones do not.
+    The evaluations made are appended to evaluations.
+    """
+    def judge_all(todo, say, organisms):
+        if todo:
+            observer.final_started(organisms, todo, say)
+            evaluate_all(todo, evaluator, cfg, heads, observer, recall)
+            evaluations.extend(todo)
+
+    def trials_of(organisms, n, temperatures=None):
+        trials = {o: [o.rejudge(cfg.seed) for _ in range(n)] for o in organisms}
+        for o, ts in trials.items():
+            for t in ts:
+                t.temperatures = temperatures or temperature_grid(o.genome["temperature"])
+        return trials
+
+    def heard(trials):
+        return [v for o, ts in trials.items() for v in at_temperatures(o, heads, ts)]
+
     births = [o for o in evaluations if o.trial == 0 and o.result is not None]
-    stick = yardstick(reference, heads)
-    # each head's champion (its best voice, to be tuned), then the best by standing
+    stick = yardstick(reference, heads, [o for o in births if o.retrials])
     finalists = []
     for o in ([populations[h.name][0] for h in heads]
-              + sorted(births, key=lambda o: standing_key(o, stick), reverse=True)):
+              + sorted(births, key=lambda o: best_voice(o, heads, stick), reverse=True)):
         if o.result is not None and o not in finalists and len(finalists) < max(FINALISTS, len(heads)):
             finalists.append(o)
-    todo = []
-    for o in finalists:
-        for _ in range(FINAL_TRIALS):
-            trial = o.rejudge(cfg.seed)
-            trial.temperatures = temperature_grid(o.genome["temperature"])
-            trial.samples = JUDGE_FACTOR * cfg.samples
-            todo.append(trial)
-    if todo:
-        observer.final_started(finalists, todo)
-        evaluate_all(todo, evaluator, cfg, heads, observer, recall)
-        evaluations.extend(todo)
-        populations = {h.name: rank(populations[h.name], h.name) for h in heads}   # new trials
+    final = trials_of(finalists, FINAL_TRIALS)
+    judge_all([t for ts in final.values() for t in ts],
+              "each head's champion, then the best by standing", finalists)
     stick = yardstick(reference, heads, finalists)
-    tuned = [v for o in finalists for v in at_temperatures(o, heads)] or finalists
-    tuned.sort(key=lambda v: standing_key(v, stick), reverse=True)
-    return Evolution(list(heads), cfg, populations, evaluations, reference, stick, tuned)
+    candidates = sorted(heard(final), key=lambda v: standing_key(v, stick), reverse=True)
+    if not candidates:                      # every final trial failed
+        return finalists, stick
+    tuned = []
+    for gene in TUNED:
+        leader = candidates[0].of
+        others = [o for o in (leader.retuned(gene, v, cfg.seed)
+                              for v in tuning_values(gene, leader.genome)) if o is not None]
+        tuning = trials_of(others, TUNING_TRIALS, temperature_grid(leader.genome["temperature"]))
+        judge_all([t for ts in tuning.values() for t in ts],
+                  f"the leader, {leader.id}, with other values of {gene}", others)
+        tuned += others
+        candidates += heard(tuning)
+        candidates.sort(key=lambda v: standing_key(v, stick), reverse=True)
+    chosen = []
+    for v in candidates:
+        if len(chosen) < CONFIRMED and all(v.genome != c.genome for c in chosen):
+            chosen.append(v)
+    bases = {v: v.of for v in chosen}
+    confirm = {v: trials_of([bases[v]], CONFIRM_TRIALS, (v.genome["temperature"],))[bases[v]]
+               for v in chosen}
+    judge_all([t for ts in confirm.values() for t in ts],
+              "the best at their best temperatures, on fresh seeds", list(bases.values()))
+    confirmed = [at_temperatures(bases[v], heads, confirm[v]) for v in chosen]
+    confirmed = [c[0] for c in confirmed if c]
+    stick = yardstick(reference, heads, [*finalists, *tuned])
+    return sorted(confirmed or candidates, key=lambda v: standing_key(v, stick), reverse=True), stick
+
+
+def tuning_values(gene, genome):
+    """The values the final judgement tries for gene (one of TUNED) of genome: every context
+    length and depth and width a mutant can have; the learning rate from half to twice."""
+    if gene == "n_ctx":
+        return range(MUTANT_CTX[0], MUTANT_CTX[1] + 1)
+    if gene == "n_layer":
+        return range(MUTANT_LAYERS[0], MUTANT_LAYERS[1] + 1)
+    if gene == "n_emb":
+        return MUTANT_EMB
+    return [_clamp(genome["lr"] * f, MUTANT_LR) for f in LR_TUNING]
+
+
+def best_voice(organism, heads, stick):
+    """organism's standing_key at the temperature where it stands best."""
+    return max((standing_key(v, stick) for v in at_temperatures(organism, heads)),
+               default=standing_key(organism, stick))
+
+
+def voices(t):
+    """The temperatures every evaluation also samples at, to find the organism's best voice."""
+    return tuple(sorted({t, *VOICES}))
 
 
 def temperature_grid(t):
-    """The temperatures a finalist is heard at: its own and some on either side."""
-    return tuple(sorted({_clamp(round(t * f, 4), MUTANT_TEMPERATURE) for f in TEMPERATURE_TUNING}))
+    """The temperatures the final judgement hears an organism at: its own and TEMPERATURES."""
+    return tuple(sorted({t, *TEMPERATURES}))
 
 
-def at_temperatures(finalist, heads):
-    """finalist as heard at each temperature of its final trials: one organism per temperature,
-    whose trials are the final trials' names at it (their training, seed and losses unchanged)."""
-    trials = [t for t in finalist.retrials if t.temperatures and t.result is not None]
+def at_temperatures(finalist, heads, trials=None):
+    """finalist as heard at each temperature its trials sampled at (trials: these of its trials,
+    default all): one organism per temperature, its genome with that temperature, whose trials
+    are those trials' names at it (their training, seed and losses unchanged)."""
+    trials = [t for t in (finalist.judged() if trials is None else trials)
+              if t.temperatures and t.result is not None]
     if not trials:
         return []
+    trials = [t for t in trials if t.temperatures == trials[0].temperatures]
     variants = []
     for k, temperature in enumerate(trials[0].temperatures):
         heard = []
         for t in trials:
             v = Organism(dict(finalist.genome, temperature=temperature), finalist.head,
                          finalist.cycle, finalist.generation, finalist.index, t.seed,
-                         result=dict(t.result, names=t.result["names_at"][k]), trial=t.trial,
-                         parent=finalist.parent)
-            score(v, heads)
+                         result=dict(t.result, names=t.result["names_at"][k]),
+                         scores=t.scores_at[k], trial=t.trial, of=finalist,
+                         parent=finalist.parent, tuned=finalist.tuned)
             heard.append(v)
         heard[0].retrials = heard[1:]
         variants.append(heard[0])
@@ -525,13 +640,13 @@ def yardstick(reference, heads, rejudged=()):
     """{head name: (the random genomes' scores, sorted, their mean, their spread, the noise)}.
 
     The reference is the run's first generation: random genomes from the new-organism
-    distribution, each judged once on JUDGE_FACTOR times the run's names. One trial spreads their
-    scores wider than the genomes themselves differ: each carries the trial-to-trial noise
-    (another seed, other names), which an outside judge averaging many trials does not see. That
-    noise is measured on the rejudged organisms (the pooled variance between their trials of the
-    same size) and taken out by drawing each score toward the mean, keeping at least half the
-    spread; the noise (a standard deviation) is kept to judge organisms on their lower bound.
-    A random genome that failed counts too, below everything.
+    distribution, each judged once. One trial spreads their scores wider than the genomes
+    themselves differ: each carries the trial-to-trial noise (another seed, other names), which
+    an outside judge averaging many trials does not see. That noise is measured on the rejudged
+    organisms (the pooled variance between their trials; every evaluation samples as many names)
+    and taken out by drawing each score toward the mean, keeping at least half the spread; the
+    noise (a standard deviation) is kept to judge how surely an organism beats them
+    (`standing_key`). A random genome that failed counts too, below everything.
     """
     stick = {}
     for h in heads:
@@ -540,8 +655,7 @@ def yardstick(reference, heads, rejudged=()):
         var = sum((x - mean) ** 2 for x in xs) / len(xs) if xs else 0.0
         squares = dof = 0.0
         for o in rejudged:
-            trials = [t.scores[h.name] for t in o.judged()
-                      if t.samples == reference[0].samples and math.isfinite(t.scores[h.name])]
+            trials = [t.scores[h.name] for t in o.judged() if math.isfinite(t.scores[h.name])]
             if len(trials) > 1:
                 m = sum(trials) / len(trials)
                 squares += sum((x - m) ** 2 for x in trials)
@@ -561,15 +675,41 @@ def percentile(x, scores):
 def standing_key(organism, stick):
     """(standing, worst margin): the margin, its weakest head's score in spreads from the random
     genomes' mean (within +-3), breaks ties: of organisms that beat the same share of random
-    genomes, the one whose weakest head is strongest. Scores are taken at their lower bound, one
-    standard error below the mean of the organism's trials, so luck does not crown a winner."""
+    genomes, the one whose weakest head is strongest.
+
+    Under each head the share is the chance that the organism beats each random genome when an
+    outside judge measures both, averaging JUDGE_TRIALS fresh trials of each: its true score is
+    the mean of its trials give or take their standard error, and the judge's measurements of
+    it and of the random genome scatter by their trial-to-trial spread. So an organism seen on
+    few trials is counted neither better nor worse than it was seen, and one whose trials
+    scatter widely (an unsteady genome) is counted as the gamble it is.
+    """
     shares, margins = [], []
-    trials = max(len(organism.judged()), 1)
+    trials = organism.judged()
     for name, (scores, mean, spread, noise) in stick.items():
-        x = organism.fitness(name) - noise / math.sqrt(trials)
-        shares.append(percentile(x, scores))
+        x = organism.fitness(name)
+        own = trial_variance(trials, name, noise)
+        error = math.sqrt(own / max(len(trials), 1) + (own + noise ** 2) / JUDGE_TRIALS)
+        shares.append(expected_share(x, error, scores))
         margins.append(min(max((x - mean) / spread, -3.0), 3.0) if math.isfinite(x) else -math.inf)
     return sum(shares) / len(shares), min(margins)
+
+
+def trial_variance(trials, head, noise):
+    """The variance of head's score from trial to trial: over these trials, or noise squared
+    (the spread measured over many organisms) when that is larger."""
+    xs = [t.scores[head] for t in trials if math.isfinite(t.scores[head])]
+    m = sum(xs) / len(xs) if xs else 0.0
+    own = sum((x - m) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
+    return max(own, noise ** 2)
+
+
+def expected_share(x, error, scores):
+    """The expected share of scores below x when x is measured with this standard error: the
+    percentile when the error is 0."""
+    if not error or not math.isfinite(x) or not scores:
+        return percentile(x, scores)
+    return sum(0.5 * math.erfc((s - x) / (error * math.sqrt(2))) for s in scores) / len(scores)
 
 
 def standing(organism, stick):
@@ -585,7 +725,7 @@ def standing(organism, stick):
 
 def choose_winner(evolution):
     """(the island that bred it, the winner, its standing): the first finalist, the organism of the
-    run with the best mean percentile among random genomes after the final judgement.
+    run with the best standing among random genomes on its confirming trials.
     ValueError when every evaluation failed."""
     if not evolution.finalists or evolution.finalists[0].result is None:
         raise ValueError("every evaluation failed; no genome to write (see the log for reasons)")

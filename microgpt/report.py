@@ -152,7 +152,8 @@ def plot_loss(run):
         es = [e for e in run.births() if e["head"] == h and e["val_loss"] is not None]
         ax.scatter([e["num_params"] for e in es], [e["val_loss"] for e in es], s=14, alpha=0.6,
                    color=COLOURS.get(h), label=h)
-    winner = _winner_birth(run)
+    chosen = run.row.get("winner")             # the winner's own evaluation (after any tuning)
+    winner = next((e for e in run.evaluations if e["organism"] == chosen), None)
     if winner is not None and winner["val_loss"] is not None:
         ax.scatter([winner["num_params"]], [winner["val_loss"]], s=160, marker="*",
                    color="gold", edgecolor="black", zorder=5, label="winner")
@@ -289,8 +290,9 @@ def _params(genome):
 
 
 def _winner_birth(run):
+    """The winner's birth: the organism whose trial (/t..) it is, before any final tuning (@..)."""
     winner = run.row.get("winner")
-    return run.by_id().get(winner.split("/")[0]) if winner else None
+    return run.by_id().get(winner.split("/")[0].split("@")[0]) if winner else None
 
 
 # The summary and the page.

@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from statistics import NormalDist
 
 import hydra_faults
 import pytest
@@ -69,7 +70,7 @@ genome_st = st.fixed_dictionaries({
     "n_layer": st.integers(1, 4),
     "lr": st.floats(0.0001, 0.1),
     "temperature": st.floats(0.1, 3.0),
-    "n_ctx": st.integers(6, 20),
+    "n_ctx": st.integers(4, 16),
     "n_ff_exp": st.integers(1, 4),
 })
 
@@ -81,7 +82,7 @@ def assert_valid(genome):
     assert 1 <= genome["n_layer"] <= 4
     assert 0.0001 <= genome["lr"] <= 0.1
     assert 0.1 <= genome["temperature"] <= 3.0
-    assert 6 <= genome["n_ctx"] <= 20 and 1 <= genome["n_ff_exp"] <= 4
+    assert 4 <= genome["n_ctx"] <= 16 and 1 <= genome["n_ff_exp"] <= 4
     assert genome["n_emb"] % genome["n_head"] == 0
     check_genes(full_genome(genome, 300))
 
@@ -109,7 +110,7 @@ def test_mutation_always_yields_a_valid_genome_changing_one_gene(genome, seed):
 def test_mutation_steps_layers_by_one_and_scales_lr_and_temperature_within_bounds():
     rng = random.Random(0)
     genes = {"temperature": 1.0, "n_ctx": 16, "n_ff_exp": 4}
-    moved = set()
+    moved, contexts = set(), set()
     for _ in range(500):
         parent = {"n_emb": 16, "n_head": 4, "n_layer": 4, "lr": 0.1, **genes, "temperature": 3.0}
         child = mutate(parent, rng)
@@ -120,9 +121,10 @@ def test_mutation_steps_layers_by_one_and_scales_lr_and_temperature_within_bound
         child = mutate(parent, rng)
         assert child["n_layer"] in (1, 2)
         assert 0.0001 <= child["lr"] <= 0.00013 + 1e-12
-        assert child["n_ctx"] in (6, 8)
+        contexts.add(child["n_ctx"])
         moved |= {k for k in parent if child[k] != parent[k]}
     assert moved == set(hydra.GENES)
+    assert contexts == set(range(4, 17))           # drawn afresh, any length a name needs
 
 
 def test_repair_falls_back_to_two_heads():
@@ -260,13 +262,41 @@ def test_evolve_evaluates_new_organisms_and_rejudges_champions():
         assert len({t.seed for t in trials}) == len(trials)
         for h in heads:
             assert o.fitness(h.name) == pytest.approx(sum(t.scores[h.name] for t in trials) / len(trials))
-    # the final judgement: FINALISTS organisms, each re-judged FINAL_TRIALS times, heard at
-    # several temperatures; the winner is one of them at one of those temperatures
-    finals = [o for o in evo.evaluations if o.temperatures]
-    assert len(finals) == hydra.FINALISTS * hydra.FINAL_TRIALS
+    # every evaluation also sampled at the voices; the final judgement's were heard at the grid
+    assert all(set(hydra.VOICES) <= set(o.temperatures) for o in evo.evaluations[:len(births)])
+    assert all(len(o.result["names_at"]) == len(o.temperatures) for o in evo.evaluations)
+
+
+def test_the_final_judgement_tunes_the_leader_and_confirms_the_best_on_fresh_seeds():
+    heads = make_heads("weaver,mirror,spark", ["anna"])
+    stages = []
+
+    class Spy(hydra.Observer):
+        def final_started(self, organisms, todo, what):
+            stages.append((what, organisms, todo))
+
+    with threads(2) as ex:
+        evo = evolve(heads, ex, fast_cfg(), observer=Spy())
+    (first, finalists, todo), *tuning, (last, chosen, confirm) = stages
+    assert len(finalists) == hydra.FINALISTS and len(todo) == hydra.FINALISTS * hydra.FINAL_TRIALS
+    assert all(t.temperatures == hydra.temperature_grid(t.genome["temperature"]) for t in todo)
+    # one stage per tuned gene: the leader with each other value it can take, one gene changed
+    assert [what.split()[-1] for what, _, _ in tuning] == list(hydra.TUNED)
+    for (_, others, todo), gene in zip(tuning, hydra.TUNED):
+        first = others[0].genome
+        assert all(o.tuned.endswith(f"@{gene}={o.genome[gene]:.4g}") for o in others)
+        assert len({o.genome[gene] for o in others}) == len(others)
+        assert len(todo) == len(others) * hydra.TUNING_TRIALS
+        assert all(o.genome[k] == first[k] for o in others for k in hydra.GENES
+                   if k not in (gene, "n_head"))
+    # the confirmed: the best few at one temperature each, ranked on their fresh trials alone
+    assert len(confirm) == hydra.CONFIRMED * hydra.CONFIRM_TRIALS
+    assert all(len(t.temperatures) == 1 for t in confirm)
     winner = choose_winner(evo)[1]
-    assert any(winner.seed == f.seed for f in finals)
-    assert winner.genome["temperature"] in finals[0].temperatures + finals[-1].temperatures
+    assert {t.seed for t in winner.judged()} <= {t.seed for t in confirm if t.of is winner.of}
+    assert len(winner.judged()) == hydra.CONFIRM_TRIALS
+    assert winner.genome["temperature"] in hydra.temperature_grid(winner.of.genome["temperature"])
+    assert len({o.id for o in evo.evaluations}) == len(evo.evaluations)
 
 
 def test_the_gathering_comes_between_cycles():
@@ -410,7 +440,7 @@ def test_standing_is_the_mean_percentile_among_the_random_genomes():
     assert standing(balanced, stick) > standing(lopsided, stick)
 
 
-def test_the_yardstick_takes_out_the_noise_and_judges_on_the_lower_bound():
+def test_the_yardstick_takes_out_the_noise_and_standing_counts_the_judges_noise():
     heads = HEADS3[:1]
     reference = [organism("Weaver", i, Weaver=w) for i, w in enumerate([1.0, 2.0, 3.0, 4.0])]
     twice = organism("Weaver", 7, Weaver=0.0)
@@ -422,13 +452,30 @@ def test_the_yardstick_takes_out_the_noise_and_judges_on_the_lower_bound():
     assert scores == pytest.approx([2.5 + (x - 2.5) * keep for x in (1, 2, 3, 4)])
     assert noise == pytest.approx(math.sqrt(0.5)) and spread == pytest.approx(math.sqrt(1.25) * keep)
     stick = {"Weaver": (scores, mean, spread, noise)}
-    # judged once, 4.2 stands at its lower bound 4.2 - 0.71: above three of the four
+    # judged once, 4.2 is known to +-0.71 and a judge averaging 3 trials of it and of a random
+    # genome adds its own scatter: the chance it beats each of the four, averaged
     once = organism("Weaver", 8, Weaver=4.2)
-    assert standing(once, stick) == pytest.approx(0.75)
+    error = math.sqrt(0.5 / 1 + (0.5 + 0.5) / hydra.JUDGE_TRIALS)
+    chance = [NormalDist(4.2, error).cdf(x) for x in scores]
+    assert standing(once, stick) == pytest.approx(sum(1 - c for c in chance) / 4)
+    assert 0.75 < standing(once, stick) < 1.0
     assert standing(twice, stick) < standing(once, stick)
+    # the same mean seen on more trials is surer; an unsteady genome is a gamble
+    steady = organism("Weaver", 9, Weaver=4.2)
+    for k in range(1, 8):
+        trial = organism("Weaver", 9, Weaver=4.2)
+        trial.trial, trial.of = k, steady
+        steady.retrials.append(trial)
+    unsteady = organism("Weaver", 10, Weaver=1.2)
+    for k, w in enumerate([7.2, 1.2, 7.2, 1.2, 7.2, 1.2, 7.2], 1):
+        trial = organism("Weaver", 10, Weaver=w)
+        trial.trial, trial.of = k, unsteady
+        unsteady.retrials.append(trial)
+    assert unsteady.fitness("Weaver") == pytest.approx(4.2)
+    assert standing(steady, stick) > standing(once, stick) > standing(unsteady, stick)
 
 
-def test_winner_genome_reproduces_its_first_final_trial():
+def test_winner_genome_reproduces_its_first_confirming_trial():
     heads = make_heads("weaver,mirror,spark", ["anna"])
     with threads(2) as ex:
         evo = evolve(heads, ex, fast_cfg())
@@ -445,7 +492,7 @@ def test_winner_genome_reproduces_its_first_final_trial():
     assert genome["temperature"] == winner.genome["temperature"]
     assert genome["generation"] == winner.cycle * 2 + winner.generation + 1
     assert set(genome["scores"]) == {"Weaver", "Mirror", "Spark"}
-    assert genome["trials"] == hydra.FINAL_TRIALS
+    assert genome["trials"] == hydra.CONFIRM_TRIALS
     assert "seconds" not in json.dumps(genome)
 
 
@@ -642,3 +689,14 @@ def test_training_names_for_spark_are_the_whole_dataset():
     names = load_names()
     spark = make_heads("spark", names)[0]
     assert spark.score([names[0].lower()]) == -5.0
+
+
+def test_a_stored_evaluation_without_names_at_its_temperatures_is_refused():
+    # an older microgpt's store: its evaluations sampled at one temperature only
+    from microgpt.evaluators import Outcome
+
+    heads = HEADS3[:1]
+    o = Organism(dict(GENOME), "Weaver", 0, 0, 0, 17, temperatures=hydra.voices(1.0))
+    old = Outcome(o.id, {"names": ["anna"], "val_loss": 2.0}, None, 1, 17)
+    with pytest.raises(ValueError, match="older microgpt"):
+        hydra.evaluate_all([o], None, fast_cfg(), heads, hydra.Observer(), {o.id: old})
