@@ -602,12 +602,20 @@ def best_voice(organism, heads, stick):
 
 def voices(t):
     """The temperatures every evaluation also samples at, to find the organism's best voice."""
-    return tuple(sorted({t, *VOICES}))
+    return heard_at(t, VOICES)
 
 
 def temperature_grid(t):
     """The temperatures the final judgement hears an organism at: its own and TEMPERATURES."""
-    return tuple(sorted({t, *TEMPERATURES}))
+    return heard_at(t, TEMPERATURES)
+
+
+def heard_at(t, temperatures):
+    """temperatures and t, sorted; without t when it is within 2% of one of them (0.9 and
+    0.9000000001 would sample near enough the same names twice)."""
+    if any(abs(t - x) <= 0.02 * x for x in temperatures):
+        return tuple(temperatures)
+    return tuple(sorted({t, *temperatures}))
 
 
 def at_temperatures(finalist, heads, trials=None):

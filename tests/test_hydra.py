@@ -700,3 +700,9 @@ def test_a_stored_evaluation_without_names_at_its_temperatures_is_refused():
     old = Outcome(o.id, {"names": ["anna"], "val_loss": 2.0}, None, 1, 17)
     with pytest.raises(ValueError, match="older microgpt"):
         hydra.evaluate_all([o], None, fast_cfg(), heads, hydra.Observer(), {o.id: old})
+
+
+def test_an_organism_is_heard_at_its_own_temperature_unless_one_of_the_grid_is_as_near():
+    assert hydra.temperature_grid(0.75) == tuple(sorted({0.75, *hydra.TEMPERATURES}))
+    assert hydra.temperature_grid(0.9000000001) == hydra.TEMPERATURES     # not 0.9 twice
+    assert hydra.voices(2.3) == (*hydra.VOICES, 2.3) and hydra.voices(1.0) == hydra.VOICES
