@@ -571,12 +571,11 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
     for v in candidates:
         if len(chosen) < CONFIRMED and all(v.genome != c.genome for c in chosen):
             chosen.append(v)
-    bases = {v: v.of for v in chosen}
-    confirm = {v: trials_of([bases[v]], CONFIRM_TRIALS, (v.genome["temperature"],))[bases[v]]
+    confirm = {v: trials_of([v.of], CONFIRM_TRIALS, (v.genome["temperature"],))[v.of]
                for v in chosen}
     judge_all([t for ts in confirm.values() for t in ts],
-              "the best at their best temperatures, on fresh seeds", list(bases.values()))
-    confirmed = [at_temperatures(bases[v], heads, confirm[v]) for v in chosen]
+              "the best at their best temperatures, on fresh seeds", [v.of for v in chosen])
+    confirmed = [at_temperatures(v.of, heads, confirm[v]) for v in chosen]
     confirmed = [c[0] for c in confirmed if c]
     stick = yardstick(reference, heads, [*finalists, *tuned])
     return sorted(confirmed or candidates, key=lambda v: standing_key(v, stick), reverse=True), stick
