@@ -1471,11 +1471,7 @@ def draw_index(logits, double temperature, double u):
     cdef Py_ssize_t n, j, lo, hi, mid
     cdef double top, total = 0.0, x
     cdef double* w
-    if isinstance(logits, Vec):
-        n = (<Vec>logits).n
-    else:
-        logits = [float(v) for v in logits]
-        n = len(logits)
+    n = (<Vec>logits).n if isinstance(logits, Vec) else len(logits)
     if n < 1:
         raise ValueError("draw_index: no logits to draw from")
     w = <double*>malloc(n * sizeof(double))
@@ -1486,7 +1482,7 @@ def draw_index(logits, double temperature, double u):
             memcpy(w, (<Vec>logits).d, n * sizeof(double))
         else:
             for j in range(n):
-                w[j] = logits[j]
+                w[j] = logits[j]               # TypeError for what is not a number
         top = w[0]
         for j in range(1, n):
             if w[j] > top:

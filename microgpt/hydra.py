@@ -292,10 +292,14 @@ class Observers(Observer):
 
 def score(organism, heads):
     """Fill organism.scores under every head (and scores_at, at each of its temperatures); a
-    failed or non-finite one scores -inf."""
-    organism.scores = judge(organism.names, organism, heads)
-    if organism.result is not None and organism.temperatures:
-        organism.scores_at = [judge(names, organism, heads) for names in organism.result["names_at"]]
+    failed or non-finite one scores -inf. Names at its own temperature are its names (the
+    worker samples them once), so they are scored once."""
+    heard = organism.result["names_at"] if organism.result is not None and organism.temperatures else []
+    organism.scores_at = [judge(names, organism, heads) for names in heard]
+    own = organism.genome["temperature"]
+    organism.scores = (dict(organism.scores_at[organism.temperatures.index(own)])
+                       if heard and own in organism.temperatures
+                       else judge(organism.names, organism, heads))
 
 
 def judge(names, organism, heads):
