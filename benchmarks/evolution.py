@@ -9,9 +9,15 @@ rules. A genome's score under a head is its mean over those seeds. Printed: each
 champion's percentile among the random genomes on its own head, and each default winner's (and the
 primordial creature's) mean percentile across the three heads. Percentiles count ties half.
 
+With --judges K, K independent judges each draw their own random genomes and their own training
+seeds (the first is the one judge of the default), and every percentile is printed per judge and
+averaged: how much a verdict owes to the judge's draw is then visible. --genomes judges genome.json
+files of your own beside the runs' (a hand-made genome, a run from elsewhere).
+
     python benchmarks/evolution.py                          # run seeds 1 2 3, 12 random genomes
     python benchmarks/evolution.py --seeds 1 --randoms 16 --judge-seeds 5 --names 300
-    python benchmarks/evolution.py --runs default --seeds 1 2 3 4 5 6 --judge-seeds 6
+    python benchmarks/evolution.py --runs default --seeds 0 1 2 3 4 5 6 7 8 --judges 5
+    python benchmarks/evolution.py --runs none --genomes mine.json --judges 5
 """
 import argparse
 import json
@@ -58,10 +64,9 @@ def hear(genome_path, seed, names, where):
     return out.split("\n\nOrganism:")[0].splitlines() if not out.startswith("Organism:") else []
 
 
-def judge(genomes, args, where):
-    """{label: {head: mean score over the judging seeds}} for {label: genome path or None}."""
+def judge(genomes, seeds, args, where):
+    """{label: {head: mean score over the seeds}} for {label: genome path or None}."""
     heads = {"weaver": Weaver(), "mirror": Mirror(), "spark": Spark(load_names())}
-    seeds = [10_000 + 7919 * k for k in range(args.judge_seeds)]       # never a run's seed
     jobs = [(label, path, s) for label, path in genomes.items() for s in seeds]
     with ThreadPoolExecutor(args.workers) as pool:
         heard = list(pool.map(lambda job: hear(job[1], job[2], args.names, where), jobs))
@@ -70,6 +75,21 @@ def judge(genomes, args, where):
         for h, head in heads.items():
             scores[label][h].append(head.score(names))
     return {label: {h: statistics.mean(v) for h, v in per.items()} for label, per in scores.items()}
+
+
+def verdict(j, runs, args, where):
+    """Judge j's verdict on the genomes in runs: ({label: {head: percentile among its random
+    genomes}}, its random genomes' scores {head: [score]}, every score {label: {head: score}})."""
+    rng = random.Random(2026 + j)                   # judge 0: the one judge of earlier tables
+    genomes = dict(runs)
+    for k in range(args.randoms):
+        path = where / f"judge-{j}-random-{k}.json"
+        path.write_text(json.dumps(full_genome(new_genome(rng), 300)))
+        genomes[f"random {k}"] = path
+    seeds = [10_000 + 7919 * k + 104_729 * j for k in range(args.judge_seeds)]  # no run's seed
+    scores = judge(genomes, seeds, args, where)
+    pop = {h: [scores[f"random {k}"][h] for k in range(args.randoms)] for h in HEADS}
+    return {label: {h: percentile(scores[label][h], pop[h]) for h in HEADS} for label in runs}, pop, scores
 
 
 def describe(path):
@@ -90,52 +110,72 @@ def main():
     p.add_argument("--judge-seeds", type=int, default=3, help="fresh training seeds per genome (3)")
     p.add_argument("--names", type=int, default=200, help="names per judging seed (200)")
     p.add_argument("--workers", type=int, default=2, help="hydra workers and parallel judgings (2)")
-    p.add_argument("--runs", choices=("all", "single", "default"), default="all",
-                   help="which runs: the single-head ones, the default ones, or all (all)")
+    p.add_argument("--runs", choices=("all", "single", "default", "none"), default="all",
+                   help="which runs: the single-head ones, the default ones, all or none (all)")
+    p.add_argument("--judges", type=int, default=1,
+                   help="independent judges, each with its own random genomes and seeds (1)")
+    p.add_argument("--genomes", type=Path, nargs="+", default=[],
+                   help="genome.json files to judge beside the runs' winners")
     p.add_argument("--json", type=Path, help="also write every score here")
     args = p.parse_args()
+    if args.judges < 1 or args.randoms < 1 or args.judge_seeds < 1:
+        p.error("--judges, --randoms and --judge-seeds must be at least 1")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        genomes, walls = {"primordial": None}, {}
-        rng = random.Random(2026)
-        for k in range(args.randoms):
-            path = tmp / f"random-{k}.json"
-            path.write_text(json.dumps(full_genome(new_genome(rng), 300)))
-            genomes[f"random {k}"] = path
+        runs, walls = {"primordial": None}, {}
+        for path in args.genomes:
+            runs[path.name] = path.resolve()
         for seed in args.seeds:
-            for heads in {"all": (*HEADS, None), "single": HEADS, "default": (None,)}[args.runs]:
+            for heads in {"all": (*HEADS, None), "single": HEADS, "default": (None,),
+                          "none": ()}[args.runs]:
                 label = f"{heads or 'default'} seed {seed}"
-                genomes[label], walls[label] = evolve(args, heads, seed, tmp / label.replace(" ", "-"))
+                runs[label], walls[label] = evolve(args, heads, seed, tmp / label.replace(" ", "-"))
                 print(f"evolved {label} in {walls[label]:.0f}s", file=sys.stderr)
-        scores = judge(genomes, args, tmp)
-        genome_texts = {label: describe(path) for label, path in genomes.items()
-                        if path is not None and not label.startswith("random")}
+        verdicts, pops, scores = zip(*(verdict(j, runs, args, tmp) for j in range(args.judges)))
+        genome_texts = {label: describe(path) for label, path in runs.items() if path is not None}
 
-    randoms = [scores[k] for k in scores if k.startswith("random")]
-    pop = {h: [r[h] for r in randoms] for h in HEADS}
-    print(f"{len(randoms)} random genomes, each re-judged on {args.judge_seeds} seeds x {args.names} names;"
-          f" their scores: " + ", ".join(f"{h} {min(pop[h]):.2f}-{max(pop[h]):.2f}" for h in HEADS))
-    if args.runs != "default":
-        print("\nSingle-head champions: own-head score and percentile among the random genomes")
-        print(f"{'run':20} {'score':>7} {'percentile':>11} {'run time':>9}")
+    judges = range(args.judges)
+    print(f"{args.judges} judge(s), each with {args.randoms} random genomes re-judged on "
+          f"{args.judge_seeds} seeds x {args.names} names; the random genomes' scores:")
+    for j in judges:
+        print(f"  judge {j + 1}: " + ", ".join(f"{h} {min(pops[j][h]):.2f}-{max(pops[j][h]):.2f}"
+                                               for h in HEADS))
+    columns = " ".join(f"{f'judge {j + 1}':>8}" for j in judges) + (f" {'mean':>6}" * (args.judges > 1))
+
+    def row(label, values, wall=""):
+        mean = f" {statistics.mean(values):6.2f}" if args.judges > 1 else ""
+        return f"{label:20} " + " ".join(f"{x:8.2f}" for x in values) + mean + f" {wall}"
+
+    if args.runs in ("all", "single"):
+        print("\nSingle-head champions: percentile among the random genomes on their own head")
+        print(f"{'run':20} {columns} {'run time':>9}")
         for seed in args.seeds:
             for h in HEADS:
                 label = f"{h} seed {seed}"
-                x = scores[label][h]
-                print(f"{label:20} {x:7.2f} {percentile(x, pop[h]):11.2f} {walls[label]:8.0f}s")
-    print("\nDefault winners (and the primordial creature): percentile per head and their mean")
+                print(row(label, [verdicts[j][label][h] for j in judges], f"{walls[label]:8.0f}s"))
+    print("\nThe winners (and the primordial creature): percentile per head, averaged over the "
+          "judges, and the mean")
     print(f"{'run':20} " + " ".join(f"{h:>8}" for h in HEADS) + f" {'mean':>6} {'run time':>9}")
-    defaults = [f"default seed {s}" for s in args.seeds] if args.runs != "single" else []
-    for label in defaults + ["primordial"]:
-        ps = [percentile(scores[label][h], pop[h]) for h in HEADS]
+    singles = {f"{h} seed {seed}" for h in HEADS for seed in args.seeds}
+    others = [label for label in runs if label not in singles]
+    for label in others:
+        ps = [statistics.mean(verdicts[j][label][h] for j in judges) for h in HEADS]
         wall = f"{walls[label]:8.0f}s" if label in walls else ""
         print(f"{label:20} " + " ".join(f"{x:8.2f}" for x in ps) + f" {statistics.mean(ps):6.2f} {wall}")
-    print("\nThe genomes (re-judged scores: " + ", ".join(HEADS) + ")")
+    if args.judges > 1:
+        print("\nTheir mean percentile across the three heads, under each judge")
+        print(f"{'run':20} {columns} {'>= 0.70':>8}")
+        for label in others:
+            means = [statistics.mean(verdicts[j][label].values()) for j in judges]
+            print(row(label, means, f"{sum(m >= 0.70 for m in means):4} of {args.judges}"))
+    print("\nThe genomes (re-judged scores, averaged over the judges: " + ", ".join(HEADS) + ")")
     for label, genes in genome_texts.items():
-        print(f"{label:20} {genes}  ->  " + ", ".join(f"{scores[label][h]:.2f}" for h in HEADS))
+        mean = [statistics.mean(scores[j][label][h] for j in judges) for h in HEADS]
+        print(f"{label:20} {genes}  ->  " + ", ".join(f"{x:.2f}" for x in mean))
     if args.json:
-        args.json.write_text(json.dumps({"scores": scores, "walls": walls}, indent=2))
+        args.json.write_text(json.dumps({"scores": scores, "percentiles": verdicts, "walls": walls},
+                                        indent=2))
 
 
 if __name__ == "__main__":
