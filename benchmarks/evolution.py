@@ -31,6 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from microgpt.genome import GenomeError, load_genome
 from microgpt.heads import Mirror, Spark, Weaver
 from microgpt.hydra import full_genome, new_genome
 from microgpt.train import load_names
@@ -120,12 +121,17 @@ def main():
     args = p.parse_args()
     if args.judges < 1 or args.randoms < 1 or args.judge_seeds < 1:
         p.error("--judges, --randoms and --judge-seeds must be at least 1")
+    for path in args.genomes:              # before any run: a bad file is one line, not a crash
+        try:
+            load_genome(path)
+        except GenomeError as exc:
+            p.error(str(exc))
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         runs, walls = {"primordial": None}, {}
         for path in args.genomes:
-            runs[path.name] = path.resolve()
+            runs[path.name if path.name not in runs else str(path)] = path.resolve()
         for seed in args.seeds:
             for heads in {"all": (*HEADS, None), "single": HEADS, "default": (None,),
                           "none": ()}[args.runs]:
