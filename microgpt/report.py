@@ -10,7 +10,8 @@ Figures (matplotlib, headless Agg backend; every head keeps one colour in every 
   loss       every evaluation's held-out loss against its parameter count, the winner marked
   genes      each gene over the generations, per head
   lineage    the winner's ancestors: the gene each mutation changed, the score each reached, the
-             Gathering that brought one in from another head
+             Gathering that brought one in from another head, and the genes the final
+             judgement changed (tuned, or the temperature it heard the winner best at)
   time       seconds per evaluation against model size; failed evaluations marked
   compare    (two runs) their fitness curves overlaid, head by head
 """
@@ -190,7 +191,10 @@ def plot_genes(run):
 def lineage(run):
     """The winner's ancestors, oldest first: dicts of organism, head, generation, score under the
     winner's head, the genes its mutation changed (None: a new organism), and the Gathering at
-    which it went over to the head that bred its child (or None)."""
+    which it went over to the head that bred its child (or None). When the final judgement
+    changed genes of the winner's birth (tuned them, or chose another temperature), the winner
+    follows as one more step, a generation after the last, with `final` set and its score the
+    mean over its trials."""
     winner = _winner_birth(run)
     if winner is None:
         return []
@@ -209,11 +213,31 @@ def lineage(run):
             a["gathering"] = next((g["cycle"] for g in run.gatherings if g["organism"] == a["organism"]
                                    and g["head"] == child["head"]), None)
             a["to"] = child["head"]
-    return chain
+    final = _final_step(run, winner)
+    return chain + [final] if final else chain
+
+
+def _final_step(run, birth):
+    """The lineage's last step when the written winner's genes differ from its birth's, or None."""
+    written = json.loads(run.row.get("winner_genome") or "null")
+    if not isinstance(written, dict):
+        return None
+    changed = [k for k in GENES if k in written and written[k] != birth["genome"].get(k)]
+    if not changed:
+        return None
+    mean = (written.get("scores") or {}).get(birth["head"])
+    last = max(run.generation(e) for e in run.births())
+    return {"organism": run.row["winner"].split("/")[0], "head": birth["head"],
+            "generation": last + 1, "score": mean if isinstance(mean, (int, float)) else None,
+            "changed": changed, "gathering": None, "final": True,
+            "trials": written.get("trials")}
 
 
 def changes(a):
-    """'new', 'no gene changed' or 'changed lr, n_ctx', for one ancestor."""
+    """'new', 'no gene changed', 'changed lr, n_ctx' or 'final judgement: n_ctx, temperature',
+    for one step of the lineage."""
+    if a.get("final"):
+        return "final judgement: " + ", ".join(a["changed"])
     if a["changed"] is None:
         return "new"
     return "changed " + ", ".join(a["changed"]) if a["changed"] else "no gene changed"
@@ -228,8 +252,12 @@ def plot_lineage(run):
     ys = [a["score"] if a["score"] is not None else float("nan") for a in chain]
     ax.plot(xs, ys, color="0.5", zorder=1)
     for a, x, y in zip(chain, xs, ys):
-        ax.scatter([x], [y], s=60, color=COLOURS.get(a["head"]), zorder=2)
-        label = changes(a).replace("changed ", "")
+        final = a.get("final")
+        ax.scatter([x], [y], s=160 if final else 60, marker="*" if final else "o",
+                   color=COLOURS.get(a["head"]), zorder=2)
+        label = changes(a).replace("changed ", "").replace(": ", ":\n")
+        if final:
+            label += f"\n(mean of {a['trials']} trials)"
         if a["gathering"]:
             label += f"\n(to {a['to']} at Gathering {a['gathering']})"
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(0, 8), ha="center",
@@ -237,7 +265,7 @@ def plot_lineage(run):
     for h in run.heads:
         ax.scatter([], [], color=COLOURS.get(h), label=f"bred by {h}")
     ax.set_xlabel("generation")
-    ax.set_ylabel(f"score under {head} (its first trial)" if head else "score")
+    ax.set_ylabel(f"score under {head} (first trial; the winner: mean)" if head else "score")
     ax.set_title(f"The winner's lineage: the gene each mutation changed, {run.title}"
                  if chain else f"No winner yet, {run.title}")
     ax.legend(fontsize="small")
@@ -315,9 +343,13 @@ def summary(run):
     if chain:
         lines.append(f"  The winner's lineage ({r['winner']}):")
         for a in chain:
+            shown = "failed" if a["score"] is None else f"{a['score']:.2f}"
+            if a.get("final"):
+                lines.append(f"    final judgement: {a['organism']} changed {', '.join(a['changed'])};"
+                             f" score {shown} (mean of {a['trials']} trials)")
+                continue
             how = changes(a)
             via = f", went over to {a['to']} at Gathering {a['gathering']}" if a["gathering"] else ""
-            shown = "failed" if a["score"] is None else f"{a['score']:.2f}"
             lines.append(f"    generation {a['generation']:>2}: {a['organism']:20} {how}{via}; "
                          f"score {shown}")
     else:

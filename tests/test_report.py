@@ -83,6 +83,47 @@ def test_every_kind_of_run(runs_here, capsys, kind, args):
     check_report(runs_here / "r")
 
 
+def test_the_lineage_ends_with_what_the_final_judgement_changed(runs_here, capsys):
+    import json
+
+    from microgpt import report
+    from microgpt.store import Store
+
+    run_id = evolve(runs_here, "--seed", "5")
+    db_path = runs_here / "experiments" / "microgpt.db"
+
+    def lineage_with(**genes):
+        """The lineage when the written winner has the birth's genes, changed by genes."""
+        store = Store(db_path)
+        try:
+            run = report.load_run(store, run_id)
+            birth = report._winner_birth(run)
+            written = {**json.loads(run.row["winner_genome"]), **birth["genome"], **genes}
+            store.db.execute("UPDATE runs SET winner_genome = ? WHERE id = ?",
+                             (json.dumps(written), run_id))
+            store.db.commit()
+            run = report.load_run(store, run_id)
+            return birth, report.lineage(run), report.summary(run)
+        finally:
+            store.close()
+
+    birth, chain, lines = lineage_with()
+    assert not any(a.get("final") for a in chain)
+    assert not any("final judgement" in line for line in lines)
+    assert chain[-1]["organism"] == birth["organism"]
+
+    birth, chain, lines = lineage_with(temperature=birth["genome"]["temperature"] * 0.5,
+                                       n_ctx=birth["genome"]["n_ctx"] + 1)
+    final = chain[-1]
+    assert final["final"] and final["changed"] == ["temperature", "n_ctx"]
+    assert chain[-2]["organism"] == birth["organism"]
+    assert final["generation"] > chain[-2]["generation"]
+    assert any(line.strip().startswith("final judgement:") and "changed temperature, n_ctx" in line
+               for line in lines)
+    assert hydra_cli.main(["report", str(run_id), "--out", "r"]) == 0
+    check_report(runs_here / "r")
+
+
 def test_failed_and_interrupted_runs_are_drawn_as_they_are(runs_here, capsys):
     import functools
 
