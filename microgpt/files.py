@@ -68,17 +68,25 @@ def read_bytes(path, what, limit=None, progress=False):
         if limit is not None and size > limit:
             raise ValueError(f"{path}: {size_text(size)} is too large for {what} "
                              f"(at most {size_text(limit)})")
-        chunks, total = [], 0
-        with _progress(progress, total=size, unit="B", unit_scale=True, desc=f"reading {path.name}",
-                       delay=1.0, file=sys.stderr, leave=False) as bar:
-            # the file can grow while we read it: never read past the limit
-            while chunk := f.read(1 << 24 if limit is None else min(1 << 24, limit + 1 - total)):
-                chunks.append(chunk)
-                total += len(chunk)
-                bar.update(len(chunk))
-                if limit is not None and total > limit:
-                    raise ValueError(f"{path}: too large for {what} (at most {size_text(limit)})")
-        return b"".join(chunks)
+        try:
+            return _read_all(f, path, what, size, limit, progress)
+        except OSError as exc:           # a disk error, or a file that refuses reads (/proc/self/mem)
+            raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _read_all(f, path, what, size, limit, progress):
+    """The rest of the open file f, at most limit bytes (ValueError past it), with a bar."""
+    chunks, total = [], 0
+    with _progress(progress, total=size, unit="B", unit_scale=True, desc=f"reading {path.name}",
+                   delay=1.0, file=sys.stderr, leave=False) as bar:
+        # the file can grow while we read it: never read past the limit
+        while chunk := f.read(1 << 24 if limit is None else min(1 << 24, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            bar.update(len(chunk))
+            if limit is not None and total > limit:
+                raise ValueError(f"{path}: too large for {what} (at most {size_text(limit)})")
+    return b"".join(chunks)
 
 
 class _NoBar:

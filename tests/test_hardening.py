@@ -113,6 +113,14 @@ def test_a_genome_that_is_a_device_or_a_fifo_is_refused_at_once(tmp_path):
     assert "zero" in line and "character device" in line
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux's /proc/self/mem")
+def test_a_regular_file_that_refuses_reads_is_named(tmp_path):
+    # /proc/self/mem is a regular file of size 0 whose read fails with EIO
+    for flags in (["-d", "/proc/self/mem"], ["-g", "/proc/self/mem"]):
+        line = one_line_error(run(MICROGPT, tmp_path, *flags, "-s", "1", timeout=20))
+        assert "/proc/self/mem: cannot read" in line
+
+
 def test_a_huge_genome_is_refused_unread(tmp_path):
     path = tmp_path / "genome.json"
     path.write_text(json.dumps(dict(GENOME, pad="x" * (1 << 20))))
