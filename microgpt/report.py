@@ -230,7 +230,7 @@ def _final_step(run, birth):
     return {"organism": run.row["winner"].split("/")[0], "head": birth["head"],
             "generation": last + 1, "score": mean if isinstance(mean, (int, float)) else None,
             "changed": changed, "gathering": None, "final": True,
-            "trials": written.get("trials")}
+            "trials": written.get("trials"), "standing": written.get("standing")}
 
 
 def changes(a):
@@ -241,6 +241,12 @@ def changes(a):
     if a["changed"] is None:
         return "new"
     return "changed " + ", ".join(a["changed"]) if a["changed"] else "no gene changed"
+
+
+def _standing(final):
+    """'; standing 0.74' for the final step of a lineage whose winner has one, else ''."""
+    x = final.get("standing")
+    return f"; standing {x:.2f}" if isinstance(x, (int, float)) and math.isfinite(x) else ""
 
 
 def plot_lineage(run):
@@ -257,7 +263,7 @@ def plot_lineage(run):
                    color=COLOURS.get(a["head"]), zorder=2)
         label = changes(a).replace("changed ", "").replace(": ", ":\n")
         if final:
-            label += f"\n(mean of {a['trials']} trials)"
+            label += f"\n(mean of {a['trials']} trials{_standing(a)})"
         if a["gathering"]:
             label += f"\n(to {a['to']} at Gathering {a['gathering']})"
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(0, 8), ha="center",
@@ -346,7 +352,7 @@ def summary(run):
             shown = "failed" if a["score"] is None else f"{a['score']:.2f}"
             if a.get("final"):
                 lines.append(f"    final judgement: {a['organism']} changed {', '.join(a['changed'])};"
-                             f" score {shown} (mean of {a['trials']} trials)")
+                             f" score {shown} (mean of {a['trials']} trials{_standing(a)})")
                 continue
             how = changes(a)
             via = f", went over to {a['to']} at Gathering {a['gathering']}" if a["gathering"] else ""

@@ -119,7 +119,7 @@ def test_the_lineage_ends_with_what_the_final_judgement_changed(runs_here, capsy
     assert chain[-2]["organism"] == birth["organism"]
     assert final["generation"] > chain[-2]["generation"]
     assert any(line.strip().startswith("final judgement:") and "changed temperature, n_ctx" in line
-               for line in lines)
+               and "trials; standing " in line for line in lines)
     assert hydra_cli.main(["report", str(run_id), "--out", "r"]) == 0
     check_report(runs_here / "r")
 
