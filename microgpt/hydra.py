@@ -508,7 +508,7 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
         observer.cycle_done(cycle, time.perf_counter() - start)
 
     # The final judgement (`final_judgement`): the run's best organisms re-judged on fresh seeds
-    # and at several temperatures, the leader's context length tuned, and the best few confirmed.
+    # and at several temperatures, the leader's genes tuned one at a time, the best few confirmed.
     finalists, stick = final_judgement(populations, evaluations, reference, heads, evaluator,
                                        cfg, observer, recall)
     populations = {h.name: rank(populations[h.name], h.name) for h in heads}   # new trials
