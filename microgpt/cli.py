@@ -104,6 +104,9 @@ def build_parser():
     r.add_argument("-t", "--temperature", type=_positive_float,
                    help="sampling temperature; lower is safer, higher is wilder "
                         "(the genome's, else 1.0)")
+    r.add_argument("--cooling", type=_positive_float,
+                   help="each letter samples at the last one's temperature times this: below 1 "
+                        "a name begins boldly and ends calmly (the genome's, else 1.0)")
     r.add_argument("--top-k", metavar="K", type=_whole(1),
                    help="sample each character among the K likeliest only (all of them)")
     r.add_argument("--prefix", metavar="TEXT", default="",
@@ -197,12 +200,13 @@ def run(args, parser):
         check_genes({k: getattr(cfg, k) for k in GENE_FLAGS.values()}, "with these flags")
     except GenomeError as exc:
         parser.error(str(exc))
-    for flag, key in (("temperature", "temperature"), ("seed", "seed")):
+    for flag, key in (("temperature", "temperature"), ("cooling", "cooling"), ("seed", "seed")):
         value = getattr(args, flag)
         if value is not None and genome is not None and key in genome and value != genome[key]:
             changed.append(f"{key}={value}")
         if value is not None:
             setattr(cfg, key, value)
+    _check_voice(cfg, parser)
     cfg.input_file = str(args.data) if args.data is not None else None
     with slow_notice(f"loading the names from {args.data}", args.data is not None and not args.quiet):
         dataset = Dataset(load_names(cfg.input_file, progress=not args.quiet and sys.stderr.isatty()))
@@ -272,9 +276,19 @@ def _creature_beside(genome_path, cfg, sha, retrain):
                       f"{creature.seed}): speaking without training (--retrain trains anew).")
 
 
+def _check_voice(cfg, parser):
+    """The temperature and cooling (the flags', else the genome's) obey the genome's caps: a name's
+    last letters sample at temperature * cooling**(n_ctx - 1), which must stay a number."""
+    try:
+        check_genes({"temperature": cfg.temperature, "cooling": cfg.cooling}, "with these flags")
+    except GenomeError as exc:
+        parser.error(str(exc))
+
+
 def _print_config(cfg, out):
     print(f"Config: Emb:{cfg.n_emb} Head:{cfg.n_head} Lay:{cfg.n_layer} Ctx:{cfg.n_ctx} "
           f"FF:{cfg.n_ff_exp} LR:{cfg.lr:.4f} Steps:{cfg.steps} T:{cfg.temperature:.2f} "
+          f"Cool:{cfg.cooling:.2f} "
           f"Seed:{cfg.seed}", file=out)
     print(file=out)
     out.flush()
@@ -283,7 +297,7 @@ def _print_config(cfg, out):
 def _speak(creature, cfg, args, origin, out):
     """Print the creature's names and the summary line; save it when --save says so."""
     names = generate(creature.model, creature.tok, args.samples, cfg.temperature, cfg.seed,
-                     args.top_k, args.prefix)
+                     args.top_k, args.prefix, cfg.cooling)
     for name in names:
         print(name, file=out)
     loss = "unknown" if creature.final_loss is None else f"{creature.final_loss:.4f}"
@@ -332,10 +346,13 @@ def run_loaded(args, parser):
     creature = load_creature(args.load)
     _check_prefix(args.prefix, creature.tok.chars)
     cfg = TrainingConfig(**{k: creature.genes[k] for k in GENE_FLAGS.values()},
-                         temperature=creature.genes["temperature"], seed=creature.seed)
+                         temperature=creature.genes["temperature"],
+                         cooling=creature.genes["cooling"], seed=creature.seed)
     cfg.steps = creature.steps_done + (args.steps or 0)      # after any more training
-    if args.temperature is not None:
-        cfg.temperature = args.temperature
+    for key in ("temperature", "cooling"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    _check_voice(cfg, parser)
     if args.seed is not None:
         cfg.seed = args.seed
     out, dataset = sys.stdout, None

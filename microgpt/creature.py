@@ -5,7 +5,7 @@ one runs no code, whatever is in it. It holds
 
 - `meta`: UTF-8 JSON as a uint8 array: `format` ("microgpt-creature"), `format_version`, the
   `microgpt` version that wrote it, the `genes` (n_emb, n_ctx, n_layer, n_head, n_ff_exp, steps,
-  lr, temperature), the vocabulary `chars` (the token ids are their sorted order, then BOS), the
+  lr, temperature, cooling: a file without cooling, from before it, cools by 1.0), the vocabulary `chars` (the token ids are their sorted order, then BOS), the
   training `seed`, `steps_done`, Adam's `beta1`/`beta2`/`eps`/`t`, `rms_eps`, the held-out
   `val_loss` and the sha256 of the names it trained on;
 - `weight.<name>`, `adam_m.<name>`, `adam_v.<name>`: float64 arrays of shape (rows, cols), one of
@@ -39,7 +39,8 @@ FORMAT = "microgpt-creature"
 FORMAT_VERSION = 1
 MAX_BYTES = 1 << 30          # the largest model the genes allow is some 40 MiB of arrays
 MAX_META = 1 << 20
-GENES = (*GENE_KEYS, "temperature")
+GENES = (*GENE_KEYS, "temperature", "cooling")
+NEWER_GENES = {"cooling": 1.0}     # genes a file written before them lacks, with their defaults
 
 
 @dataclass
@@ -157,8 +158,9 @@ def load_creature(path):
                          f"{meta.get('microgpt', '?')}); this microgpt {__version__} reads format "
                          f"{FORMAT_VERSION} only")
     genes, adam, chars = meta.get("genes"), meta.get("adam"), meta.get("chars")
-    _check(isinstance(genes, dict) and all(k in genes for k in GENES), path,
-           f"genes missing (it needs {', '.join(GENES)})")
+    _check(isinstance(genes, dict) and all(k in genes for k in GENES if k not in NEWER_GENES),
+           path, f"genes missing (it needs {', '.join(k for k in GENES if k not in NEWER_GENES)})")
+    genes = {**NEWER_GENES, **genes}
     try:
         check_genes(genes, f"{path}: genes")
     except GenomeError as exc:

@@ -2,7 +2,8 @@
 
 The format is the Rust seed's: `n_emb n_ctx n_layer n_head n_ff_exp steps lr` (the genes),
 `loss generation evolved` (where it came from); newer, optional genes: `temperature` (sampling,
-default 1.0) and `seed` (the training seed that reproduces the genome's evaluation); any other
+default 1.0), `cooling` (each letter samples at the last one's temperature times it, default 1.0)
+and `seed` (the training seed that reproduces the genome's evaluation); any other
 key (`head`, `scores`, `names`, ...) is allowed and kept. Reading never rewrites or deletes the
 file, good or bad; only a regular file of at most 1 MiB is read. Writing goes through
 microgpt.files (atomic, symlinks written through, the replaced genome kept beside it under a
@@ -27,9 +28,11 @@ INT_GENES = {  # name: (smallest, largest)
 LR_MAX = 10.0
 GENE_KEYS = (*INT_GENES, "lr")
 # Genes newer than the seed, optional (a seven-gene genome takes TrainingConfig's defaults):
-# the sampling temperature, and the training seed that reproduces the genome's evaluation.
-OPTIONAL_GENES = ("temperature", "seed")
+# the sampling temperature and its cooling, and the training seed that reproduces the genome's
+# evaluation.
+OPTIONAL_GENES = ("temperature", "cooling", "seed")
 TEMPERATURE_MAX = 10.0
+COOLING_MAX = 2.0        # above 1 the voice warms as the name goes on
 SEED_MAX = 2**63 - 1
 MAX_BYTES = 1 << 20      # a genome is a few hundred bytes; 1 MiB is generous
 
@@ -75,15 +78,11 @@ def check_genes(genes, where="genome"):
             raise GenomeError(f"{where}: {key} must be a whole number, got {json_text(value)}")
         if not lo <= value <= hi:
             raise GenomeError(f"{where}: {key} must be between {lo} and {hi}, got {value}")
-    if "lr" in genes:
-        lr = genes["lr"]
-        if not _is_number(lr) or not math.isfinite(lr) or not 0 < lr <= LR_MAX:
-            raise GenomeError(f"{where}: lr must be a number in (0, {LR_MAX}], got {json_text(lr)}")
-    if "temperature" in genes:
-        t = genes["temperature"]
-        if not _is_number(t) or not math.isfinite(t) or not 0 < t <= TEMPERATURE_MAX:
-            raise GenomeError(f"{where}: temperature must be a number in (0, {TEMPERATURE_MAX}], "
-                              f"got {json_text(t)}")
+    for key, cap in (("lr", LR_MAX), ("temperature", TEMPERATURE_MAX), ("cooling", COOLING_MAX)):
+        value = genes.get(key, cap)
+        if not _is_number(value) or not math.isfinite(value) or not 0 < value <= cap:
+            raise GenomeError(f"{where}: {key} must be a number in (0, {cap}], "
+                              f"got {json_text(value)}")
     if "seed" in genes and not (_is_int(genes["seed"]) and 0 <= genes["seed"] <= SEED_MAX):
         raise GenomeError(f"{where}: seed must be a whole number from 0 to 2^63-1, "
                           f"got {json_text(genes['seed'])}")

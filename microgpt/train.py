@@ -192,7 +192,8 @@ class Adam:
 
 @dataclass
 class TrainingConfig:
-    """Everything a run needs; the fields and defaults are the seed's, plus seed and temperature."""
+    """Everything a run needs; the fields and defaults are the seed's, plus seed, temperature and
+    cooling."""
     n_emb: int = 16
     n_ctx: int = 16
     n_layer: int = 1
@@ -209,6 +210,7 @@ class TrainingConfig:
     input_file: Optional[str] = None     # None: the bundled makemore names
     seed: int = 42
     temperature: float = 1.0
+    cooling: float = 1.0                 # each letter samples at the last one's temperature times this
     top_k: Optional[int] = None          # sample among the k likeliest tokens only
     prefix: str = ""                     # every sampled name begins with it
     val_names: int = 100                 # held-out names averaged into val_loss
@@ -322,9 +324,11 @@ def draw(rng, logits, temperature, top_k=None):
     return draw_index(logits, temperature, rng.random())
 
 
-def sample(model, tok, rng, temperature=1.0, top_k=None, prefix=""):
+def sample(model, tok, rng, temperature=1.0, top_k=None, prefix="", cooling=1.0):
     """One generated name: feed BOS (then the prefix's characters, as given), then draw tokens
-    until BOS comes back or n_ctx positions pass."""
+    until BOS comes back or n_ctx positions pass. The token at position i (the name's i-th
+    letter, from 0) is drawn at temperature * cooling**i: with cooling below 1 a name begins
+    boldly and ends calmly."""
     cache = model.new_cache()
     fed = [tok.bos] + tok.encode(prefix)[1:-1]        # BOS, then the prefix
     token, out = fed[0], fed[1:]
@@ -333,7 +337,8 @@ def sample(model, tok, rng, temperature=1.0, top_k=None, prefix=""):
         if pos + 1 < len(fed):                        # still reading the prefix
             token = fed[pos + 1]
             continue
-        token = draw(rng, logits, temperature, top_k)
+        # (a temperature cooled below the smallest float would be 0: it is argmax all the same)
+        token = draw(rng, logits, max(temperature * cooling ** pos, sys.float_info.min), top_k)
         if token == tok.bos:
             break
         out.append(token)
@@ -369,8 +374,10 @@ def train_and_generate(cfg, progress: Optional[Callable[[int, float], None]] = N
     progress(step, loss) is called after every step. dataset, when given, replaces reading
     cfg.input_file.
     """
-    if cfg.temperature <= 0 or not math.isfinite(cfg.temperature):
-        raise ValueError(f"temperature must be a positive number, got {cfg.temperature}")
+    for key in ("temperature", "cooling"):
+        value = getattr(cfg, key)
+        if value <= 0 or not math.isfinite(value):
+            raise ValueError(f"{key} must be a positive number, got {value}")
     start = time.perf_counter()
     data = Dataset(load_names(cfg.input_file)) if dataset is None else dataset
     tok = data.tok
@@ -380,15 +387,15 @@ def train_and_generate(cfg, progress: Optional[Callable[[int, float], None]] = N
 
     val_loss = mean_loss(model, tok, data.held_out_names(cfg.val_names))
     generated = generate(model, tok, cfg.gen_samples, cfg.temperature, cfg.seed, cfg.top_k,
-                         cfg.prefix)
+                         cfg.prefix, cfg.cooling)
     return TrainingResult(names=generated, final_loss=losses[-1] if losses else float("nan"),
                           losses=losses, val_loss=val_loss, num_params=len(model.parameters()),
                           seconds=time.perf_counter() - start, model=model, tok=tok, opt=opt)
 
 
-def generate(model, tok, n, temperature, seed, top_k=None, prefix=""):
-    """n names sampled from model at temperature (among the top_k tokens, after the prefix), the
-    draws seeded from seed: the same seed gives the same names, so a trained model can be heard
-    again at another temperature."""
+def generate(model, tok, n, temperature, seed, top_k=None, prefix="", cooling=1.0):
+    """n names sampled from model at temperature, cooling by letter (among the top_k tokens,
+    after the prefix), the draws seeded from seed: the same seed gives the same names, so a
+    trained model can be heard again at another temperature."""
     rng = random.Random(f"{seed}:sample")
-    return [sample(model, tok, rng, temperature, top_k, prefix) for _ in range(n)]
+    return [sample(model, tok, rng, temperature, top_k, prefix, cooling) for _ in range(n)]

@@ -95,7 +95,9 @@ def test_custom_dataset(tmp_path):
 
 @pytest.mark.parametrize("args", [["--steps", "0"], ["--steps", "ten"], ["--lr", "-1"],
                                   ["--lr", "nan"], ["--head", "5"], ["--emb", "100000"],
-                                  ["--temperature", "0"], ["--bogus"]])
+                                  ["--temperature", "0"], ["--temperature", "11"],
+                                  ["--cooling", "0"], ["--cooling", "3"], ["--cooling", "inf"],
+                                  ["--bogus"]])
 def test_bad_flags_are_usage_errors(tmp_path, args):
     res = microgpt(tmp_path, *args)
     assert res.returncode == 2 and "Traceback" not in res.stderr
@@ -122,17 +124,17 @@ def test_a_closed_stdout_is_not_an_error(tmp_path):
     assert res.stdout.strip() == "=== MicroGPT [Primordial] ===" and res.stderr == ""
 
 
-def test_the_genomes_temperature_and_seed_are_used_and_flags_override_them(tmp_path):
-    genome = dict(SEED_GENOME, steps=30, temperature=0.5, seed=77)
+def test_the_genomes_temperature_cooling_and_seed_are_used_and_flags_override_them(tmp_path):
+    genome = dict(SEED_GENOME, steps=30, temperature=1.5, cooling=0.7, seed=77)
     (tmp_path / "genome.json").write_text(json.dumps(genome))
     res = microgpt(tmp_path, "-n", "4")
     assert res.returncode == 0, res.stderr
-    assert "T:0.50 Seed:77" in res.stdout and "Organism: evolved |" in res.stdout
-    flags = microgpt(tmp_path, "-n", "4", "-q", "--seed", "77", "-t", "0.5")
+    assert "T:1.50 Cool:0.70 Seed:77" in res.stdout and "Organism: evolved |" in res.stdout
+    flags = microgpt(tmp_path, "-n", "4", "-q", "--seed", "77", "-t", "1.5", "--cooling", "0.7")
     assert flags.stdout.splitlines()[:4] == res.stdout.splitlines()[-6:-2]   # the same names
-    other = microgpt(tmp_path, "-n", "4", "-q", "--seed", "78", "-t", "2")
+    other = microgpt(tmp_path, "-n", "4", "-q", "--seed", "78", "-t", "2", "--cooling", "1")
     assert other.returncode == 0
-    assert "Organism: evolved with temperature=2.0, seed=78 |" in other.stdout
+    assert "Organism: evolved with temperature=2.0, cooling=1.0, seed=78 |" in other.stdout
 
 
 def test_prefix_and_top_k_flags(tmp_path):

@@ -66,7 +66,7 @@ def test_round_trip_is_bit_exact(tmp_path, trained, data):
     save_creature(tmp_path / "c.npz", creature)
     back = load_creature(tmp_path / "c.npz")
     assert back.genes == {"n_emb": 8, "n_ctx": 16, "n_layer": 1, "n_head": 2, "n_ff_exp": 4,
-                          "steps": 25, "lr": 0.005, "temperature": 0.8}
+                          "steps": 25, "lr": 0.005, "temperature": 0.8, "cooling": 1.0}
     assert back.seed == 3 and back.steps_done == 25 and back.opt.t == 25
     assert back.tok.chars == result.tok.chars and back.data_sha256 == data.names.sha256()
     assert back.val_loss == result.val_loss and back.final_loss == result.final_loss
@@ -185,6 +185,7 @@ def test_bad_creature_files_are_one_line_and_nothing_is_written(saved, tmp_path)
     doctor(where / "c.npz", tmp_path / "shapes.npz", meta={"genes": {**genes, "n_emb": 32}})
     doctor(where / "c.npz", tmp_path / "layers.npz", meta={"genes": {**genes, "n_layer": 2}})
     doctor(where / "c.npz", tmp_path / "badgene.npz", meta={"genes": {**genes, "n_emb": 10**9}})
+    doctor(where / "c.npz", tmp_path / "badcool.npz", meta={"genes": {**genes, "cooling": 0}})
     doctor(where / "c.npz", tmp_path / "missing.npz", drop=["adam_v.lm_head"])
     doctor(where / "c.npz", tmp_path / "nan.npz",
            change={"weight.wpe": np.full((16, 16), np.nan)})
@@ -194,7 +195,8 @@ def test_bad_creature_files_are_one_line_and_nothing_is_written(saved, tmp_path)
              "empty": "not a creature file", "flipped": "corrupt",
              "foreign": "not a creature file", "newer": f"format {FORMAT_VERSION + 1}",
              "notus": "not a creature file", "shapes": "shape", "layers": "arrays missing",
-             "badgene": "n_emb must be between", "missing": "adam_v.lm_head",
+             "badgene": "n_emb must be between", "badcool": "cooling must be",
+             "missing": "adam_v.lm_head",
              "nan": "not finite", "ints": "dtype int64"}
     for name, words in cases.items():
         res = run(tmp_path, "microgpt", "--load", f"{name}.npz", "--save", "out.npz",
@@ -203,6 +205,20 @@ def test_bad_creature_files_are_one_line_and_nothing_is_written(saved, tmp_path)
         assert not (tmp_path / "out.npz").exists()
     assert_one_line_error(run(tmp_path, "microgpt", "--load", "nothere.npz"), "no such file")
     assert_one_line_error(run(tmp_path, "microgpt", "--load", "/dev/null"), "not a creature")
+
+
+def test_a_creature_saved_before_the_cooling_gene_speaks_without_cooling(saved, tmp_path):
+    where, _ = saved
+    meta = json.loads(np.load(where / "c.npz")["meta"].tobytes())
+    older = {k: v for k, v in meta["genes"].items() if k != "cooling"}
+    doctor(where / "c.npz", tmp_path / "older.npz", meta={"genes": older})
+    assert load_creature(tmp_path / "older.npz").genes == dict(older, cooling=1.0)
+    said = [run(d, "microgpt", "--load", p, "-n", "6", "-q", "--seed", "5").stdout.splitlines()[:6]
+            for d, p in ((where, "c.npz"), (tmp_path, "older.npz"))]
+    assert said[0] == said[1]
+    cooled = run(where, "microgpt", "--load", "c.npz", "-n", "6", "-q", "--seed", "5",
+                 "--cooling", "0.5")
+    assert cooled.returncode == 0 and cooled.stdout.splitlines()[:6] != said[0]
 
 
 def test_load_refuses_flags_that_would_change_it(saved):

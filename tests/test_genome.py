@@ -103,6 +103,11 @@ BAD_FIELDS = [
     ({"temperature": "hot"}, "temperature must be a number in"),
     ({"temperature": float("nan")}, "temperature must be a number in"),
     ({"temperature": None}, "temperature must be a number in"),
+    ({"cooling": 0}, "cooling must be a number in"),
+    ({"cooling": 2.5}, "cooling must be a number in"),
+    ({"cooling": "slowly"}, "cooling must be a number in"),
+    ({"cooling": float("inf")}, "cooling must be a number in"),
+    ({"cooling": True}, "cooling must be a number in"),
     ({"seed": -1}, "seed must be a whole number"),
     ({"seed": 2**63}, "seed must be a whole number"),
     ({"seed": 1.5}, "seed must be a whole number"),
@@ -110,8 +115,8 @@ BAD_FIELDS = [
 
 
 def test_the_newer_genes_are_optional_and_kept():
-    assert "temperature" not in SEED_GENOME and "seed" not in SEED_GENOME
-    genome = dict(SEED_GENOME, temperature=0.85, seed=2**63 - 1)
+    assert not {"temperature", "cooling", "seed"} & set(SEED_GENOME)
+    genome = dict(SEED_GENOME, temperature=0.85, cooling=0.7, seed=2**63 - 1)
     assert validate_genome(genome) == genome
 
 

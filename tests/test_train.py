@@ -184,3 +184,32 @@ def test_top_k_and_prefix_sampling():
     plain = generate(model, data.tok, 5, 1.0, seed=4)
     assert plain == generate(model, data.tok, 5, 1.0, seed=4, top_k=None, prefix="")
     assert generate(model, data.tok, 3, 1.0, seed=4, prefix="emmaemmaemmaemma") == ["emmaemmaemmaemma"] * 3
+
+
+def test_cooling_multiplies_the_temperature_letter_by_letter(monkeypatch):
+    import microgpt.train as train
+
+    data = train.Dataset(NAMES)
+    model = GPT(data.tok.vocab_size, 8, 8, 1, 2, 1, seed=3)
+    seen = []
+    real = train.draw
+
+    def spy(rng, logits, temperature, top_k=None):
+        seen.append(temperature)
+        return real(rng, logits, temperature, top_k)
+
+    monkeypatch.setattr(train, "draw", spy)
+    name = sample(model, data.tok, random.Random(1), temperature=2.0, cooling=0.5)
+    assert seen == [2.0 * 0.5 ** i for i in range(len(seen))]
+    assert len(seen) == min(len(name) + 1, 8)      # every letter, then the end, if it came
+    seen.clear()
+    sample(model, data.tok, random.Random(1), temperature=2.0, cooling=1e-300)
+    assert seen[0] == 2.0 and all(t > 0 for t in seen)   # cooled below any float: still argmax
+    monkeypatch.undo()
+    # cooling 1 is the plain temperature, draw for draw: a genome without it speaks as before
+    assert (train.generate(model, data.tok, 6, 0.8, seed=5)
+            == train.generate(model, data.tok, 6, 0.8, seed=5, cooling=1.0))
+    assert (train.generate(model, data.tok, 6, 0.8, seed=5)
+            != train.generate(model, data.tok, 6, 0.8, seed=5, cooling=0.5))
+    with pytest.raises(ValueError, match="cooling"):
+        train.train_and_generate(TrainingConfig(steps=1, cooling=0.0))
