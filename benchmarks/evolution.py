@@ -96,7 +96,8 @@ def verdict(j, runs, args, where):
 def describe(path):
     g = json.loads(Path(path).read_text())
     return (f"emb {g['n_emb']} head {g['n_head']} layer {g['n_layer']} lr {g['lr']:.4f} "
-            f"T {g.get('temperature', 1.0):.2f} ctx {g['n_ctx']} ff {g['n_ff_exp']}")
+            f"T {g.get('temperature', 1.0):.2f} cool {g.get('cooling', 1.0):.2f} "
+            f"ctx {g['n_ctx']} ff {g['n_ff_exp']}")
 
 
 def percentile(x, population):

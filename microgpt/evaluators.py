@@ -39,6 +39,7 @@ class Outcome:
     error: Optional[str]
     attempts: int
     seed: Optional[int] = None    # the task's
+    genome: Optional[dict] = None  # a recalled one's (the store's): the genes it was trained with
 
 
 class PoolEvaluator:

@@ -45,29 +45,31 @@ from microgpt.train import TrainingConfig
 # The genes that evolve. A new organism gets the seed's four (n_emb, n_head, n_layer, lr) at random
 # and TrainingConfig's defaults for the rest, so the first generation is random genomes as the seed
 # draws them; a mutant changes any one of them. steps is the run's, the same for every organism.
-GENES = ("n_emb", "n_head", "n_layer", "lr", "temperature", "n_ctx", "n_ff_exp")
+GENES = ("n_emb", "n_head", "n_layer", "lr", "temperature", "cooling", "n_ctx", "n_ff_exp")
 NEW_EMB, MUTANT_EMB = (16, 24, 32), (16, 24, 32, 40)
 N_HEADS = (2, 4)
 NEW_LAYERS, MUTANT_LAYERS = (1, 3), (1, 4)          # inclusive ranges
 NEW_LR = (0.001, 0.015)                             # uniform in [lo, hi)
 MUTANT_LR, LR_FACTOR = (0.0001, 0.1), (0.7, 1.3)
 MUTANT_TEMPERATURE, TEMPERATURE_FACTOR = (0.1, 3.0), (0.75, 1.33)
+MUTANT_COOLING, COOLING_FACTOR = (0.5, 1.0), (0.8, 1.1)
 MUTANT_CTX = (4, 16)            # inclusive, drawn afresh; 16 holds the longest bundled name
 MUTANT_FF = (1, 2, 3, 4)
 N_CHAMPIONS = 2                                     # kept each generation, sent to the Gathering
 MIN_POPULATION = N_CHAMPIONS + 1                    # room for at least one mutant
 NAMES_KEPT = 5                                      # names per champion in genome.json and tables
 MAX_TRIALS = 2          # a survivor is re-judged on a fresh seed each generation, up to this many
-VOICES = (0.7, 0.8, 0.9, 1.0)   # every evaluation also samples at these temperatures
+VOICES = (0.7, 0.8, 0.9, 1.0, 1.3, 1.6, 2.0)   # every evaluation also samples at these temperatures
 # The final judgement (`final_judgement`):
 FINALISTS = 6           # each head's champion, then the best by standing,
 FINAL_TRIALS = 4        # ... each judged on this many fresh seeds;
-TUNED = ("n_ctx", "lr", "n_layer", "n_emb")   # then the leader's genes, one after another,
+TUNED = ("n_ctx", "cooling", "lr", "n_layer", "n_emb")   # then the leader's genes, one by one,
 LR_TUNING = (0.5, 0.7, 1.4, 2.0)              # (lr: times these)
+COOLING_TUNING = (0.6, 0.7, 0.8, 0.9, 1.0)
 TUNING_TRIALS = 3       # ... each other value on this many fresh seeds;
 CONFIRMED = 4           # then the best few at their best temperatures
 CONFIRM_TRIALS = 10     # ... on this many more fresh seeds.
-TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4)   # it hears each at these too
+TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4, 1.6, 1.8, 2.0, 2.5)  # heard at
 JUDGE_TRIALS = 3        # the fresh trials an outside judge averages (the issue's measure took 3)
 
 
@@ -79,7 +81,7 @@ def new_genome(rng):
     defaults = TrainingConfig()
     genome = {"n_emb": rng.choice(NEW_EMB), "n_head": rng.choice(N_HEADS),
               "n_layer": rng.randint(*NEW_LAYERS), "lr": lo + (hi - lo) * rng.random(),
-              "temperature": defaults.temperature, "n_ctx": defaults.n_ctx,
+              "temperature": defaults.temperature, "cooling": defaults.cooling, "n_ctx": defaults.n_ctx,
               "n_ff_exp": defaults.n_ff_exp}
     return repair(genome)
 
@@ -104,6 +106,8 @@ def mutate(genome, rng):
     elif gene == "temperature":
         child["temperature"] = _clamp(child["temperature"] * rng.uniform(*TEMPERATURE_FACTOR),
                                       MUTANT_TEMPERATURE)
+    elif gene == "cooling":
+        child["cooling"] = _clamp(child["cooling"] * rng.uniform(*COOLING_FACTOR), MUTANT_COOLING)
     elif gene == "n_ctx":
         child["n_ctx"] = rng.randint(*MUTANT_CTX)
     else:
@@ -119,10 +123,11 @@ def repair(genome):
 
 
 def full_genome(genome, steps):
-    """genome.json's genes: the seven of the seed (steps the run's) and the temperature."""
+    """genome.json's genes: the seven of the seed (steps the run's), the temperature and the
+    cooling."""
     full = {k: genome[k] for k in GENES}
     full["steps"] = steps
-    return {k: full[k] for k in (*GENE_KEYS, "temperature")}
+    return {k: full[k] for k in (*GENE_KEYS, "temperature", "cooling")}
 
 
 def derive_seed(*identity):
@@ -397,6 +402,9 @@ def evaluate_all(todo, evaluator, cfg, heads, observer, recall=None):
             continue
         if outcome.seed != org.seed:
             raise ValueError(f"the store's {org.id} was trained with another seed: not this run")
+        if outcome.genome is not None and outcome.genome != full_genome(org.genome, cfg.steps):
+            raise ValueError(f"the store's {org.id} has other genes than this microgpt breeds (an "
+                             f"older version bred it); start a new run")
         if org.temperatures and outcome.result is not None and "names_at" not in outcome.result:
             raise ValueError(f"the store's {org.id} was made by an older microgpt, which did not "
                              f"sample at several temperatures; start a new run")
@@ -425,7 +433,8 @@ def expected_evaluations(population, generations, cycles, n_heads):
     champions per generation after the first, and the final judgement's (at most)."""
     later = cycles * generations - 1
     births = n_heads * (population + later * (population - N_CHAMPIONS))
-    tuned = sum(len(tuning_values(gene, {"lr": NEW_LR[0]})) - (gene != "lr") for gene in TUNED)
+    tuned = sum(len(tuning_values(gene, {"lr": NEW_LR[0]})) - (gene not in ("lr", "cooling"))
+                for gene in TUNED)
     final = (max(FINALISTS, n_heads) * FINAL_TRIALS + tuned * TUNING_TRIALS
              + CONFIRMED * CONFIRM_TRIALS)
     return births + n_heads * N_CHAMPIONS * later + final
@@ -547,7 +556,12 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
         return [v for o, ts in trials.items() for v in at_temperatures(o, heads, ts)]
 
     births = [o for o in evaluations if o.trial == 0 and o.result is not None]
-    stick = yardstick(reference, heads, [o for o in births if o.retrials])
+    tuned = []
+
+    def rejudged():                 # every organism judged more than once so far
+        return [o for o in births if o.retrials] + tuned
+
+    stick = yardstick(reference, heads, rejudged())
     finalists = []
     for o in ([populations[h.name][0] for h in heads]
               + sorted(births, key=lambda o: best_voice(o, heads, stick), reverse=True)):
@@ -556,11 +570,10 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
     final = trials_of(finalists, FINAL_TRIALS)
     judge_all([t for ts in final.values() for t in ts],
               "each head's champion, then the best by standing", finalists)
-    stick = yardstick(reference, heads, finalists)
+    stick = yardstick(reference, heads, rejudged())
     candidates = sorted(heard(final), key=lambda v: standing_key(v, stick), reverse=True)
     if not candidates:                      # every final trial failed
         return finalists, stick
-    tuned = []
     for gene in TUNED:
         leader = candidates[0].of
         others = [o for o in (leader.retuned(gene, v, cfg.seed)
@@ -581,19 +594,22 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
               "the best at their best temperatures, on fresh seeds", [v.of for v in chosen])
     confirmed = [at_temperatures(v.of, heads, confirm[v]) for v in chosen]
     confirmed = [c[0] for c in confirmed if c]
-    stick = yardstick(reference, heads, [*finalists, *tuned])
+    stick = yardstick(reference, heads, rejudged())
     return sorted(confirmed or candidates, key=lambda v: standing_key(v, stick), reverse=True), stick
 
 
 def tuning_values(gene, genome):
     """The values the final judgement tries for gene (one of TUNED) of genome: every context
-    length and depth and width a mutant can have; the learning rate from half to twice."""
+    length and depth and width a mutant can have; a few coolings; the learning rate from half
+    to twice."""
     if gene == "n_ctx":
         return range(MUTANT_CTX[0], MUTANT_CTX[1] + 1)
     if gene == "n_layer":
         return range(MUTANT_LAYERS[0], MUTANT_LAYERS[1] + 1)
     if gene == "n_emb":
         return MUTANT_EMB
+    if gene == "cooling":
+        return COOLING_TUNING
     return [_clamp(genome["lr"] * f, MUTANT_LR) for f in LR_TUNING]
 
 
@@ -654,10 +670,12 @@ def yardstick(reference, heads, rejudged=()):
     distribution, each judged once. One trial spreads their scores wider than the genomes
     themselves differ: each carries the trial-to-trial noise (another seed, other names), which
     an outside judge averaging many trials does not see. That noise is measured on the rejudged
-    organisms (the pooled variance between their trials; every evaluation samples as many names)
-    and taken out by drawing each score toward the mean, keeping at least half the spread; the
-    noise (a standard deviation) is kept to judge how surely an organism beats them
-    (`standing_key`). A random genome that failed counts too, below everything.
+    organisms as they sound in the random genomes' voice (`in_reference_voice`: the pooled
+    variance between their trials; every evaluation samples as many names; a cooled voice can
+    scatter far more, and is not what the random genomes speak) and taken out by drawing each
+    score toward the mean, keeping at least half the spread; the noise (a standard deviation) is
+    kept to judge how surely an organism beats them (`standing_key`). A random genome that failed
+    counts too, below everything.
     """
     stick = {}
     for h in heads:
@@ -666,7 +684,7 @@ def yardstick(reference, heads, rejudged=()):
         var = sum((x - mean) ** 2 for x in xs) / len(xs) if xs else 0.0
         squares = dof = 0.0
         for o in rejudged:
-            trials = [t.scores[h.name] for t in o.judged() if math.isfinite(t.scores[h.name])]
+            trials = [x for x in in_reference_voice(o, h.name) if math.isfinite(x)]
             if len(trials) > 1:
                 m = sum(trials) / len(trials)
                 squares += sum((x - m) ** 2 for x in trials)
@@ -676,6 +694,22 @@ def yardstick(reference, heads, rejudged=()):
         scores = [-math.inf] * (len(reference) - len(xs)) + sorted(mean + (x - mean) * keep for x in xs)
         stick[h.name] = (scores, mean, math.sqrt(var) * keep or 1.0, math.sqrt(noise))
     return stick
+
+
+def in_reference_voice(organism, head):
+    """head's score of each of organism's trials heard as a new organism speaks (temperature 1
+    and no cooling, TrainingConfig's defaults): [] when its cooling is another, or its trials did
+    not sample at temperature 1."""
+    voice = TrainingConfig()
+    if organism.genome["cooling"] != voice.cooling:
+        return []
+    scores = []
+    for t in organism.judged():
+        if voice.temperature in t.temperatures:
+            scores.append(t.scores_at[t.temperatures.index(voice.temperature)][head])
+        elif t.genome["temperature"] == voice.temperature:
+            scores.append(t.scores[head])
+    return scores
 
 
 def percentile(x, scores):

@@ -270,7 +270,7 @@ def write_mind(genome, data, out, console):
     """Train the winner as `microgpt` does with genome.json and no other flag (so the same model,
     bit for bit) and save it beside out, where `microgpt` wakes it instead of training."""
     cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, temperature=genome["temperature"],
-                         seed=genome["seed"], gen_samples=0)
+                         cooling=genome["cooling"], seed=genome["seed"], gen_samples=0)
     dataset = Dataset(load_names(data))
     result = train_and_generate(cfg, dataset=dataset)
     path = creature_path(out)

@@ -25,13 +25,15 @@ from pathlib import Path
 
 from microgpt.hydra import GENES
 from microgpt.store import Store, StoreError
+from microgpt.train import TrainingConfig
 
 COLOURS = {"Weaver": "#1f77b4", "Mirror": "#9467bd", "Spark": "#ff7f0e", "Origin": "#2ca02c",
            "Classic": "#8c564b"}
 WIDTH, HEIGHT, DPI = 9.0, 4.5, 100          # inches; every PNG is 900 x 450 pixels
 GENE_LABELS = {"n_emb": "n_emb (embedding width)", "n_head": "n_head (attention heads)",
                "n_layer": "n_layer (layers)", "lr": "lr (learning rate)",
-               "temperature": "temperature", "n_ctx": "n_ctx (context)",
+               "temperature": "temperature", "cooling": "cooling (temperature x, by letter)",
+               "n_ctx": "n_ctx (context)",
                "n_ff_exp": "n_ff_exp (MLP width x)"}
 
 
@@ -167,13 +169,13 @@ def plot_loss(run):
 
 
 def plot_genes(run):
-    fig, axes = _figure(2, 4)
+    fig, axes = _figure(3, 3)
     cells = axes.ravel()
     for ax, gene in zip(cells, GENES):
         for h in run.heads:
             es = [e for e in run.births() if e["head"] == h]
             gens = sorted({run.generation(e) for e in es})
-            medians = [statistics.median(e["genome"][gene] for e in es if run.generation(e) == g)
+            medians = [statistics.median(gene_of(e, gene) for e in es if run.generation(e) == g)
                        for g in gens]
             ax.plot(gens, medians, marker=".", color=COLOURS.get(h), label=h)
         ax.set_title(GENE_LABELS[gene], fontsize="small")
@@ -186,6 +188,11 @@ def plot_genes(run):
     cells[-1].legend(handles, labels, loc="center", title="median per head")
     fig.suptitle(f"The genes over the generations, {run.title}")
     return fig
+
+
+def gene_of(evaluation, gene):
+    """The evaluation's value of gene; a run stored before the gene existed had the default."""
+    return evaluation["genome"].get(gene, getattr(TrainingConfig, gene))
 
 
 def lineage(run):
@@ -203,7 +210,7 @@ def lineage(run):
     chain, e = [], winner
     while e is not None:
         parent = births.get(e["parent"]) if e["parent"] else None
-        changed = [k for k in GENES if parent["genome"][k] != e["genome"][k]] if parent else None
+        changed = [k for k in GENES if gene_of(parent, k) != gene_of(e, k)] if parent else None
         chain.append({"organism": e["organism"], "head": e["head"], "generation": run.generation(e),
                       "score": score(e, head), "changed": changed, "gathering": None})
         e = parent
@@ -222,7 +229,7 @@ def _final_step(run, birth):
     written = json.loads(run.row.get("winner_genome") or "null")
     if not isinstance(written, dict):
         return None
-    changed = [k for k in GENES if k in written and written[k] != birth["genome"].get(k)]
+    changed = [k for k in GENES if k in written and written[k] != gene_of(birth, k)]
     if not changed:
         return None
     mean = (written.get("scores") or {}).get(birth["head"])

@@ -241,7 +241,7 @@ class Store:
                 if r["names_at"] is not None:
                     result["names_at"] = json.loads(r["names_at"])
             recalled[r["organism"]] = Outcome(r["organism"], result, r["error"], r["attempts"],
-                                              r["seed"])
+                                              r["seed"], json.loads(r["genome"]))
         return recalled
 
     def add_gathering(self, run_id, cycle, received):

@@ -39,21 +39,23 @@ def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=Non
     """Train one organism and sample its names: {names, val_loss, final_loss, num_params, seconds},
     and with temperatures, names_at: the same model's names at each of them, in order.
 
-    genome holds the seven genes and the temperature; data is a path to the names (None: the
-    bundled ones), or names the file's (sha256, bytes) from `names_to_send`. It trains exactly as
-    `microgpt` does with that genome and --seed seed, and the names at a temperature are those
-    `microgpt -t` prints.
+    genome holds the seven genes, the temperature and the cooling; data is a path to the names
+    (None: the bundled ones), or names the file's (sha256, bytes) from `names_to_send`. It trains
+    exactly as `microgpt` does with that genome and --seed seed, and the names at a temperature
+    are those `microgpt -t` prints (with the genome's cooling).
     """
     own = genome["temperature"] in temperatures         # then its names are sampled only once
     cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, temperature=genome["temperature"],
-                         gen_samples=0 if own else samples, seed=seed, input_file=data)
+                         cooling=genome.get("cooling", 1.0), gen_samples=0 if own else samples,
+                         seed=seed, input_file=data)
     dataset = _sent_dataset(names) if names is not None else _dataset(data)
     result = train_and_generate(cfg, dataset=dataset)
     out = {"names": list(result.names), "val_loss": float(result.val_loss),
            "final_loss": float(result.final_loss), "num_params": int(result.num_params),
            "seconds": float(result.seconds)}
     if temperatures:
-        out["names_at"] = [generate(result.model, result.tok, samples, t, seed) for t in temperatures]
+        out["names_at"] = [generate(result.model, result.tok, samples, t, seed, cooling=cfg.cooling)
+                           for t in temperatures]
     if own:
         out["names"] = list(out["names_at"][temperatures.index(genome["temperature"])])
     return out

@@ -70,6 +70,7 @@ genome_st = st.fixed_dictionaries({
     "n_layer": st.integers(1, 4),
     "lr": st.floats(0.0001, 0.1),
     "temperature": st.floats(0.1, 3.0),
+    "cooling": st.floats(0.5, 1.0),
     "n_ctx": st.integers(4, 16),
     "n_ff_exp": st.integers(1, 4),
 })
@@ -82,6 +83,7 @@ def assert_valid(genome):
     assert 1 <= genome["n_layer"] <= 4
     assert 0.0001 <= genome["lr"] <= 0.1
     assert 0.1 <= genome["temperature"] <= 3.0
+    assert 0.5 <= genome["cooling"] <= 1.0
     assert 4 <= genome["n_ctx"] <= 16 and 1 <= genome["n_ff_exp"] <= 4
     assert genome["n_emb"] % genome["n_head"] == 0
     check_genes(full_genome(genome, 300))
@@ -94,7 +96,8 @@ def test_new_genomes_come_from_the_seed_ranges(seed):
     assert genome["n_emb"] in (16, 24, 32) and genome["n_layer"] <= 3
     assert 0.001 <= genome["lr"] < 0.015
     # the genes newer than the seed start at the defaults: the first generation is the seed's
-    assert (genome["temperature"], genome["n_ctx"], genome["n_ff_exp"]) == (1.0, 16, 4)
+    assert (genome["temperature"], genome["cooling"], genome["n_ctx"], genome["n_ff_exp"]) == (
+        1.0, 1.0, 16, 4)
 
 
 @given(genome_st, st.integers(0, 2**63 - 1))
@@ -107,9 +110,9 @@ def test_mutation_always_yields_a_valid_genome_changing_one_gene(genome, seed):
     assert child == mutate(genome, random.Random(seed))
 
 
-def test_mutation_steps_layers_by_one_and_scales_lr_and_temperature_within_bounds():
+def test_mutation_steps_layers_by_one_and_scales_lr_temperature_and_cooling_within_bounds():
     rng = random.Random(0)
-    genes = {"temperature": 1.0, "n_ctx": 16, "n_ff_exp": 4}
+    genes = {"temperature": 1.0, "cooling": 1.0, "n_ctx": 16, "n_ff_exp": 4}
     moved, contexts = set(), set()
     for _ in range(500):
         parent = {"n_emb": 16, "n_head": 4, "n_layer": 4, "lr": 0.1, **genes, "temperature": 3.0}
@@ -117,6 +120,7 @@ def test_mutation_steps_layers_by_one_and_scales_lr_and_temperature_within_bound
         assert child["n_layer"] in (3, 4)
         assert 0.07 - 1e-12 <= child["lr"] <= 0.1
         assert 2.25 - 1e-12 <= child["temperature"] <= 3.0
+        assert 0.8 - 1e-12 <= child["cooling"] <= 1.0      # cools, never warms past 1
         parent = {"n_emb": 16, "n_head": 4, "n_layer": 1, "lr": 0.0001, **genes, "n_ctx": 6}
         child = mutate(parent, rng)
         assert child["n_layer"] in (1, 2)
@@ -132,13 +136,13 @@ def test_repair_falls_back_to_two_heads():
     assert repair({"n_emb": 24, "n_head": 4, "n_layer": 1, "lr": 0.01})["n_head"] == 4
 
 
-def test_full_genome_has_the_seven_genes_and_the_temperature():
+def test_full_genome_has_the_seven_genes_the_temperature_and_the_cooling():
     genome = full_genome({"n_emb": 24, "n_head": 2, "n_layer": 3, "lr": 0.01, "temperature": 0.8,
-                          "n_ctx": 12, "n_ff_exp": 2}, 123)
+                          "cooling": 0.7, "n_ctx": 12, "n_ff_exp": 2}, 123)
     assert list(genome) == ["n_emb", "n_ctx", "n_layer", "n_head", "n_ff_exp", "steps", "lr",
-                            "temperature"]
+                            "temperature", "cooling"]
     assert genome == {"n_emb": 24, "n_ctx": 12, "n_layer": 3, "n_head": 2, "n_ff_exp": 2,
-                      "steps": 123, "lr": 0.01, "temperature": 0.8}
+                      "steps": 123, "lr": 0.01, "temperature": 0.8, "cooling": 0.7}
 
 
 def test_derived_seeds_are_the_same_in_another_process_and_differ_by_identity():
@@ -157,8 +161,8 @@ def test_derived_seeds_are_the_same_in_another_process_and_differ_by_identity():
 HEADS3 = [Weaver(), Mirror(), Spark([])]
 
 
-GENOME = {"n_emb": 16, "n_head": 2, "n_layer": 1, "lr": 0.01, "temperature": 1.0, "n_ctx": 16,
-          "n_ff_exp": 4}
+GENOME = {"n_emb": 16, "n_head": 2, "n_layer": 1, "lr": 0.01, "temperature": 1.0, "cooling": 1.0,
+          "n_ctx": 16, "n_ff_exp": 4}
 
 
 def organism(head, index, **scores):
@@ -700,6 +704,29 @@ def test_a_stored_evaluation_without_names_at_its_temperatures_is_refused():
     old = Outcome(o.id, {"names": ["anna"], "val_loss": 2.0}, None, 1, 17)
     with pytest.raises(ValueError, match="older microgpt"):
         hydra.evaluate_all([o], None, fast_cfg(), heads, hydra.Observer(), {o.id: old})
+
+
+def test_a_stored_evaluation_of_other_genes_is_refused():
+    # a store an older microgpt wrote: its mutants (and genomes) are not the ones this one breeds
+    from microgpt.evaluators import Outcome
+
+    heads = HEADS3[:1]
+    cfg = fast_cfg()
+    o = Organism(dict(GENOME), "Weaver", 0, 0, 0, 17)
+    older = {k: v for k, v in hydra.full_genome(o.genome, cfg.steps).items() if k != "cooling"}
+    result = {"names": ["anna"], "val_loss": 2.0}
+    with pytest.raises(ValueError, match="other genes"):
+        hydra.evaluate_all([o], None, cfg, heads, hydra.Observer(),
+                           {o.id: Outcome(o.id, result, None, 1, 17, older)})
+    same = Outcome(o.id, result, None, 1, 17, hydra.full_genome(o.genome, cfg.steps))
+
+    class Idle:                                        # nothing is left to evaluate
+        def run(self, tasks, retrying):
+            assert tasks == []
+            return []
+
+    hydra.evaluate_all([o], Idle(), cfg, heads, hydra.Observer(), {o.id: same})
+    assert o.names == ["anna"]
 
 
 def test_an_organism_is_heard_at_its_own_temperature_unless_one_of_the_grid_is_as_near():
