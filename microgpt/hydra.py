@@ -52,24 +52,25 @@ NEW_LAYERS, MUTANT_LAYERS = (1, 3), (1, 4)          # inclusive ranges
 NEW_LR = (0.001, 0.015)                             # uniform in [lo, hi)
 MUTANT_LR, LR_FACTOR = (0.0001, 0.1), (0.7, 1.3)
 MUTANT_TEMPERATURE, TEMPERATURE_FACTOR = (0.1, 3.0), (0.75, 1.33)
-MUTANT_COOLING, COOLING_FACTOR = (0.5, 1.0), (0.8, 1.1)
+MUTANT_COOLING, COOLING_FACTOR = (0.6, 1.0), (0.8, 1.1)
 MUTANT_CTX = (4, 16)            # inclusive, drawn afresh; 16 holds the longest bundled name
 MUTANT_FF = (1, 2, 3, 4)
 N_CHAMPIONS = 2                                     # kept each generation, sent to the Gathering
 MIN_POPULATION = N_CHAMPIONS + 1                    # room for at least one mutant
 NAMES_KEPT = 5                                      # names per champion in genome.json and tables
 MAX_TRIALS = 2          # a survivor is re-judged on a fresh seed each generation, up to this many
-VOICES = (0.7, 0.8, 0.9, 1.0, 1.3, 1.6, 2.0)   # every evaluation also samples at these temperatures
+VOICES = (0.7, 0.8, 0.9, 1.0)   # every evaluation also samples at these temperatures (mid-name)
+MID_NAME = 3                    # the letter (from 0) at which a cooled voice is at these
 # The final judgement (`final_judgement`):
 FINALISTS = 6           # each head's champion, then the best by standing,
 FINAL_TRIALS = 4        # ... each judged on this many fresh seeds;
 TUNED = ("n_ctx", "cooling", "lr", "n_layer", "n_emb")   # then the leader's genes, one by one,
 LR_TUNING = (0.5, 0.7, 1.4, 2.0)              # (lr: times these)
-COOLING_TUNING = (0.6, 0.7, 0.8, 0.9, 1.0)
+COOLING_TUNING = (0.7, 0.75, 0.8, 0.85, 0.9, 1.0)
 TUNING_TRIALS = 3       # ... each other value on this many fresh seeds;
 CONFIRMED = 4           # then the best few at their best temperatures
 CONFIRM_TRIALS = 10     # ... on this many more fresh seeds.
-TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4, 1.6, 1.8, 2.0, 2.5)  # heard at
+TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4)   # it hears each at these too
 JUDGE_TRIALS = 3        # the fresh trials an outside judge averages (the issue's measure took 3)
 
 
@@ -505,7 +506,7 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
             fresh = [o for h in heads for o in populations[h.name] if not o.evaluated]
             todo = fresh + rejudgings((o for h in heads for o in populations[h.name]), cfg)
             for o in todo:
-                o.temperatures = voices(o.genome["temperature"])
+                o.temperatures = voices(o.genome)
             observer.generation_started(cycle, gen, todo)
             evaluate_all(todo, evaluator, cfg, heads, observer, recall)
             evaluations.extend(todo)
@@ -549,7 +550,7 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
         trials = {o: [o.rejudge(cfg.seed) for _ in range(n)] for o in organisms}
         for o, ts in trials.items():
             for t in ts:
-                t.temperatures = temperatures or temperature_grid(o.genome["temperature"])
+                t.temperatures = temperatures or temperature_grid(o.genome)
         return trials
 
     def heard(trials):
@@ -578,7 +579,7 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
         leader = candidates[0].of
         others = [o for o in (leader.retuned(gene, v, cfg.seed)
                               for v in tuning_values(gene, leader.genome)) if o is not None]
-        tuning = trials_of(others, TUNING_TRIALS, temperature_grid(leader.genome["temperature"]))
+        tuning = trials_of(others, TUNING_TRIALS)
         judge_all([t for ts in tuning.values() for t in ts],
                   f"the leader, {leader.id}, with other values of {gene}", others)
         tuned += others
@@ -619,14 +620,24 @@ def best_voice(organism, heads, stick):
                default=standing_key(organism, stick))
 
 
-def voices(t):
-    """The temperatures every evaluation also samples at, to find the organism's best voice."""
-    return heard_at(t, VOICES)
+def voices(genome):
+    """The temperatures every evaluation also samples at, to find the organism's best voice: its
+    own, and VOICES at mid-name (`mid_name`)."""
+    return heard_at(genome["temperature"], mid_name(VOICES, genome["cooling"]))
 
 
-def temperature_grid(t):
-    """The temperatures the final judgement hears an organism at: its own and TEMPERATURES."""
-    return heard_at(t, TEMPERATURES)
+def temperature_grid(genome):
+    """The temperatures the final judgement hears an organism at: its own, and TEMPERATURES at
+    mid-name (`mid_name`)."""
+    return heard_at(genome["temperature"], mid_name(TEMPERATURES, genome["cooling"]))
+
+
+def mid_name(temperatures, cooling):
+    """The temperatures at which a name's MID_NAME-th letter (from 0) samples at these: each
+    divided by cooling**MID_NAME (rounded to 4 digits), the same ones for a voice that does not
+    cool. A cooled voice is heard where it stands best, bold at first and calm by the end,
+    without sampling the flat voice's temperatures, which are too cold for it."""
+    return tuple(float(f"{t / cooling ** MID_NAME:.4g}") for t in temperatures)
 
 
 def heard_at(t, temperatures):

@@ -43,9 +43,9 @@ microgpt-hydra: breed microgpt's hyperparameters and write the winner to genome.
 The lifecycle:
   1. Primordial: `microgpt` trains with its defaults ("I am unformed").
   2. Evolution:  `microgpt-hydra` awakens the Hydra. Three heads, each an island of
-                 organisms (genomes: n_emb, n_head, n_layer, lr, temperature, n_ctx,
-                 n_ff_exp), evolve in isolation: every organism trains a GPT and samples
-                 names, which its head scores:
+                 organisms (genomes: n_emb, n_head, n_layer, lr, temperature,
+                 cooling, n_ctx, n_ff_exp), evolve in isolation: every organism trains
+                 a GPT and samples names, which its head scores:
                    Weaver (flow: vowel/consonant rhythm),
                    Mirror (symmetry: palindromes, repeated halves),
                    Spark (creativity: names not in the training data),
@@ -56,11 +56,11 @@ The lifecycle:
                  other heads' champions, which replace its worst. At the end each head's
                  champion and the run's best organisms by standing (their mean percentile
                  under the heads among the first generation, which is random genomes) are
-                 re-judged on fresh seeds and at many temperatures, the leader's n_ctx, lr,
-                 n_layer and n_emb are tuned one at a time, and the best few are confirmed
-                 on fresh seeds. The best one's DNA is written to genome.json, with the
-                 training seed that reproduces it, and the winner, trained once more, to
-                 genome.npz beside it.
+                 re-judged on fresh seeds and at many temperatures, the leader's n_ctx,
+                 cooling, lr, n_layer and n_emb are tuned one at a time, and the best few
+                 are confirmed on fresh seeds. The best one's DNA is written to
+                 genome.json, with the training seed that reproduces it, and the winner,
+                 trained once more, to genome.npz beside it.
   3. Evolved:    `microgpt` in that directory reads genome.json and becomes the evolved
                  creature ("I have become"), waking genome.npz instead of training.
 

@@ -267,7 +267,7 @@ def test_evolve_evaluates_new_organisms_and_rejudges_champions():
         for h in heads:
             assert o.fitness(h.name) == pytest.approx(sum(t.scores[h.name] for t in trials) / len(trials))
     # every evaluation also sampled at the voices; the final judgement's were heard at the grid
-    assert all(set(hydra.VOICES) <= set(o.temperatures) for o in evo.evaluations[:len(births)])
+    assert all(o.temperatures == hydra.voices(o.genome) for o in evo.evaluations[:len(births)])
     assert all(len(o.result["names_at"]) == len(o.temperatures) for o in evo.evaluations)
 
 
@@ -283,7 +283,7 @@ def test_the_final_judgement_tunes_the_leader_and_confirms_the_best_on_fresh_see
         evo = evolve(heads, ex, fast_cfg(), observer=Spy())
     (first, finalists, todo), *tuning, (last, chosen, confirm) = stages
     assert len(finalists) == hydra.FINALISTS and len(todo) == hydra.FINALISTS * hydra.FINAL_TRIALS
-    assert all(t.temperatures == hydra.temperature_grid(t.genome["temperature"]) for t in todo)
+    assert all(t.temperatures == hydra.temperature_grid(t.genome) for t in todo)
     # one stage per tuned gene: the leader with each other value it can take, one gene changed
     assert [what.split()[-1] for what, _, _ in tuning] == list(hydra.TUNED)
     for (_, others, todo), gene in zip(tuning, hydra.TUNED):
@@ -299,7 +299,7 @@ def test_the_final_judgement_tunes_the_leader_and_confirms_the_best_on_fresh_see
     winner = choose_winner(evo)[1]
     assert {t.seed for t in winner.judged()} <= {t.seed for t in confirm if t.of is winner.of}
     assert len(winner.judged()) == hydra.CONFIRM_TRIALS
-    assert winner.genome["temperature"] in hydra.temperature_grid(winner.of.genome["temperature"])
+    assert winner.genome["temperature"] in hydra.temperature_grid(winner.of.genome)
     assert len({o.id for o in evo.evaluations}) == len(evo.evaluations)
 
 
@@ -700,7 +700,7 @@ def test_a_stored_evaluation_without_names_at_its_temperatures_is_refused():
     from microgpt.evaluators import Outcome
 
     heads = HEADS3[:1]
-    o = Organism(dict(GENOME), "Weaver", 0, 0, 0, 17, temperatures=hydra.voices(1.0))
+    o = Organism(dict(GENOME), "Weaver", 0, 0, 0, 17, temperatures=hydra.voices(GENOME))
     old = Outcome(o.id, {"names": ["anna"], "val_loss": 2.0}, None, 1, 17)
     with pytest.raises(ValueError, match="older microgpt"):
         hydra.evaluate_all([o], None, fast_cfg(), heads, hydra.Observer(), {o.id: old})
@@ -730,6 +730,21 @@ def test_a_stored_evaluation_of_other_genes_is_refused():
 
 
 def test_an_organism_is_heard_at_its_own_temperature_unless_one_of_the_grid_is_as_near():
-    assert hydra.temperature_grid(0.75) == tuple(sorted({0.75, *hydra.TEMPERATURES}))
-    assert hydra.temperature_grid(0.9000000001) == hydra.TEMPERATURES     # not 0.9 twice
-    assert hydra.voices(2.3) == (*hydra.VOICES, 2.3) and hydra.voices(1.0) == hydra.VOICES
+    def genome(t, cooling=1.0):
+        return dict(GENOME, temperature=t, cooling=cooling)
+
+    assert hydra.temperature_grid(genome(0.75)) == tuple(sorted({0.75, *hydra.TEMPERATURES}))
+    assert hydra.temperature_grid(genome(0.9000000001)) == hydra.TEMPERATURES   # not 0.9 twice
+    assert hydra.voices(genome(2.3)) == (*hydra.VOICES, 2.3)
+    assert hydra.voices(genome(1.0)) == hydra.VOICES
+
+
+def test_a_cooled_voice_is_heard_where_its_middle_letters_are_at_the_grid():
+    cooled = dict(GENOME, temperature=1.0, cooling=0.8)
+    heard = hydra.voices(cooled)
+    mid = [t * 0.8 ** hydra.MID_NAME for t in heard if t != 1.0]
+    assert mid == pytest.approx(hydra.VOICES, rel=1e-3) and 1.0 in heard
+    grid = hydra.temperature_grid(cooled)
+    assert len(grid) == len(hydra.TEMPERATURES) + 1 and max(grid) == pytest.approx(1.4 / 0.512, 1e-3)
+    assert all(check_genes({"temperature": t}) is None for t in hydra.temperature_grid(
+        dict(cooled, cooling=hydra.MUTANT_COOLING[0])))   # the coldest cooling stays in the caps
