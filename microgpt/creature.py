@@ -5,9 +5,10 @@ one runs no code, whatever is in it. It holds
 
 - `meta`: UTF-8 JSON as a uint8 array: `format` ("microgpt-creature"), `format_version`, the
   `microgpt` version that wrote it, the `genes` (n_emb, n_ctx, n_layer, n_head, n_ff_exp, steps,
-  lr, temperature, cooling: a file without cooling, from before it, cools by 1.0), the vocabulary `chars` (the token ids are their sorted order, then BOS), the
-  training `seed`, `steps_done`, Adam's `beta1`/`beta2`/`eps`/`t`, `rms_eps`, the held-out
-  `val_loss` and the sha256 of the names it trained on;
+  lr, temperature, cooling: a file from before cooling cools by 1.0), the vocabulary `chars`
+  (the token ids are their sorted order, then BOS), the training `seed`, `steps_done`, Adam's
+  `beta1`/`beta2`/`eps`/`t`, `rms_eps`, the held-out `val_loss` and the sha256 of the names it
+  trained on;
 - `weight.<name>`, `adam_m.<name>`, `adam_v.<name>`: float64 arrays of shape (rows, cols), one of
   each per weight matrix of `GPT.state_dict()`.
 

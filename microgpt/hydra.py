@@ -82,8 +82,8 @@ def new_genome(rng):
     defaults = TrainingConfig()
     genome = {"n_emb": rng.choice(NEW_EMB), "n_head": rng.choice(N_HEADS),
               "n_layer": rng.randint(*NEW_LAYERS), "lr": lo + (hi - lo) * rng.random(),
-              "temperature": defaults.temperature, "cooling": defaults.cooling, "n_ctx": defaults.n_ctx,
-              "n_ff_exp": defaults.n_ff_exp}
+              "temperature": defaults.temperature, "cooling": defaults.cooling,
+              "n_ctx": defaults.n_ctx, "n_ff_exp": defaults.n_ff_exp}
     return repair(genome)
 
 
