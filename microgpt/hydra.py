@@ -68,9 +68,9 @@ TUNED = ("n_ctx", "cooling", "lr", "n_layer", "n_emb")   # then the leader's gen
 LR_TUNING = (0.5, 0.7, 1.4, 2.0)              # (lr: times these)
 COOLING_TUNING = (0.7, 0.75, 0.8, 0.85, 0.9, 1.0)
 TUNING_TRIALS = 3       # ... each other value on this many fresh seeds;
-CONFIRMED = 4           # then the best few at their best temperatures
+CONFIRMED = 4           # then the best few organisms, each at its best temperature,
 CONFIRM_TRIALS = 10     # ... on this many more fresh seeds.
-TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4)   # it hears each at these too
+TEMPERATURES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4)   # it hears each at these too
 JUDGE_TRIALS = 3        # the fresh trials an outside judge averages (the issue's measure took 3)
 
 
@@ -535,9 +535,10 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
     2. Tuning: the leader (the organism of the best organism-at-a-temperature so far) is trained
        again with each other value of a gene (`tuning_values`), TUNING_TRIALS times each, one
        gene of TUNED after another, the leader chosen again before each.
-    3. Confirmation: the CONFIRMED best (genome and temperature) of both stages are judged
-       CONFIRM_TRIALS times more at their temperature and ranked on those trials alone: the
-       stages before picked them among many, so their own trials flatter them; fresh ones do not.
+    3. Confirmation: the CONFIRMED best organisms of both stages, each at its best temperature
+       (a genome that only speaks best at several would send its own luck several times), are
+       judged CONFIRM_TRIALS times more at it and ranked on those trials alone: the stages before
+       picked them among many, so their own trials flatter them; fresh ones do not.
     The evaluations made are appended to evaluations.
     """
     def judge_all(todo, say, organisms):
@@ -585,18 +586,25 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
         tuned += others
         candidates += heard(tuning)
         candidates.sort(key=lambda v: standing_key(v, stick), reverse=True)
-    chosen = []
-    for v in candidates:
-        if len(chosen) < CONFIRMED and all(v.genome != c.genome for c in chosen):
-            chosen.append(v)
+    chosen = one_of_each(candidates, CONFIRMED)
     confirm = {v: trials_of([v.of], CONFIRM_TRIALS, (v.genome["temperature"],))[v.of]
                for v in chosen}
     judge_all([t for ts in confirm.values() for t in ts],
-              "the best at their best temperatures, on fresh seeds", [v.of for v in chosen])
+              "the best organisms, each at its best temperature, on fresh seeds", [v.of for v in chosen])
     confirmed = [at_temperatures(v.of, heads, confirm[v]) for v in chosen]
     confirmed = [c[0] for c in confirmed if c]
     stick = yardstick(reference, heads, rejudged())
     return sorted(confirmed or candidates, key=lambda v: standing_key(v, stick), reverse=True), stick
+
+
+def one_of_each(variants, n):
+    """The first n of variants (organisms heard at a temperature, ranked) that are of different
+    organisms: each organism at its best temperature."""
+    chosen = []
+    for v in variants:
+        if len(chosen) < n and all(v.of is not c.of for c in chosen):
+            chosen.append(v)
+    return chosen
 
 
 def tuning_values(gene, genome):

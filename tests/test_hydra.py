@@ -293,14 +293,24 @@ def test_the_final_judgement_tunes_the_leader_and_confirms_the_best_on_fresh_see
         assert len(todo) == len(others) * hydra.TUNING_TRIALS
         assert all(o.genome[k] == first[k] for o in others for k in hydra.GENES
                    if k not in (gene, "n_head"))
-    # the confirmed: the best few at one temperature each, ranked on their fresh trials alone
+    # the confirmed: the best few organisms, at one temperature each, ranked on their fresh
+    # trials alone
     assert len(confirm) == hydra.CONFIRMED * hydra.CONFIRM_TRIALS
     assert all(len(t.temperatures) == 1 for t in confirm)
+    assert len({id(t.of) for t in confirm}) == len(chosen) == hydra.CONFIRMED
     winner = choose_winner(evo)[1]
     assert {t.seed for t in winner.judged()} <= {t.seed for t in confirm if t.of is winner.of}
     assert len(winner.judged()) == hydra.CONFIRM_TRIALS
     assert winner.genome["temperature"] in hydra.temperature_grid(winner.of.genome)
     assert len({o.id for o in evo.evaluations}) == len(evo.evaluations)
+
+
+def test_the_confirmed_are_different_organisms_each_at_its_best_temperature():
+    a, b, c = (organism("Weaver", i) for i in range(3))
+    heard = [Organism(dict(o.genome, temperature=t), "Weaver", 0, 0, o.index, 0, of=o)
+             for o, t in ((a, 0.8), (a, 0.9), (b, 1.0), (a, 1.1), (c, 0.7))]
+    assert hydra.one_of_each(heard, 2) == [heard[0], heard[2]]
+    assert hydra.one_of_each(heard, 4) == [heard[0], heard[2], heard[4]]
 
 
 def test_the_gathering_comes_between_cycles():
