@@ -536,9 +536,10 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
        again with each other value of a gene (`tuning_values`), TUNING_TRIALS times each, one
        gene of TUNED after another, the leader chosen again before each.
     3. Confirmation: the CONFIRMED best organisms of both stages, each at its best temperature
-       (a genome that only speaks best at several would send its own luck several times), are
-       judged CONFIRM_TRIALS times more at it and ranked on those trials alone: the stages before
-       picked them among many, so their own trials flatter them; fresh ones do not.
+       (`one_of_each`: else one organism heard well at several temperatures fills the places,
+       and its luck in the stages before decides), are judged CONFIRM_TRIALS times more at it and
+       ranked on those trials alone: the stages before picked them among many, so their own
+       trials flatter them; fresh ones do not.
     The evaluations made are appended to evaluations.
     """
     def judge_all(todo, say, organisms):

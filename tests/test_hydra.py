@@ -454,6 +454,31 @@ def test_standing_is_the_mean_percentile_among_the_random_genomes():
     assert standing(balanced, stick) > standing(lopsided, stick)
 
 
+def test_the_noise_is_measured_in_the_random_genomes_voice():
+    heads = HEADS3[:1]
+    reference = [organism("Weaver", i, Weaver=w) for i, w in enumerate([1.0, 2.0, 3.0, 4.0])]
+
+    def twice(index, first, second, **genes):
+        o = organism("Weaver", index, Weaver=first)
+        o.genome = dict(o.genome, **genes)
+        again = organism("Weaver", index, Weaver=second)
+        again.trial, again.of, again.genome = 1, o, o.genome
+        o.retrials.append(again)
+        return o
+
+    steady = twice(7, 0.0, 1.0)                        # temperature 1, no cooling: variance 0.5
+    wild = twice(8, -10.0, 10.0, cooling=0.7)          # a cooled voice: not how they speak
+    assert hydra.yardstick(reference, heads, [steady, wild])["Weaver"][3] == pytest.approx(
+        math.sqrt(0.5))
+    assert hydra.in_reference_voice(wild, "Weaver") == []
+    # an organism heard at several temperatures counts with its scores at temperature 1
+    cold = twice(9, 5.0, 5.0, temperature=0.5)
+    for t, x in zip(cold.judged(), (0.0, 2.0)):
+        t.temperatures, t.scores_at = (0.5, 1.0), [{"Weaver": 5.0}, {"Weaver": x}]
+    assert hydra.in_reference_voice(cold, "Weaver") == [0.0, 2.0]
+    assert hydra.yardstick(reference, heads, [cold])["Weaver"][3] == pytest.approx(math.sqrt(2.0))
+
+
 def test_the_yardstick_takes_out_the_noise_and_standing_counts_the_judges_noise():
     heads = HEADS3[:1]
     reference = [organism("Weaver", i, Weaver=w) for i, w in enumerate([1.0, 2.0, 3.0, 4.0])]
