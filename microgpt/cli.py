@@ -102,11 +102,11 @@ def build_parser():
                         "(default: the bundled makemore names)")
     r.add_argument("-n", "--samples", type=_whole(0), default=10, help="names to generate (10)")
     r.add_argument("-t", "--temperature", type=_positive_float,
-                   help="sampling temperature; lower is safer, higher is wilder "
+                   help="sampling temperature, up to 10; lower is safer, higher is wilder "
                         "(the genome's, else 1.0)")
     r.add_argument("--cooling", type=_positive_float,
-                   help="each letter samples at the last one's temperature times this: below 1 "
-                        "a name begins boldly and ends calmly (the genome's, else 1.0)")
+                   help="each letter samples at the last one's temperature times this, up to 2: "
+                        "below 1 a name begins boldly and ends calmly (the genome's, else 1.0)")
     r.add_argument("--top-k", metavar="K", type=_whole(1),
                    help="sample each character among the K likeliest only (all of them)")
     r.add_argument("--prefix", metavar="TEXT", default="",
