@@ -33,7 +33,7 @@ COOLED = [(t, c) for t, c in itertools.product((1.0, 1.3, 1.6, 2.0, 2.5), (0.95,
 _STATE = {}
 
 
-def heads():
+def dataset_and_heads():
     if not _STATE:
         names = load_names()
         _STATE.update(data=Dataset(names), heads={"weaver": Weaver(), "mirror": Mirror(),
@@ -44,7 +44,7 @@ def heads():
 def hear(job):
     """{voice: {head: score}} for one genome trained on one seed, heard at each voice."""
     genome, seed, voices, n = job
-    data, judge = heads()
+    data, judge = dataset_and_heads()
     cfg = TrainingConfig(**{k: genome[k] for k in ("n_emb", "n_ctx", "n_layer", "n_head", "n_ff_exp",
                                                    "steps", "lr")}, seed=seed, gen_samples=0)
     result = train_and_generate(cfg, dataset=data)

@@ -27,7 +27,7 @@ def open_log(directory, prefix):
 def describe(genome):
     return (f"Emb:{genome['n_emb']} Head:{genome['n_head']} Lay:{genome['n_layer']} "
             f"LR:{genome['lr']:.4f} T:{genome['temperature']:.2f} "
-            f"Cool:{genome.get('cooling', 1.0):.2f} Ctx:{genome['n_ctx']} "
+            f"Cool:{genome['cooling']:.2f} Ctx:{genome['n_ctx']} "
             f"FF:{genome['n_ff_exp']}")
 
 

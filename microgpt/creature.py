@@ -41,7 +41,7 @@ FORMAT_VERSION = 1
 MAX_BYTES = 1 << 30          # the largest model the genes allow is some 40 MiB of arrays
 MAX_META = 1 << 20
 GENES = (*GENE_KEYS, "temperature", "cooling")
-NEWER_GENES = {"cooling": 1.0}     # genes a file written before them lacks, with their defaults
+NEWER_GENES = {"cooling": TrainingConfig.cooling}   # genes older files lack, and their defaults
 
 
 @dataclass

@@ -46,7 +46,7 @@ def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=Non
     """
     own = genome["temperature"] in temperatures         # then its names are sampled only once
     cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, temperature=genome["temperature"],
-                         cooling=genome.get("cooling", 1.0), gen_samples=0 if own else samples,
+                         cooling=genome["cooling"], gen_samples=0 if own else samples,
                          seed=seed, input_file=data)
     dataset = _sent_dataset(names) if names is not None else _dataset(data)
     result = train_and_generate(cfg, dataset=dataset)
