@@ -1,20 +1,30 @@
 """Hydra's heads: the objectives that judge an organism by the names it generates.
 
 Follows the seed's Hydra release: the Weaver (flow), the Mirror (symmetry) and the Spark
-(creativity) each score one name at a time, and an organism's fitness under a head is the mean
-over the names that head can score (NO_SCORE when it can score none of them). The Origin (the
-negated held-out loss) is the objective the seed's later versions added, and Classic is the
-legacy `evolve` binary's single combined objective.
+(creativity) each score one name at a time. How a sample of N names adds up is the scoring:
+
+  counted (the default): the sum of the rule's score over the *distinct* names the rule accepts,
+      divided by N. A repeat of a name already counted and a name the rule rejects (too short,
+      not letters) add 0 but still count in N, so a voice that says one name on repeat, or
+      mumbles, cannot win a head by saying little.
+  mean (the seed's): the mean of the rule's score over the names it accepts, repeats included
+      (NO_SCORE when it accepts none). Kept to reproduce results from before counting.
+
+Either way an empty sample scores NO_SCORE. The Origin (the negated held-out loss) is the
+objective the seed's later versions added, and Classic is the legacy `evolve` binary's single
+combined objective.
 
 A head is any object with a `name`, an `objective` (a one-word label) and
 `score(names, val_loss) -> float`, higher being better. A head that judges names one by one
 subclasses `NameHead` and writes only `score_name`, so a new head is one small class.
-Every comparison is case-insensitive: names are lower-cased before they are judged.
+Names are trimmed and lower-cased before they are judged.
 """
 import math
 
-NO_SCORE = -100.0            # the fitness of an organism none of whose names a head can score
+NO_SCORE = -100.0            # the fitness of an empty sample (and, averaged, of one it cannot score)
 VOWELS = frozenset("aeiouy")
+SCORINGS = ("counted", "mean")
+DEFAULT_SCORING = "counted"
 
 
 class KnownNames:
@@ -43,22 +53,41 @@ class KnownNames:
 
 
 class NameHead:
-    """A head that scores each name, skipping the ones it cannot judge, and averages."""
+    """A head that scores each name by a rule (`score_name`) and adds them up by its scoring:
+    "counted" (distinct accepted names, over all N) or "mean" (the seed's average)."""
 
     name = "Head"
     objective = "Fitness"
 
+    def __init__(self, scoring=DEFAULT_SCORING):
+        if scoring not in SCORINGS:
+            raise ValueError(f"unknown scoring {scoring!r} (choose from {', '.join(SCORINGS)})")
+        self.scoring = scoring
+
     def score_name(self, name):
-        """The score of one lower-cased name, or None to skip it."""
+        """The score of one trimmed, lower-cased name, or None when the rule rejects it."""
         raise NotImplementedError
 
     def score(self, names, val_loss=None):
-        """Mean score over the names this head can judge; NO_SCORE when it can judge none."""
-        scores = [s for s in (self.score_name(n.lower()) for n in names) if s is not None]
+        """The sample's score by this head's scoring; NO_SCORE for an empty sample (and, for
+        "mean", when the rule accepts none of the names)."""
+        names = [n.strip().lower() for n in names]
+        if not names:
+            return NO_SCORE
+        if self.scoring == "counted":
+            total = 0.0
+            for name in dict.fromkeys(names):          # each distinct name once, in order
+                s = self.score_name(name)
+                total += s if s is not None else 0.0
+            return total / len(names)
+        scores = [s for s in map(self.score_name, names) if s is not None]
         return sum(scores) / len(scores) if scores else NO_SCORE
 
     def __repr__(self):
-        return f"{type(self).__name__}()"
+        return f"{type(self).__name__}({self._repr_args()})"
+
+    def _repr_args(self):
+        return "" if self.scoring == DEFAULT_SCORING else f"scoring={self.scoring!r}"
 
 
 def overlong_runs(name):
@@ -83,7 +112,7 @@ def repeated_halves(name):
 class Weaver(NameHead):
     """Flow: −1 for each letter in a vowel or consonant run longer than 2, +1 for length 4–8.
 
-    Names shorter than 3 or with anything but letters are skipped.
+    Names shorter than 3 or with anything but letters are rejected.
     """
 
     name = "Weaver"
@@ -97,7 +126,7 @@ class Weaver(NameHead):
 
 class Mirror(NameHead):
     """Symmetry: +3 for a palindrome, +2 for repeated halves (length ≥ 4), +0.5 for an ending in
-    a, n or y. Names shorter than 3 are skipped."""
+    a, n or y. Names shorter than 3 are rejected."""
 
     name = "Mirror"
     objective = "Symmetry"
@@ -116,14 +145,15 @@ class Mirror(NameHead):
 class Spark(NameHead):
     """Creativity: −5 for a name already in the training data, else +2; +0.5 if longer than 6.
 
-    Names shorter than 3 are skipped. `training_names` is the whole dataset (held-out names too),
+    Names shorter than 3 are rejected. `training_names` is the whole dataset (held-out names too),
     compared case-insensitively.
     """
 
     name = "Spark"
     objective = "Creativity"
 
-    def __init__(self, training_names):
+    def __init__(self, training_names, scoring=DEFAULT_SCORING):
+        super().__init__(scoring)
         self.known = known_names(training_names)
 
     def score_name(self, name):
@@ -134,8 +164,8 @@ class Spark(NameHead):
             score += 0.5
         return score
 
-    def __repr__(self):
-        return f"Spark(<{len(self.known)} training names>)"
+    def _repr_args(self):
+        return ", ".join(filter(None, [f"<{len(self.known)} training names>", super()._repr_args()]))
 
 
 class Origin:
@@ -159,15 +189,16 @@ class Classic(NameHead):
     flow: −1 per letter in a run longer than 2, +0.5 for length 4–8; symmetry: +2 for a palindrome
     longer than 3, +1.5 for repeated halves (length ≥ 4), +0.2 for an ending in a, n or y;
     creativity: −5 if in the training data, else +1. Names shorter than 3 or with anything but
-    letters are skipped. (The mean of the weighted sum is the weighted sum of the three means,
-    since all three skip the same names.)
+    letters are rejected. (The score of the weighted sum is the weighted sum of the three scores,
+    since all three reject the same names.)
     """
 
     name = "Classic"
     objective = "Combined"
     WEIGHTS = (1.0, 1.2, 2.0)    # flow, symmetry, creativity
 
-    def __init__(self, training_names):
+    def __init__(self, training_names, scoring=DEFAULT_SCORING):
+        super().__init__(scoring)
         self.known = known_names(training_names)
 
     def score_name(self, name):
@@ -183,8 +214,8 @@ class Classic(NameHead):
         w_flow, w_symmetry, w_creativity = self.WEIGHTS
         return w_flow * flow + w_symmetry * symmetry + w_creativity * creativity
 
-    def __repr__(self):
-        return f"Classic(<{len(self.known)} training names>)"
+    def _repr_args(self):
+        return ", ".join(filter(None, [f"<{len(self.known)} training names>", super()._repr_args()]))
 
 
 def known_names(training_names):
@@ -213,9 +244,11 @@ def parse_heads(spec):
     return wanted
 
 
-def make_heads(spec, training_names):
-    """The heads named in spec (a string for parse_heads, or its list) as objects."""
+def make_heads(spec, training_names, scoring=DEFAULT_SCORING):
+    """The heads named in spec (a string for parse_heads, or its list) as objects, the name heads
+    adding up their names by scoring ("counted" or "mean")."""
     wanted = parse_heads(spec) if isinstance(spec, str) else spec
     known = known_names(training_names) if "spark" in wanted else None
-    return [Spark(known) if w == "spark" else {"weaver": Weaver, "mirror": Mirror, "origin": Origin}[w]()
-            for w in wanted]
+    made = {"weaver": lambda: Weaver(scoring), "mirror": lambda: Mirror(scoring),
+            "spark": lambda: Spark(known, scoring), "origin": Origin}
+    return [made[w]() for w in wanted]

@@ -42,10 +42,11 @@ def test_weaver_skips_short_and_non_letter_names(name):
     assert Weaver().score_name(name) is None
 
 
-def test_weaver_means_over_scored_names_only():
-    assert Weaver().score(["anna", "ab", "aaaa", "a1b"]) == 0.0   # (1 + -1) / 2
-    assert Weaver().score(["ab", "x", ""]) == NO_SCORE
-    assert Weaver().score([]) == NO_SCORE
+def test_weaver_mean_scoring_averages_over_accepted_names_only():
+    weaver = Weaver("mean")
+    assert weaver.score(["anna", "ab", "aaaa", "a1b"]) == 0.0   # (1 + -1) / 2
+    assert weaver.score(["ab", "x", ""]) == NO_SCORE
+    assert weaver.score([]) == NO_SCORE
 
 
 def test_overlong_runs_counts_letters_not_runs():
@@ -75,8 +76,9 @@ def test_mirror_scores_names_by_hand(name, expected):
 
 def test_mirror_skips_short_names():
     assert Mirror().score_name("aa") is None
-    assert Mirror().score(["aa", "a", "bob", "tom"]) == 1.5
-    assert Mirror().score(["aa"]) == NO_SCORE
+    assert Mirror("mean").score(["aa", "a", "bob", "tom"]) == 1.5
+    assert Mirror("mean").score(["aa"]) == NO_SCORE
+    assert Mirror().score(["aa", "a", "bob", "tom"]) == 3.0 / 4
 
 
 def test_repeated_halves():
@@ -99,8 +101,8 @@ def test_spark_scores_names_by_hand(name, expected):
     assert Spark(TRAINING).score([name]) == expected
 
 
-def test_spark_skips_short_names_and_means():
-    spark = Spark(TRAINING)
+def test_spark_mean_scoring_skips_short_names():
+    spark = Spark(TRAINING, scoring="mean")
     assert spark.score_name("ab") is None
     assert spark.score(["ab", "anna", "zorbaxy"]) == (-5.0 + 2.5) / 2
     assert spark.score(["", "a"]) == NO_SCORE
@@ -137,8 +139,10 @@ def test_classic_skips_short_and_non_letter_names():
     classic = Classic(TRAINING)
     assert classic.score_name("ab") is None
     assert classic.score_name("a-b-a") is None
-    assert classic.score(["ab", "bab"]) == 2.0
-    assert classic.score(["ab", "1234"]) == NO_SCORE
+    assert Classic(TRAINING, "mean").score(["ab", "bab"]) == 2.0
+    assert Classic(TRAINING, "mean").score(["ab", "1234"]) == NO_SCORE
+    assert classic.score(["ab", "bab"]) == 1.0           # counted: 2.0 over two names
+    assert classic.score(["ab", "1234"]) == 0.0
 
 
 # Every head is deterministic and returns a float (or NO_SCORE).
@@ -174,3 +178,63 @@ def test_make_heads_rejects_bad_values(spec, message):
     with pytest.raises(ValueError, match=message) as info:
         make_heads(spec, TRAINING)
     assert "\n" not in str(info.value)
+
+
+# Counted scoring (the default): the rule's score summed over the distinct names it accepts,
+# divided by every name in the sample.
+
+def test_counted_repeats_add_nothing_but_count():
+    # Mirror: anna 3.5 once; its repeats count in N
+    assert Mirror().score(["anna", "anna", "anna", "anna"]) == 3.5 / 4
+    assert Mirror("mean").score(["anna", "anna", "anna", "anna"]) == 3.5
+    # a voice saying one name 135 times in 200 gains nothing from the repeats
+    degenerate = ["karan"] * 135 + [f"zz{i}q" for i in range(65)]
+    assert Mirror().score(degenerate) == pytest.approx(0.5 / 200)
+
+
+def test_counted_rejected_names_count_in_n():
+    # Weaver rejects ab, x and the empty name: 1 (anna) over 4
+    assert Weaver().score(["anna", "ab", "x", ""]) == 0.25
+    assert Weaver().score(["ab", "x", ""]) == 0.0       # a sample with names but none accepted
+    assert Mirror().score(["aa", "a"]) == 0.0
+
+
+def test_counted_names_are_trimmed_and_lower_cased_before_counting():
+    assert Mirror().score([" Anna", "anna ", "ANNA"]) == 3.5 / 3
+    assert Spark(TRAINING).score(["Emma", "emma", "zorbaxy", "Zorbaxy"]) == (-5.0 + 2.5) / 4
+
+
+def test_counted_known_names_cost_once_each():
+    spark = Spark(TRAINING)
+    assert spark.score(["bob", "bob", "olivia"]) == (-5.0 - 5.0) / 3
+
+
+def test_an_empty_sample_scores_no_score_either_way():
+    for scoring in ("counted", "mean"):
+        for head in (Weaver(scoring), Mirror(scoring), Spark(TRAINING, scoring), Classic(TRAINING, scoring)):
+            assert head.score([]) == NO_SCORE
+
+
+def test_an_unknown_scoring_is_refused():
+    with pytest.raises(ValueError, match="unknown scoring 'median'"):
+        Weaver("median")
+
+
+@given(st.lists(st.sampled_from(["anna", "bob", "zorbaxy", "ab", "", "kayak", "emma"]), min_size=1,
+                max_size=30))
+def test_counted_is_the_distinct_accepted_sum_over_n(names):
+    """Counted is the sum over distinct accepted names over N; it agrees with the seed's mean
+    exactly when every name is distinct and accepted."""
+    for head in (Weaver(), Mirror(), Spark(TRAINING)):
+        mean = type(head)("mean") if not isinstance(head, Spark) else Spark(TRAINING, "mean")
+        distinct = [n for n in dict.fromkeys(names) if head.score_name(n) is not None]
+        expected = sum(head.score_name(n) for n in distinct) / len(names)
+        assert head.score(names) == pytest.approx(expected)
+        if len(distinct) == len(names):
+            assert head.score(names) == pytest.approx(mean.score(names))
+
+
+def test_make_heads_passes_the_scoring_on():
+    heads = make_heads("weaver,mirror,spark,origin", TRAINING, "mean")
+    assert [getattr(h, "scoring", None) for h in heads] == ["mean", "mean", "mean", None]
+    assert [h.scoring for h in make_heads("weaver,spark", TRAINING)] == ["counted", "counted"]
