@@ -328,7 +328,11 @@ def sample(model, tok, rng, temperature=1.0, top_k=None, prefix="", cooling=1.0)
     """One generated name: feed BOS (then the prefix's characters, as given), then draw tokens
     until BOS comes back or n_ctx positions pass. The token at position i (the name's i-th
     letter, from 0) is drawn at temperature * cooling**i: with cooling below 1 a name begins
-    boldly and ends calmly."""
+    boldly and ends calmly.
+
+    A name is never empty: a BOS drawn as the first letter is drawn again from the letters alone
+    (one more draw, so the names before it are unchanged), as if the model had been asked for a
+    name of at least one letter."""
     cache = model.new_cache()
     fed = [tok.bos] + tok.encode(prefix)[1:-1]        # BOS, then the prefix
     token, out = fed[0], fed[1:]
@@ -338,7 +342,12 @@ def sample(model, tok, rng, temperature=1.0, top_k=None, prefix="", cooling=1.0)
             token = fed[pos + 1]
             continue
         # (a temperature cooled below the smallest float would be 0: it is argmax all the same)
-        token = draw(rng, logits, max(temperature * cooling ** pos, sys.float_info.min), top_k)
+        t = max(temperature * cooling ** pos, sys.float_info.min)
+        token = draw(rng, logits, t, top_k)
+        if token == tok.bos and not out:              # an empty name: draw a letter instead
+            letters = list(logits.data if isinstance(logits, Vec) else logits)
+            letters[tok.bos] = -math.inf
+            token = draw(rng, letters, t, top_k)
         if token == tok.bos:
             break
         out.append(token)

@@ -213,3 +213,40 @@ def test_cooling_multiplies_the_temperature_letter_by_letter(monkeypatch):
             != train.generate(model, data.tok, 6, 0.8, seed=5, cooling=0.5))
     with pytest.raises(ValueError, match="cooling"):
         train.train_and_generate(TrainingConfig(steps=1, cooling=0.0))
+
+
+class _Mute:
+    """A stand-in model that would rather end a name than begin one: BOS far likelier than any
+    letter at every position."""
+    n_ctx = 4
+
+    def __init__(self, vocab_size, bos):
+        self.logits = [0.0] * vocab_size
+        self.logits[bos] = 8.0
+
+    def new_cache(self):
+        return None
+
+    def forward(self, token, pos, cache):
+        return list(self.logits)
+
+
+def test_a_sampled_name_is_never_empty():
+    tok = Tokenizer.from_names(["abc"])
+    mute = _Mute(tok.vocab_size, tok.bos)
+    rng = random.Random(0)
+    names = [sample(mute, tok, rng, temperature=1.0) for _ in range(300)]
+    # the first letter is redrawn from the letters alone; the name then ends almost at once
+    assert all(len(n) >= 1 for n in names)
+    assert sum(len(n) == 1 for n in names) > 250
+    # with top_k=1 the only candidate is BOS: the redraw still takes the best letter
+    assert {sample(mute, tok, rng, temperature=1.0, top_k=1) for _ in range(5)} == {"a"}
+
+
+def test_a_hot_voice_of_an_untrained_model_says_no_empty_name():
+    from microgpt.train import Dataset, generate
+
+    data = Dataset(NAMES)
+    model = GPT(data.tok.vocab_size, 8, 8, 1, 2, 1, seed=3)
+    names = generate(model, data.tok, 300, 3.0, seed=1)   # BOS is drawn first now and then
+    assert all(names) and len(set(names)) > 200
