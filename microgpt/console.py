@@ -140,6 +140,10 @@ class Console(Observer):
                  f"{genome['generation']} (val_loss {loss})", chatter=False)
         self.say(f"  mean of {plural(genome['trials'], 'trial')}: {scores}; standing "
                  f"{winner_standing:.2f} among the first generation's random genomes", chatter=False)
+        if len(evolution.heads) > 1:
+            front = evolution.pareto_front()
+            self.say(f"Pareto front: {plural(len(front), 'organism')} that no other beats on every "
+                     f"head (kept in the store)", chatter=False)
 
     def close_bar(self):
         if self.bar is not None:
@@ -167,9 +171,9 @@ def banner(cfg, heads, mode, workers, where=""):
 
 def runs_table(runs):
     """Lines of the store's runs, newest first: id, started, status, seed, heads, evaluations,
-    the winner and its held-out loss."""
+    the size of its Pareto front, the winner and its held-out loss."""
     lines = [f"{'run':>4}  {'started':19}  {'status':11}  {'seed':>10}  {'heads':22}  "
-             f"{'evaluations':>11}  winner"]
+             f"{'evaluations':>11}  {'front':>5}  winner"]
     for r in runs:
         heads = ",".join(h.lower() for h in json.loads(r["heads"]))
         winner = "" if r["winner"] is None else (
@@ -178,6 +182,7 @@ def runs_table(runs):
         about = expected_evaluations(r["population"], r["generations"], r["cycles"],
                                      len(json.loads(r["heads"])))
         done = f"{r['done']}" if r["state"] == "completed" else f"{r['done']}/~{about}"
+        front = str(r["front"]) if r["front"] else "-"
         lines.append(f"{r['id']:>4}  {r['started']:19}  {r['state']:11}  {r['seed']:>10}  "
-                     f"{heads:22}  {done:>11}  {winner}")
+                     f"{heads:22}  {done:>11}  {front:>5}  {winner}")
     return lines

@@ -56,6 +56,7 @@ MUTANT_COOLING, COOLING_FACTOR = (0.6, 1.0), (0.8, 1.1)
 MUTANT_CTX = (4, 16)            # inclusive, drawn afresh; 16 holds the longest bundled name
 MUTANT_FF = (1, 2, 3, 4)
 N_CHAMPIONS = 2                                     # kept each generation, sent to the Gathering
+LEAN = 2 / 3            # an island ranks on its head's percentile this much, the others' the rest
 MIN_POPULATION = N_CHAMPIONS + 1                    # room for at least one mutant
 NAMES_KEPT = 5                                      # names per champion in genome.json and tables
 MAX_TRIALS = 2          # a survivor is re-judged on a fresh seed each generation, up to this many
@@ -229,6 +230,7 @@ class HydraConfig:
     samples: int = 200              # names sampled per evaluation
     seed: int = 42
     data: Optional[str] = None      # path of the names; None: the bundled ones
+    scoring: str = "counted"        # how the heads add up their names (microgpt.heads.SCORINGS)
 
     def global_generation(self, organism):
         """The 1-based generation of the run in which organism was born."""
@@ -320,9 +322,30 @@ def judge(names, organism, heads):
     return scores
 
 
-def rank(population, head):
-    """population sorted best first under head; ties keep their order (a stable sort)."""
-    return sorted(population, key=lambda o: -o.fitness(head))
+def rank(population, head, field=None):
+    """population sorted best first under head; ties keep their order (a stable sort).
+
+    With field ({head name: the sorted fitnesses of every organism born so far}), an island
+    ranks on `leaning`: its own head's percentile in the field, weighed LEAN, and the other heads'
+    for the rest, so each island breeds organisms good at its head without giving up the others."""
+    if field is None or len(field) < 2:
+        return sorted(population, key=lambda o: -o.fitness(head))
+    return sorted(population, key=lambda o: -leaning(o, head, field))
+
+
+def leaning(organism, head, field):
+    """LEAN times organism's percentile under head among field, plus (1 - LEAN) times its mean
+    percentile under the other heads: a weighted sum of scale-free objectives, one weighting per
+    island (MOEA/D's decomposition: Zhang & Li 2007)."""
+    shares = {h: percentile(organism.fitness(h), xs) for h, xs in field.items()}
+    others = [x for h, x in shares.items() if h != head]
+    return LEAN * shares[head] + (1 - LEAN) * sum(others) / len(others)
+
+
+def field_of(organisms, heads):
+    """{head name: the sorted finite fitnesses of organisms}: what `leaning` ranks against."""
+    return {h.name: sorted(x for x in (o.fitness(h.name) for o in organisms) if math.isfinite(x))
+            for h in heads}
 
 
 def breed(ranked, rng, head, cycle, generation, run_seed):
@@ -337,7 +360,7 @@ def breed(ranked, rng, head, cycle, generation, run_seed):
     return champions + children
 
 
-def gather(populations, heads):
+def gather(populations, heads, field=None):
     """The Gathering and cross-pollination: (pool of champions, {head: immigrants}, populations).
 
     populations are ranked. Each head takes in the other heads' champions (never its own, nor an
@@ -356,10 +379,10 @@ def gather(populations, heads):
                     present.add(o.id)
                     immigrants.append(o)
         room = len(populations[h.name]) - N_CHAMPIONS
-        immigrants = rank(immigrants, h.name)[:room]
+        immigrants = rank(immigrants, h.name, field)[:room]
         natives = populations[h.name][:len(populations[h.name]) - len(immigrants)]
         received[h.name] = immigrants
-        after[h.name] = rank(natives + immigrants, h.name)
+        after[h.name] = rank(natives + immigrants, h.name, field)
     return pool, received, after
 
 
@@ -460,6 +483,27 @@ class Evolution:
         """{head name: its best organism at the end}."""
         return {h.name: self.populations[h.name][0] for h in self.heads}
 
+    def organisms(self):
+        """Every distinct organism the run judged (births, then the final judgement's tuned
+        genomes), in the order of their first evaluation."""
+        return list(dict.fromkeys(t.of or t for t in self.evaluations if t.result is not None))
+
+    def pareto_front(self):
+        """`pareto_front` of the run's organisms under its heads."""
+        return pareto_front(self.organisms(), [h.name for h in self.heads])
+
+
+def pareto_front(organisms, heads):
+    """The organisms that no other beats on every head: none has a fitness (the mean over its
+    trials) at least as high under each of heads and higher under one. Organisms whose trials
+    all failed are left out; the order is kept."""
+    points = [(o, tuple(o.fitness(h) for h in heads)) for o in organisms if o.judged()]
+
+    def dominates(a, b):
+        return all(x >= y for x, y in zip(a, b)) and a != b
+
+    return [o for o, p in points if not any(dominates(q, p) for _, q in points)]
+
 
 def rejudgings(organisms, cfg, limit=MAX_TRIALS):
     """New trials on fresh seeds for each distinct evaluated organism judged fewer than limit times."""
@@ -510,10 +554,11 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
             observer.generation_started(cycle, gen, todo)
             evaluate_all(todo, evaluator, cfg, heads, observer, recall)
             evaluations.extend(todo)
-            populations = {h.name: rank(populations[h.name], h.name) for h in heads}
+            field = field_of([o for o in evaluations if o.trial == 0], heads)
+            populations = {h.name: rank(populations[h.name], h.name, field) for h in heads}
             observer.generation(cycle, gen, populations)
         if len(heads) > 1 and cycle < cfg.cycles - 1:     # the last cycle's champions are final
-            pool, received, populations = gather(populations, heads)
+            pool, received, populations = gather(populations, heads, field)
             observer.gathering(cycle, pool, received)
         observer.cycle_done(cycle, time.perf_counter() - start)
 
@@ -521,7 +566,8 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
     # and at several temperatures, the leader's genes tuned one at a time, the best few confirmed.
     finalists, stick = final_judgement(populations, evaluations, reference, heads, evaluator,
                                        cfg, observer, recall)
-    populations = {h.name: rank(populations[h.name], h.name) for h in heads}   # new trials
+    field = field_of([o for o in evaluations if o.trial == 0], heads)
+    populations = {h.name: rank(populations[h.name], h.name, field) for h in heads}   # new trials
     return Evolution(list(heads), cfg, populations, evaluations, reference, stick, finalists)
 
 
@@ -559,12 +605,19 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
         return [v for o, ts in trials.items() for v in at_temperatures(o, heads, ts)]
 
     births = [o for o in evaluations if o.trial == 0 and o.result is not None]
+    everyone = [o for o in evaluations if o.trial == 0]     # failed births too, below everything
     tuned = []
 
     def rejudged():                 # every organism judged more than once so far
         return [o for o in births if o.retrials] + tuned
 
-    stick = yardstick(reference, heads, rejudged())
+    def sticks():
+        """The yardsticks the stages rank by (`joint_key`): the random first generation, and
+        every organism the run bred, among which the organisms that beat every random genome
+        stay apart."""
+        return yardstick(reference, heads, rejudged()), yardstick(everyone, heads, rejudged())
+
+    stick = sticks()
     finalists = []
     for o in ([populations[h.name][0] for h in heads]
               + sorted(births, key=lambda o: best_voice(o, heads, stick), reverse=True)):
@@ -573,10 +626,10 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
     final = trials_of(finalists, FINAL_TRIALS)
     judge_all([t for ts in final.values() for t in ts],
               "each head's champion, then the best by standing", finalists)
-    stick = yardstick(reference, heads, rejudged())
-    candidates = sorted(heard(final), key=lambda v: standing_key(v, stick), reverse=True)
+    stick = sticks()
+    candidates = sorted(heard(final), key=lambda v: joint_key(v, stick), reverse=True)
     if not candidates:                      # every final trial failed
-        return finalists, stick
+        return finalists, stick[0]
     for gene in TUNED:
         leader = candidates[0].of
         others = [o for o in (leader.retuned(gene, v, cfg.seed)
@@ -586,7 +639,7 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
                   f"the leader, {leader.id}, with other values of {gene}", others)
         tuned += others
         candidates += heard(tuning)
-        candidates.sort(key=lambda v: standing_key(v, stick), reverse=True)
+        candidates.sort(key=lambda v: joint_key(v, stick), reverse=True)
     chosen = one_of_each(candidates, CONFIRMED)
     confirm = {v: trials_of([v.of], CONFIRM_TRIALS, (v.genome["temperature"],))[v.of]
                for v in chosen}
@@ -594,8 +647,9 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
               "the best organisms, each at its best temperature, on fresh seeds", [v.of for v in chosen])
     confirmed = [at_temperatures(v.of, heads, confirm[v]) for v in chosen]
     confirmed = [c[0] for c in confirmed if c]
-    stick = yardstick(reference, heads, rejudged())
-    return sorted(confirmed or candidates, key=lambda v: standing_key(v, stick), reverse=True), stick
+    stick = sticks()
+    ranked = sorted(confirmed or candidates, key=lambda v: joint_key(v, stick), reverse=True)
+    return ranked, stick[0]
 
 
 def one_of_each(variants, n):
@@ -623,10 +677,17 @@ def tuning_values(gene, genome):
     return [_clamp(genome["lr"] * f, MUTANT_LR) for f in LR_TUNING]
 
 
-def best_voice(organism, heads, stick):
-    """organism's standing_key at the temperature where it stands best."""
-    return max((standing_key(v, stick) for v in at_temperatures(organism, heads)),
-               default=standing_key(organism, stick))
+def best_voice(organism, heads, sticks):
+    """organism's joint_key at the temperature where it stands best."""
+    return max((joint_key(v, sticks) for v in at_temperatures(organism, heads)),
+               default=joint_key(organism, sticks))
+
+
+def joint_key(organism, sticks):
+    """(mean standing over the yardsticks, the worst margin among them): `standing_key` against
+    each of several yardsticks at once."""
+    keys = [standing_key(organism, stick) for stick in sticks]
+    return sum(k[0] for k in keys) / len(keys), min(k[1] for k in keys)
 
 
 def voices(genome):

@@ -23,7 +23,15 @@ from microgpt.evaluators import DaskEvaluator, LocalPool, check_address
 from microgpt.files import same_file, writable_target
 from microgpt.genome import GENE_KEYS, SEED_MAX, save_genome
 from microgpt.guard import Stopped, error_text, exit_status, guarded, ignore_stop_signals
-from microgpt.heads import DEFAULT_HEADS, HYDRA_HEADS, Classic, KnownNames, make_heads, parse_heads
+from microgpt.heads import (
+    DEFAULT_HEADS,
+    HYDRA_HEADS,
+    SCORINGS,
+    Classic,
+    KnownNames,
+    make_heads,
+    parse_heads,
+)
 from microgpt.hydra import (
     CLASSIC,
     MIN_POPULATION,
@@ -79,7 +87,7 @@ once and leaves any existing genome.json untouched."""
 
 STORE_NAME = "microgpt.db"
 RUN_FLAGS = ("heads", "population", "generations", "cycles", "steps", "samples", "seed", "data",
-             "classic")       # what defines a run: fixed when it is resumed
+             "classic", "scoring")       # what defines a run: fixed when it is resumed
 
 
 def _heads_list(text):
@@ -122,6 +130,12 @@ def build_hydra_parser():
     e.add_argument("--population", metavar="N", type=_whole(MIN_POPULATION, 10_000),
                    help=f"organisms per head ({HydraConfig.population}; {CLASSIC['population']} "
                         f"with --classic)")
+    e.add_argument("--scoring", choices=SCORINGS,
+                   help="how a head adds up a sample of N names: counted (the default) sums its "
+                        "rule's score over the distinct names the rule accepts and divides by N "
+                        "(a repeat or a rejected name adds 0), so one name on repeat cannot win; "
+                        "mean is the seed's average over the names the rule accepts, repeats "
+                        "included, to reproduce results of earlier versions")
     e.add_argument("--classic", action="store_true", default=None,
                    help=f"the legacy single-objective evolution (one population of "
                         f"{CLASSIC['population']}, {CLASSIC['generations']} generations)")
@@ -194,11 +208,12 @@ def data_sha256(data):
     return digest.hexdigest()
 
 
-def _load_heads(names, classic, data, quiet):
-    """The heads (Spark and Classic knowing the training names) for head names or classic."""
+def _load_heads(names, classic, data, quiet, scoring):
+    """The heads (Spark and Classic knowing the training names) for head names or classic, adding
+    up their names by scoring."""
     with slow_notice(f"loading the names from {data}", data is not None and not quiet):
         known = KnownNames(load_names(data, progress=not quiet and sys.stderr.isatty()))
-    return [Classic(known)] if classic else make_heads(names, known)
+    return [Classic(known, scoring)] if classic else make_heads(names, known, scoring)
 
 
 def _configure_hydra(args, parser):
@@ -212,20 +227,22 @@ def _configure_hydra(args, parser):
     if args.data is not None and str(args.data) == "-":
         parser.error("--data -: Hydra's workers read the names from a file; give its path")
     data = str(args.data.resolve()) if args.data is not None else None
+    scoring = args.scoring if args.scoring is not None else HydraConfig.scoring
     heads = _load_heads(args.heads if args.heads is not None else parse_heads(DEFAULT_HEADS),
-                        args.classic, data, args.quiet)
+                        args.classic, data, args.quiet, scoring)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    return HydraConfig(seed=seed, data=data, **sizes), heads, "classic" if args.classic else "hydra"
+    return (HydraConfig(seed=seed, data=data, scoring=scoring, **sizes), heads,
+            "classic" if args.classic else "hydra")
 
 
 def _resumed_config(run, args, parser):
     """(HydraConfig, heads, mode) of a stored run; a flag that disagrees is a usage error."""
     cfg = HydraConfig(population=run["population"], generations=run["generations"],
                       cycles=run["cycles"], steps=run["steps"], samples=run["samples"],
-                      seed=run["seed"], data=run["data"])
+                      seed=run["seed"], data=run["data"], scoring=run["scoring"])
     names = [h.lower() for h in json.loads(run["heads"])]
     stored = {**{k: getattr(cfg, k) for k in ("population", "generations", "cycles", "steps",
-                                              "samples", "seed")},
+                                              "samples", "seed", "scoring")},
               "heads": names, "classic": run["mode"] == "classic", "data": run["data"]}
     for flag in RUN_FLAGS:
         given = getattr(args, flag)
@@ -236,7 +253,7 @@ def _resumed_config(run, args, parser):
             parser.error(f"--{flag} {getattr(args, flag)} conflicts with run {run['id']}, which "
                          f"has {shown}; drop it to resume")
     mode = run["mode"]
-    return cfg, _load_heads(names, mode == "classic", cfg.data, args.quiet), mode
+    return cfg, _load_heads(names, mode == "classic", cfg.data, args.quiet, cfg.scoring), mode
 
 
 def _check_out(out, cfg):
@@ -256,6 +273,7 @@ def write_winner(evolution, console, store, run_id, mode, out):
     genome = winner_genome(winner, winner_standing, evolution, mode)
     console.ascended(evolution, mode, winner, winner_standing, genome)
     store.set_winner(run_id, genome)                    # kept even if writing out fails
+    store.set_front(run_id, evolution.pareto_front(), evolution.heads, evolution.config.steps)
     try:
         _, kept = save_genome(out, genome, "--out")
     except (ValueError, OSError) as exc:

@@ -8,10 +8,12 @@ run recalls every outcome the store holds. WAL journal and a busy timeout let ru
 Tables, for the `sqlite3` shell as much as for microgpt:
   meta(key, value)            the schema version
   runs(id, started, ended, status, mode, heads, seed, population, generations, cycles, steps,
-       samples, data, data_sha256, argv, out, pid, host, winner, winner_loss, winner_genome, reason)
+       samples, data, data_sha256, argv, out, pid, host, winner, winner_loss, winner_genome, reason,
+       scoring)
   evaluations(run_id, organism, head, cycle, generation, idx, trial, seed, parent, genome,
        scores, names, names_at, val_loss, final_loss, num_params, seconds, error, attempts, finished)
   gatherings(run_id, cycle, head, organism)   the immigrants each head took in
+  front(run_id, organism, genome, scores, trials)   the run's Pareto front across its heads
 JSON columns (genome, scores, names, names_at, heads, argv, winner_genome) hold JSON text:
 `json_extract(scores, '$.Weaver')` reads one head's score. Cycles and generations count from 1.
 """
@@ -26,9 +28,9 @@ from pathlib import Path
 
 from microgpt.evaluators import Outcome
 from microgpt.files import kind_of
-from microgpt.hydra import Observer, full_genome
+from microgpt.hydra import Observer, finite_or_none, full_genome
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2          # 2: runs.scoring and the front table
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 SCHEMA = """
@@ -55,7 +57,8 @@ CREATE TABLE runs (
     winner TEXT,
     winner_loss REAL,
     winner_genome TEXT,
-    reason TEXT                      -- why it failed or stopped
+    reason TEXT,                     -- why it failed or stopped
+    scoring TEXT NOT NULL DEFAULT 'mean'   -- how the heads add up names: counted or mean
 );
 CREATE TABLE evaluations (
     run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -87,6 +90,27 @@ CREATE TABLE gatherings (
     organism TEXT NOT NULL,
     PRIMARY KEY (run_id, cycle, head, organism)
 );
+CREATE TABLE front (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    organism TEXT NOT NULL,
+    genome TEXT NOT NULL,
+    scores TEXT NOT NULL,            -- JSON {head: its mean score over the organism's trials}
+    trials INTEGER NOT NULL,
+    PRIMARY KEY (run_id, organism)
+);
+"""
+# What turns a schema-1 store (before counted heads) into a schema-2 one: its runs were scored
+# by the mean, and have no front.
+MIGRATE_1_TO_2 = """
+ALTER TABLE runs ADD COLUMN scoring TEXT NOT NULL DEFAULT 'mean';
+CREATE TABLE IF NOT EXISTS front (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    organism TEXT NOT NULL,
+    genome TEXT NOT NULL,
+    scores TEXT NOT NULL,
+    trials INTEGER NOT NULL,
+    PRIMARY KEY (run_id, organism)
+)
 """
 
 
@@ -152,6 +176,24 @@ class Store:
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: written by a newer microgpt (store schema {version}; "
                              f"this one reads up to {SCHEMA_VERSION}); upgrade microgpt")
+        if version == 1:
+            self._migrate()
+
+    def _migrate(self):
+        """Bring a schema-1 store to schema 2, in one transaction (another process may be doing
+        the same: whoever comes second finds it done)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row and str(row[0]) == "1":
+                for statement in MIGRATE_1_TO_2.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def close(self):
         self.db.close()
@@ -162,11 +204,11 @@ class Store:
         """A new run's id, its status running."""
         cur = self.db.execute(
             "INSERT INTO runs (started, status, mode, heads, seed, population, generations, cycles,"
-            " steps, samples, data, data_sha256, argv, out, pid, host)"
-            " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " steps, samples, data, data_sha256, argv, out, pid, host, scoring)"
+            " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (now(), mode, json.dumps([h.name for h in heads]), cfg.seed, cfg.population,
              cfg.generations, cfg.cycles, cfg.steps, cfg.samples, cfg.data, data_sha256,
-             json.dumps(argv), str(out), os.getpid(), socket.gethostname()))
+             json.dumps(argv), str(out), os.getpid(), socket.gethostname(), cfg.scoring))
         return cur.lastrowid
 
     def run(self, run_id):
@@ -180,7 +222,8 @@ class Store:
         """Every run, newest first, each with `done` (its evaluations) and `state` (its status,
         with a run whose process is gone shown as interrupted)."""
         rows = self.db.execute(
-            "SELECT runs.*, (SELECT count(*) FROM evaluations e WHERE e.run_id = runs.id) AS done"
+            "SELECT runs.*, (SELECT count(*) FROM evaluations e WHERE e.run_id = runs.id) AS done,"
+            " (SELECT count(*) FROM front f WHERE f.run_id = runs.id) AS front"
             " FROM runs ORDER BY id DESC").fetchall()
         return [dict(r, state=self.state(r)) for r in rows]
 
@@ -207,6 +250,29 @@ class Store:
         """Record the run's winner (its genome.json dict)."""
         self.db.execute("UPDATE runs SET winner = ?, winner_loss = ?, winner_genome = ? WHERE id = ?",
                         (genome["organism"], genome["loss"], json.dumps(genome), run_id))
+
+    def set_front(self, run_id, front, heads, steps):
+        """Record the run's Pareto front: organisms (each with its genes and trials), none of
+        which another organism of the run beats on every head (`microgpt.hydra.pareto_front`)."""
+        for o in front:
+            scores = {h.name: finite_or_none(o.fitness(h.name)) for h in heads}
+            self.db.execute("INSERT OR REPLACE INTO front VALUES (?, ?, ?, ?, ?)",
+                            (run_id, o.id, json.dumps(full_genome(o.genome, steps)),
+                             json.dumps(scores), len(o.judged())))
+
+    def front(self, run_id):
+        """The run's Pareto front as stored: [{organism, genome, scores, trials}]."""
+        return [{"organism": r["organism"], "genome": json.loads(r["genome"]),
+                 "scores": json.loads(r["scores"]), "trials": r["trials"]}
+                for r in self.db.execute("SELECT * FROM front WHERE run_id = ? ORDER BY organism",
+                                         (run_id,))]
+
+    def training_steps(self, run_id):
+        """(evaluations, training steps) the run has made so far: its cost, each evaluation one
+        training of the steps its genome records."""
+        row = self.db.execute("SELECT count(*), total(json_extract(genome, '$.steps'))"
+                              " FROM evaluations WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0], int(row[1])
 
     def finish(self, run_id, status, reason=None):
         """Set the run's status, its end, and why it stopped (failed or interrupted)."""

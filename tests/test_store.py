@@ -174,3 +174,59 @@ def test_the_package_has_no_import_cycle():
     commands = {"microgpt.cli", "microgpt.hydra_cli"}
     users = {m for m, deps in graph.items() if deps & commands} - {"microgpt.hydra_cli"}
     assert not users and graph["microgpt.hydra_cli"] & commands == {"microgpt.cli"}
+
+
+def test_the_store_keeps_the_front_the_scoring_and_the_cost(tmp_path):
+    res = hydra(tmp_path, *RUN, "--workers", "1")
+    assert res.returncode == 0, res.stderr
+    store = Store(tmp_path / "experiments" / "microgpt.db")
+    try:
+        run = store.run(1)
+        assert run["scoring"] == "counted"
+        front = store.front(1)
+        assert front and all(set(f["scores"]) == {"Weaver", "Mirror", "Spark"} for f in front)
+        # none of the front beats another on every head
+        for f in front:
+            for g in front:
+                assert not (all(g["scores"][h] >= f["scores"][h] for h in f["scores"])
+                            and g["scores"] != f["scores"])
+        evaluations, steps = store.training_steps(1)
+        assert evaluations == len(store.recall(1)) and steps == 40 * evaluations
+        assert store.runs()[0]["front"] == len(front)
+    finally:
+        store.close()
+    listed = hydra(tmp_path, "--list")
+    assert "front" in listed.stdout.splitlines()[0]
+    assert f"{len(front):>5}" in listed.stdout.splitlines()[1]
+
+
+def test_a_schema_1_store_is_migrated_its_runs_scored_by_the_mean(tmp_path):
+    path = tmp_path / "old.db"
+    Store(path).close()
+    db = sqlite3.connect(path)                # make it what microgpt 0.1 wrote
+    db.execute("DROP TABLE front")
+    db.execute("ALTER TABLE runs DROP COLUMN scoring")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.execute("INSERT INTO runs (started, status, mode, heads, seed, population, generations,"
+               " cycles, steps, samples, data_sha256, argv, out) VALUES"
+               " ('2026-01-01 00:00:00', 'completed', 'hydra', '[\"Weaver\"]', 1, 3, 1, 1, 5, 5,"
+               " 'x', '[]', 'genome.json')")
+    db.commit()
+    db.close()
+    store = Store(path)
+    try:
+        assert store.run(1)["scoring"] == "mean" and store.front(1) == []
+        assert store.db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
+    finally:
+        store.close()
+
+
+def test_a_resumed_run_keeps_its_scoring(tmp_path):
+    kill_after(tmp_path, [*RUN, "--workers", "1", "--scoring", "mean"], 3)
+    conflict = hydra(tmp_path, "--resume", "--scoring", "counted")
+    assert conflict.returncode == 2 and "--scoring counted conflicts with run 1" in conflict.stderr
+    resumed = hydra(tmp_path, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    db = sqlite3.connect(tmp_path / "experiments" / "microgpt.db")
+    assert db.execute("SELECT scoring FROM runs").fetchone()[0] == "mean"
+    db.close()
