@@ -160,7 +160,7 @@ class Store:
     def _connect(self):
         if not self.readonly:
             return sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        uri = "file:" + quote(os.fsencode(os.path.abspath(self.path)))
+        uri = "file:" + quote(os.fsencode(self.path))        # relative stays relative
         db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None)
         try:
             db.execute("SELECT count(*) FROM sqlite_master").fetchone()
