@@ -324,10 +324,18 @@ def _check_save(args, data):
     if args.save is None:
         return
     target = writable_target(args.save, "--save")
-    if data != "-" and same_file(target, data if data is not None else bundled_names_path()):
+    if _is_stdin(target) if data == "-" else same_file(target, data or bundled_names_path()):
         raise ValueError(f"--save {args.save}: is the file of training names; choose another path")
-    if args.load is None and same_file(target, _genome_path(args)):
+    if same_file(target, _genome_path(args)):       # with --load too: genome.json is never a zip
         raise ValueError(f"--save {args.save}: is the genome file; choose another path")
+
+
+def _is_stdin(path):
+    """Whether path is the file standard input reads (`-d - < names.txt`)."""
+    try:
+        return os.path.samestat(os.fstat(0), os.stat(path))
+    except OSError:
+        return False
 
 
 LOAD_CONFLICTS = ("emb", "head", "layer", "ctx", "ff", "genome", "retrain")

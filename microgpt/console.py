@@ -171,10 +171,14 @@ def banner(cfg, heads, mode, workers, where=""):
 
 def runs_table(runs):
     """Lines of the store's runs, newest first: id, started, status, seed, heads, evaluations,
-    the size of its Pareto front, the winner and its held-out loss."""
+    the size of its Pareto front, the winner and its held-out loss; a damaged run (its `problem`
+    set), its id and why."""
     lines = [f"{'run':>4}  {'started':19}  {'status':11}  {'seed':>10}  {'heads':22}  "
              f"{'evaluations':>11}  {'front':>5}  winner"]
     for r in runs:
+        if r.get("problem"):                 # a row the store refused: its id and why
+            lines.append(f"{r['id']!s:>4}  damaged: {r['problem']}")
+            continue
         heads = ",".join(h.lower() for h in json.loads(r["heads"]))
         winner = "" if r["winner"] is None else (
             f"{r['winner']} (val_loss {r['winner_loss']:.4f})" if r["winner_loss"] is not None

@@ -151,6 +151,8 @@ def load_creature(path):
         meta = json.loads(read("meta", None, np.uint8).tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ValueError(f"{path}: not a creature file (its meta is not JSON)") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a creature file (its meta is JSON nested too deeply)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not a creature file (its meta does not say {FORMAT})")
     version = meta.get("format_version")

@@ -155,15 +155,51 @@ def _microgpt_version():
 
 def check_address(address):
     """address, if it looks like a Dask scheduler's (tcp://HOST:PORT); ValueError otherwise."""
+    shown = address if len(address) <= 80 else address[:77] + "..."
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
     try:
         port = parts.port
     except ValueError:
         port = None
-    if parts.scheme not in ("tcp", "tls", "ws", "wss") or not parts.hostname or port is None:
-        raise ValueError(f"not a scheduler address, got {address!r}; expected tcp://HOST:PORT "
+    host = parts.hostname or ""
+    if (parts.scheme not in ("tcp", "tls", "ws", "wss") or not host or port is None
+            or parts.username is not None or parts.path or parts.query or parts.fragment):
+        raise ValueError(f"not a scheduler address, got {shown!r}; expected tcp://HOST:PORT "
                          f"(a Dask scheduler listens on 8786)")
+    if len(host) > 253 or any(not 0 < len(label) <= 63 for label in host.strip("[]").split(".")):
+        raise ValueError(f"not a host name, got {shown!r} (at most 253 characters, 63 a label)")
     return address
+
+
+def probe(address, timeout):
+    """None if a Dask scheduler answers at address within timeout seconds (a handshake and an
+    `identity` call, both bounded: distributed's own connect waits for a silent server's
+    handshake forever); else ValueError in one line."""
+    import asyncio
+
+    from distributed.comm import connect
+
+    async def ask():
+        comm = await connect(address, timeout=timeout)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:
+        answer = asyncio.run(asyncio.wait_for(ask(), timeout))
+    except (OSError, asyncio.TimeoutError, ValueError, TypeError) as exc:
+        why = "it did not answer" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+        raise ValueError(f"--scheduler {address}: no Dask scheduler answered within {timeout} s "
+                         f"({why})") from None
+    except Exception:                            # junk on the wire that the protocol rejects
+        raise ValueError(f"--scheduler {address}: not a Dask scheduler (it speaks another "
+                         f"protocol)") from None
+    if not (isinstance(answer, dict) and answer.get("type") == "Scheduler"):
+        kind = answer.get("type") if isinstance(answer, dict) else type(answer).__name__
+        raise ValueError(f"--scheduler {address}: not a Dask scheduler (it answered as "
+                         f"{str(kind)[:40]})")
 
 
 class SchedulerLost(ValueError):
@@ -190,6 +226,7 @@ class DaskEvaluator(PoolEvaluator):
         for name in ["tornado", *logging.root.manager.loggerDict]:
             if name.startswith(("distributed", "tornado")):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
+        probe(address, timeout)
         try:
             self.client = Client(address, timeout=f"{timeout}s", set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:

@@ -7,6 +7,7 @@ takes a new file, writes a temporary file beside the target and moves it into pl
 sees the old file or the new one), keeps the old file's permission bits, and keeps the old file
 itself under a dated name, saying where it went.
 """
+import json
 import os
 import stat
 import sys
@@ -65,13 +66,39 @@ def read_bytes(path, what, limit=None, progress=False):
         os.close(fd)
         raise ValueError(f"{path}: is {kind_of(mode)}, not {what}")
     with open(fd, "rb", buffering=0) as f:
-        if limit is not None and size > limit:
-            raise ValueError(f"{path}: {size_text(size)} is too large for {what} "
-                             f"(at most {size_text(limit)})")
-        try:
-            return _read_all(f, path, what, size, limit, progress)
-        except OSError as exc:           # a disk error, or a file that refuses reads (/proc/self/mem)
-            raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        return _read_checked(f, path, what, size, limit, progress)
+
+
+def read_stdin(what, limit=None, progress=False):
+    """The bytes of standard input (at most limit), under the rules of read_bytes: a regular
+    file, a pipe, a socket or a terminal is read; a device (< /dev/zero), a directory, or a
+    closed stdin is ValueError naming <stdin>."""
+    path = Path("<stdin>")
+    stream = sys.stdin
+    try:
+        fd = stream.fileno() if stream is not None else -1
+        st = os.fstat(fd) if fd >= 0 else None
+    except (OSError, ValueError, AttributeError):
+        st = None
+    if st is None:
+        raise ValueError(f"{path}: standard input is closed; give the names with -d PATH")
+    mode = st.st_mode
+    streamed = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
+    if not (stat.S_ISREG(mode) or streamed):
+        raise ValueError(f"{path}: is {kind_of(mode)}, not {what}")
+    with open(fd, "rb", buffering=0, closefd=False) as f:
+        return _read_checked(f, path, what, st.st_size if stat.S_ISREG(mode) else 0, limit, progress)
+
+
+def _read_checked(f, path, what, size, limit, progress):
+    """The rest of the open file f (size: what fstat says it holds), at most limit bytes."""
+    if limit is not None and size > limit:
+        raise ValueError(f"{path}: {size_text(size)} is too large for {what} "
+                         f"(at most {size_text(limit)})")
+    try:
+        return _read_all(f, path, what, size, limit, progress)
+    except OSError as exc:           # a disk error, or a file that refuses reads (/proc/self/mem)
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _read_all(f, path, what, size, limit, progress):
@@ -119,6 +146,19 @@ def decode_text(data, path):
         raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
+def parse_json(text, where):
+    """The JSON value in text; ValueError naming where (a file, or a store's run and column)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, "
+                         f"column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError(f"{where}: not valid JSON (nested too deeply)") from None
+    except TypeError:
+        raise ValueError(f"{where}: not JSON text (a {type(text).__name__})") from None
+
+
 def same_file(a, b):
     """True when paths a and b name the same file (through links too), existing or not."""
     try:
@@ -143,6 +183,9 @@ def writable_target(path, flag="--out"):
         raise ValueError(f"{where}: cannot be checked ({exc.strerror or exc})") from None
     if mode is not None and not stat.S_ISREG(mode):
         raise ValueError(f"{where}: is {kind_of(mode)}; only a regular file is replaced")
+    if mode is not None and _is_database(target):
+        raise ValueError(f"{where}: is an SQLite database (a store?); it is never replaced, "
+                         f"choose another path")
     if not target.parent.is_dir():
         raise ValueError(f"{where}: directory {target.parent} does not exist")
     try:                   # the only sure test: make (and remove) a file there
@@ -152,6 +195,20 @@ def writable_target(path, flag="--out"):
     except OSError as exc:
         raise ValueError(f"{where}: cannot write in {target.parent} ({exc.strerror or exc})") from None
     return target
+
+
+# The first bytes of an SQLite database, and of its write-ahead log (either byte order).
+DATABASE_MAGIC = (b"SQLite format 3\x00", b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
+
+
+def _is_database(path):
+    """Whether the regular file at path is an SQLite database or its -wal file (a store)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return any(head.startswith(magic) for magic in DATABASE_MAGIC)
 
 
 @contextmanager
@@ -189,7 +246,8 @@ def write_atomic(path, data, flag=None):
     """Write data (bytes) to path: (the file written, where the old file was kept or None).
 
     Symlinks are written through; a non-regular file is refused (ValueError); the temporary file
-    is made beside the target and moved over it, with the old file's permission bits.
+    is made beside the target and moved over it, with the old file's permission bits. An old
+    file that holds exactly data is replaced without a kept copy (nothing would be lost).
     """
     target = writable_target(path, flag)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -201,7 +259,7 @@ def write_atomic(path, data, flag=None):
         with _locked(target.parent):
             try:
                 mode = stat.S_IMODE(os.stat(target).st_mode)
-                kept = _keep_old(target)
+                kept = None if _holds(target, data) else _keep_old(target)
             except FileNotFoundError:
                 mode, kept = 0o666 & ~_umask(), None     # mkstemp makes it private; ours is not
             os.chmod(tmp, mode)
@@ -213,6 +271,14 @@ def write_atomic(path, data, flag=None):
             pass
         raise
     return target, kept
+
+
+def _holds(path, data):
+    """Whether the file at path holds exactly data."""
+    if os.path.getsize(path) != len(data):
+        return False
+    with open(path, "rb") as f:
+        return f.read() == data
 
 
 def _umask():

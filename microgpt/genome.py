@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from microgpt.files import decode_text, read_bytes, write_atomic
+from microgpt.files import decode_text, parse_json, read_bytes, write_atomic
 
 # Caps keep a hostile genome from exhausting memory or running for days: at the caps a model has
 # ~1.6M parameters and one step takes well under a second.
@@ -119,12 +119,9 @@ def load_genome(path):
     if any(line.startswith(("<<<<<<<", ">>>>>>>")) for line in text.splitlines()):
         raise GenomeError(f"{path}: has unresolved merge conflict markers (<<<<<<< / >>>>>>>)")
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GenomeError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, "
-                          f"column {exc.colno})") from None
-    except RecursionError:
-        raise GenomeError(f"{path}: not valid JSON (nested too deeply)") from None
+        obj = parse_json(text, path)
+    except ValueError as exc:
+        raise GenomeError(str(exc)) from None
     return validate_genome(obj, str(path))
 
 

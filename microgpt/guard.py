@@ -89,6 +89,24 @@ def _silence_stdout():
         pass
 
 
+def fill_closed_streams():
+    """The standard streams that were closed (`>&-`), each now open on /dev/null, so that no file
+    opened later takes its number (a store on fd 1 would get what is printed); stdin stays None."""
+    closed = []
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)       # the lowest free number: fd itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            closed.append(name)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)
+    return closed
+
+
 def error_text(exc):
     """One line for exc: an OSError as 'file: reason', never '[Errno N] ...'."""
     if isinstance(exc, OSError) and exc.strerror:
@@ -101,6 +119,9 @@ def guarded(prog, debug, run):
     """run()'s exit status, with signals, a closed or full stdout and bad input turned into one
     line: 0 done, 1 bad input or failure, 128 + N on signal N (130 Ctrl-C, 143 SIGTERM), 141
     stdout closed."""
+    if "stdout" in fill_closed_streams():
+        print(f"{prog}: error: cannot write to stdout (it is closed)", file=sys.stderr)
+        return 1
     real_stdout = sys.stdout
     sys.stdout = Output(real_stdout)
     in_main = threading.current_thread() is threading.main_thread()

@@ -238,6 +238,9 @@ class HydraConfig:
 
 
 CLASSIC = {"population": 12, "generations": 5, "cycles": 1}
+# A run's sizes, (smallest, largest): the flags' caps, and the store's for a run it gives back
+SIZE_CAPS = {"population": (MIN_POPULATION, 10_000), "generations": (1, 10_000), "cycles": (1, 10_000),
+             "steps": (1, 100_000), "samples": (1, 10_000)}
 
 
 class Observer:

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from microgpt.heads import (
 )
 from microgpt.hydra import (
     CLASSIC,
-    MIN_POPULATION,
+    SIZE_CAPS,
     HydraConfig,
     Observers,
     choose_winner,
@@ -86,6 +87,7 @@ written. The same --seed gives the same genome.json for any --workers. Ctrl-C st
 once and leaves any existing genome.json untouched."""
 
 STORE_NAME = "microgpt.db"
+STORE_FILES = ("-wal", "-shm", "-journal", "-runs.lock")   # SQLite's and microgpt's beside a store
 RUN_FLAGS = ("heads", "population", "generations", "cycles", "steps", "samples", "seed", "data",
              "classic", "scoring")       # what defines a run: fixed when it is resumed
 
@@ -123,11 +125,11 @@ def build_hydra_parser():
     e = p.add_argument_group("the evolution")
     e.add_argument("--heads", metavar="LIST", type=_heads_list,
                    help=f"comma-separated heads from {', '.join(HYDRA_HEADS)} ({DEFAULT_HEADS})")
-    e.add_argument("--cycles", metavar="N", type=_whole(1, 10_000),
+    e.add_argument("--cycles", metavar="N", type=_whole(*SIZE_CAPS["cycles"]),
                    help=f"cycles of isolation, with a Gathering between them ({HydraConfig.cycles})")
-    e.add_argument("--generations", metavar="N", type=_whole(1, 10_000),
+    e.add_argument("--generations", metavar="N", type=_whole(*SIZE_CAPS["generations"]),
                    help=f"generations per cycle ({HydraConfig.generations})")
-    e.add_argument("--population", metavar="N", type=_whole(MIN_POPULATION, 10_000),
+    e.add_argument("--population", metavar="N", type=_whole(*SIZE_CAPS["population"]),
                    help=f"organisms per head ({HydraConfig.population}; {CLASSIC['population']} "
                         f"with --classic)")
     e.add_argument("--scoring", choices=SCORINGS,
@@ -140,9 +142,9 @@ def build_hydra_parser():
                    help=f"the legacy single-objective evolution (one population of "
                         f"{CLASSIC['population']}, {CLASSIC['generations']} generations)")
     o = p.add_argument_group("each organism")
-    o.add_argument("--steps", metavar="N", type=_whole(1, 100_000),
+    o.add_argument("--steps", metavar="N", type=_whole(*SIZE_CAPS["steps"]),
                    help=f"training steps ({HydraConfig.steps})")
-    o.add_argument("--samples", metavar="N", type=_whole(1, 10_000),
+    o.add_argument("--samples", metavar="N", type=_whole(*SIZE_CAPS["samples"]),
                    help=f"names sampled and scored ({HydraConfig.samples})")
     o.add_argument("--data", metavar="PATH", type=Path,
                    help="names to train on, one per line (default: the bundled makemore names)")
@@ -166,6 +168,9 @@ def build_hydra_parser():
     r.add_argument("--resume", metavar="RUN", nargs="?", const="latest", type=_run_id_or_latest,
                    help="continue an interrupted run (default: the latest), recalling its "
                         "finished evaluations; its seed, sizes, heads and data are the store's")
+    r.add_argument("--force", action="store_true",
+                   help="with --resume: take over a run the store says is running on another "
+                        "machine (one this machine runs is never taken over)")
     r.add_argument("--list", action="store_true", help="list the store's runs, newest first")
     r.add_argument("-q", "--quiet", action="store_true",
                    help="print only the final table, not every generation")
@@ -256,15 +261,33 @@ def _resumed_config(run, args, parser):
     return cfg, _load_heads(names, mode == "classic", cfg.data, args.quiet, cfg.scoring), mode
 
 
-def _check_out(out, cfg):
+def _check_paths(out, cfg, store_path):
     """Before any work: the winner (and its trained model beside it) must have somewhere to go,
-    and never over the names."""
+    and the winner, the names and the store (with its -wal and -shm) are never one file."""
     names = cfg.data if cfg.data is not None else bundled_names_path()
+    store = [store_path, *(f"{store_path}{tail}" for tail in STORE_FILES)]
+    if any(same_file(names, p) for p in store):
+        raise ValueError(f"--store {store_path}: is the file of training names; choose another path")
     for path in (out, creature_path(out)):
         target = writable_target(path, "--out")
+        which = f"--out {out}:" + ("" if path == out else f" {path} beside it")
         if same_file(target, names):
-            raise ValueError(f"--out {out}: {path} is the file of training names; choose another "
-                             f"path")
+            raise ValueError(f"{which} is the file of training names; choose another path")
+        if any(same_file(target, p) for p in store):
+            raise ValueError(f"{which} is the store {store_path} (or one of its files); choose "
+                             f"another path")
+
+
+def _open_log(args, mode, paths):
+    """The run's new log in --experiments; ValueError (the log removed) if it is one of paths
+    (a --out or --store that names the log this very second would get)."""
+    log = open_log(_make_dir(args.experiments, "--experiments"), mode)
+    clash = next((p for p in paths if same_file(log.name, p)), None)
+    if clash is not None:
+        log.close()
+        os.unlink(log.name)
+        raise ValueError(f"{clash}: is this run's log {log.name}; choose another path")
+    return log
 
 
 def write_winner(evolution, console, store, run_id, mode, out):
@@ -306,7 +329,7 @@ def list_runs(store_path):
     if not store_path.exists():
         print(f"No runs yet: there is no store at {store_path}.")
         return 0
-    store = Store(store_path)
+    store = Store(store_path, readonly=True)
     try:
         for line in runs_table(store.runs()):
             print(line)
@@ -315,45 +338,85 @@ def list_runs(store_path):
     return 0
 
 
+def _check_text_names(args, flags):
+    """ValueError for a path flag whose name is not valid UTF-8: the store keeps names as text."""
+    for flag in flags:
+        value = getattr(args, flag.lstrip("-"))
+        if value is not None:
+            try:
+                str(value).encode("utf-8")
+            except UnicodeEncodeError:
+                shown = os.fsencode(value).decode("utf-8", "backslashreplace")
+                raise ValueError(f"{flag} {shown}: the name is not valid UTF-8 text, which the "
+                                 f"store and the report keep; rename it") from None
+
+
+def _resume(store, args, parser):
+    """(run id, HydraConfig, heads, mode, out, names sha256) of the run --resume names, held by this process;
+    None when it is complete. ValueError when it runs, or cannot be resumed."""
+    run_id = store.latest_unfinished() if args.resume == "latest" else args.resume
+    run = store.run(run_id)
+    if store.state(run) == "running" and not (args.force and run["host"] != socket.gethostname()):
+        elsewhere = run["host"] != socket.gethostname()
+        raise ValueError(f"run {run_id} is still running (process {run['pid']} on {run['host']}); "
+                         + ("if it is not, --force takes it over" if elsewhere
+                            else "stop it before resuming"))
+    if not store.hold(run_id):           # another resume of it started at the same moment
+        raise ValueError(f"run {run_id} is being resumed by another process; nothing done here")
+    run = store.run(run_id)              # as it is now that it is ours
+    if run["status"] == "completed":
+        print(f"Run {run_id} is complete (winner {run['winner']}, written to {run['out']}); "
+              f"nothing to resume, nothing written.")
+        return None
+    cfg, heads, mode = _resumed_config(run, args, parser)
+    sha = data_sha256(cfg.data)
+    if sha != run["data_sha256"]:
+        raise ValueError(f"{cfg.data or bundled_names_path()}: the names changed since run "
+                         f"{run_id} began; it cannot be resumed on other data")
+    out = args.out if args.out is not None else Path(run["out"])
+    _check_paths(out, cfg, store.path)
+    return run_id, cfg, heads, mode, out, sha
+
+
 def run_hydra(args, parser, argv, evaluate=evaluate_genome):
     """The command after parsing: 0, or 128 + N on signal N; bad input raises ValueError or OSError."""
+    _check_text_names(args, ("--data", "--out", "--store", "--experiments"))
     store_path = args.store if args.store is not None else args.experiments / STORE_NAME
     if args.list:
         return list_runs(store_path)
+    if args.force and args.resume is None:
+        parser.error("--force takes over a run: use it with --resume")
     if args.resume is not None:
         if not store_path.exists():
             raise ValueError(f"{store_path}: no store, so no run to resume")
         store = Store(store_path)
-        run_id = store.latest_unfinished() if args.resume == "latest" else args.resume
-        run = store.run(run_id)
-        state = store.state(run)
-        if state == "completed":
-            print(f"Run {run_id} is complete (winner {run['winner']}, written to {run['out']}); "
-                  f"nothing to resume, nothing written.")
-            return 0
-        if state == "running":
-            raise ValueError(f"run {run_id} is still running (process {run['pid']} on "
-                             f"{run['host']}); stop it before resuming")
-        cfg, heads, mode = _resumed_config(run, args, parser)
-        sha = data_sha256(cfg.data)
-        if sha != run["data_sha256"]:
-            raise ValueError(f"{cfg.data or bundled_names_path()}: the names changed since run "
-                             f"{run_id} began; it cannot be resumed on other data")
-        out = args.out if args.out is not None else Path(run["out"])
-        _check_out(out, cfg)
-        recall = store.recall(run_id)
+        try:
+            resumed = _resume(store, args, parser)
+            if resumed is None:
+                store.close()
+                return 0
+            run_id, cfg, heads, mode, out, sha = resumed
+            recall = store.recall(run_id)
+            log = _open_log(args, mode, (out, creature_path(out), store_path))
+        except BaseException:
+            store.close()
+            raise
         store.claim(run_id)
     else:
         cfg, heads, mode = _configure_hydra(args, parser)
         out = args.out if args.out is not None else Path("genome.json")
-        _check_out(out, cfg)
+        _check_paths(out, cfg, store_path)
         _make_dir(store_path.parent, "--store" if args.store is not None else "--experiments")
         store = Store(store_path)
+        try:
+            log = _open_log(args, mode, (out, creature_path(out), store_path))
+        except BaseException:
+            store.close()
+            raise
         sha = data_sha256(cfg.data)
         run_id = store.new_run(cfg, mode, heads, sha, argv, out)
         recall = {}
     workers = min(args.workers, cfg.population * len(heads))   # never more than a generation needs
-    log = open_log(_make_dir(args.experiments, "--experiments"), mode)
     console = Console(cfg, heads, log, args.quiet, progress=sys.stderr.isatty() and not args.quiet)
     started, evaluator, genome = time.perf_counter(), None, None
     try:
@@ -428,6 +491,7 @@ def build_report_parser():
 def run_report(args, parser):
     if len(args.runs) > 2:
         parser.error("at most two runs: one to see, or two to compare")
+    _check_text_names(args, ("--out", "--store", "--experiments"))
     store_path = args.store if args.store is not None else args.experiments / STORE_NAME
     if not store_path.exists():
         raise ValueError(f"{store_path}: no store, so no run to report (run microgpt-hydra first)")

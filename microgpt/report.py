@@ -17,12 +17,14 @@ Figures (matplotlib, headless Agg backend; every head keeps one colour in every 
 """
 import base64
 import html
+import io
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from microgpt.files import writable_target, write_atomic
 from microgpt.hydra import GENES
 from microgpt.store import Store, StoreError
 from microgpt.train import TrainingConfig
@@ -39,10 +41,12 @@ GENE_LABELS = {"n_emb": "n_emb (embedding width)", "n_head": "n_head (attention 
 
 @dataclass
 class Run:
-    """One stored run: its row, its evaluations (JSON decoded) and its Gatherings."""
+    """One stored run: its row, its evaluations (JSON decoded, checked) and its Gatherings;
+    skipped: why each evaluation the store held but could not give was left out."""
     row: dict
     evaluations: list
     gatherings: list
+    skipped: list = field(default_factory=list)
 
     @property
     def id(self):
@@ -74,7 +78,8 @@ class Run:
 
 
 def load_run(store, run_id):
-    """A Run from the store (run_id None: the newest)."""
+    """A Run from the store (run_id None: the newest): a bad evaluation row is skipped and
+    counted (the rest is still worth drawing), a bad run row is a StoreError."""
     if run_id is None:
         runs = store.runs()
         if not runs:
@@ -82,16 +87,24 @@ def load_run(store, run_id):
         run_id = runs[0]["id"]
     row = store.run(run_id)
     row["state"] = store.state(row)
-    evaluations = []
+    evaluations, skipped = [], []
     for r in store.db.execute("SELECT * FROM evaluations WHERE run_id = ? ORDER BY cycle, generation,"
                               " head, idx, trial", (run_id,)):
-        e = dict(r)
-        for key in ("genome", "scores", "names"):
-            e[key] = json.loads(e[key]) if e[key] is not None else None
-        evaluations.append(e)
+        try:
+            evaluations.append(store.check_evaluation(row, dict(r)))
+        except StoreError as exc:
+            skipped.append(str(exc))
     gatherings = [dict(r) for r in store.db.execute(
-        "SELECT * FROM gatherings WHERE run_id = ? ORDER BY cycle, head", (run_id,))]
-    return Run(row, evaluations, gatherings)
+        "SELECT * FROM gatherings WHERE run_id = ? ORDER BY cycle, head", (run_id,))
+        if isinstance(r["cycle"], int) and isinstance(r["head"], str) and isinstance(r["organism"], str)]
+    if row["winner_genome"] is not None:
+        store.json(row, "winner_genome", row)          # JSON, or one line naming the column
+    return Run(row, evaluations, gatherings, skipped)
+
+
+def drawable(x):
+    """Whether x is a number a figure can place (a diverged loss, inf, is not)."""
+    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def score(e, head):
@@ -152,15 +165,16 @@ def plot_loss(run):
     fig, axes = _figure()
     ax = axes[0][0]
     for h in run.heads:
-        es = [e for e in run.births() if e["head"] == h and e["val_loss"] is not None]
+        es = [e for e in run.births() if e["head"] == h and drawable(e["val_loss"])
+              and e["num_params"] is not None]
         ax.scatter([e["num_params"] for e in es], [e["val_loss"] for e in es], s=14, alpha=0.6,
                    color=COLOURS.get(h), label=h)
     chosen = run.row.get("winner")             # the winner's own evaluation (after any tuning)
     winner = next((e for e in run.evaluations if e["organism"] == chosen), None)
-    if winner is not None and winner["val_loss"] is not None:
+    if winner is not None and drawable(winner["val_loss"]) and winner["num_params"] is not None:
         ax.scatter([winner["num_params"]], [winner["val_loss"]], s=160, marker="*",
                    color="gold", edgecolor="black", zorder=5, label="winner")
-    ax.set_xscale("log")
+    _log_scale(ax.set_xscale, [e["num_params"] for e in run.births() if e["num_params"]])
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("held-out loss (nats per token)")
     ax.set_title(f"Held-out loss against size, every evaluation, {run.title}")
@@ -182,7 +196,7 @@ def plot_genes(run):
         ax.set_xlabel("generation", fontsize="small")
         ax.tick_params(labelsize="x-small")
         if gene == "lr":
-            ax.set_yscale("log")
+            _log_scale(ax.set_yscale, [gene_of(e, gene) for e in run.births()])
     cells[-1].axis("off")
     handles, labels = cells[0].get_legend_handles_labels()
     cells[-1].legend(handles, labels, loc="center", title="median per head")
@@ -207,9 +221,12 @@ def lineage(run):
         return []
     births = run.by_id()
     head = winner["head"]
-    chain, e = [], winner
+    chain, e, seen = [], winner, set()
     while e is not None:
+        seen.add(e["organism"])
         parent = births.get(e["parent"]) if e["parent"] else None
+        if parent is not None and parent["organism"] in seen:     # a tampered store's loop
+            parent = None
         changed = [k for k in GENES if gene_of(parent, k) != gene_of(e, k)] if parent else None
         chain.append({"organism": e["organism"], "head": e["head"], "generation": run.generation(e),
                       "score": score(e, head), "changed": changed, "gathering": None})
@@ -232,10 +249,11 @@ def _final_step(run, birth):
     changed = [k for k in GENES if k in written and written[k] != gene_of(birth, k)]
     if not changed:
         return None
-    mean = (written.get("scores") or {}).get(birth["head"])
+    scores = written.get("scores")
+    mean = scores.get(birth["head"]) if isinstance(scores, dict) else None
     last = max(run.generation(e) for e in run.births())
     return {"organism": run.row["winner"].split("/")[0], "head": birth["head"],
-            "generation": last + 1, "score": mean if isinstance(mean, (int, float)) else None,
+            "generation": last + 1, "score": mean if drawable(mean) else None,
             "changed": changed, "gathering": None, "final": True,
             "trials": written.get("trials"), "standing": written.get("standing")}
 
@@ -290,18 +308,20 @@ def plot_time(run):
     fig, axes = _figure()
     ax = axes[0][0]
     for h in run.heads:
-        es = [e for e in run.evaluations if e["head"] == h and e["seconds"] is not None]
+        es = [e for e in run.evaluations if e["head"] == h and drawable(e["seconds"])
+              and e["num_params"] is not None]
         ax.scatter([e["num_params"] for e in es], [e["seconds"] for e in es], s=14, alpha=0.6,
                    color=COLOURS.get(h), label=h)
     failed = [e for e in run.evaluations if e["error"] is not None]
     if failed:
-        y = max([e["seconds"] for e in run.evaluations if e["seconds"] is not None] or [1.0])
+        y = max([e["seconds"] for e in run.evaluations if drawable(e["seconds"])] or [1.0])
         ax.scatter([_params(e["genome"]) for e in failed], [y] * len(failed), marker="x", s=50,
                    color="red", label=f"failed ({len(failed)})")
-    ax.set_xscale("log")
+    _log_scale(ax.set_xscale, [e["num_params"] for e in run.evaluations if e["num_params"]]
+               + [_params(e["genome"]) for e in failed])
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("seconds per evaluation")
-    total = sum(e["seconds"] or 0 for e in run.evaluations)
+    total = sum(e["seconds"] for e in run.evaluations if drawable(e["seconds"]))
     ax.set_title(f"Where the time went: {total:.0f} s of evaluations, {run.title}")
     ax.legend(fontsize="small")
     return fig
@@ -322,6 +342,12 @@ def plot_compare(a, b):
         ax.legend(fontsize="small")
     fig.suptitle(f"Run {a.id} (solid) and run {b.id} (dashed), head by head")
     return fig
+
+
+def _log_scale(set_scale, values):
+    """A log scale on that axis, when it has something to draw (an empty one cannot be logged)."""
+    if any(drawable(x) and x > 0 for x in values):
+        set_scale("log")
 
 
 def _params(genome):
@@ -367,6 +393,9 @@ def summary(run):
                          f"score {shown}")
     else:
         lines.append("  No winner yet.")
+    if run.skipped:
+        lines.append(f"  {len(run.skipped)} evaluation(s) skipped, the store cannot give them; the "
+                     f"first: {run.skipped[0]}")
     return lines
 
 
@@ -403,41 +432,52 @@ window.addEventListener("load", function () {{
 
 
 def write_report(runs, directory):
-    """Write the PNGs and report.html into directory: the paths written."""
+    """Write the PNGs and report.html into directory, each as genome.json is written
+    (microgpt.files: regular files only, a replaced one kept): the paths written."""
     if directory.exists() and not directory.is_dir():
         raise ValueError(f"--out {directory}: is a file, not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"--out {directory}: cannot create it ({exc.strerror})") from None
-    written, blocks = [], []
-    for stem, title, fig in figures(runs):
-        path = directory / f"{stem}.png"
-        fig.savefig(path, dpi=DPI)
-        written.append(path)
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
+    drawn = figures(runs)
+    paths = [directory / "report.html", *(directory / f"{stem}.png" for stem, _, _ in drawn)]
+    for path in paths:                  # every one checked before any is written
+        writable_target(path, "--out")
+    blocks, files = [], []
+    for (stem, title, fig), path in zip(drawn, paths[1:]):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=DPI)
+        files.append((path, buf.getvalue()))
+        data = base64.b64encode(buf.getvalue()).decode("ascii")
         blocks.append(f'<figure><img id="{stem}" alt="{html.escape(title)}" width="{int(WIDTH * DPI)}"'
                       f' height="{int(HEIGHT * DPI)}" src="data:image/png;base64,{data}">'
                       f"<figcaption>{html.escape(title)}</figcaption></figure>")
     text = "\n".join(line for run in runs for line in summary(run))
     title = "microgpt-hydra report: " + " and ".join(r.title for r in runs)
-    page = directory / "report.html"
-    page.write_text(PAGE.format(title=html.escape(title), summary=html.escape(text),
-                                figures="\n".join(blocks)), encoding="utf-8")
-    return [page, *written]
+    page = PAGE.format(title=html.escape(title), summary=html.escape(text), figures="\n".join(blocks))
+    kept = []
+    for path, data in [*files, (paths[0], page.encode("utf-8"))]:
+        _, old = write_atomic(path, data, "--out")
+        if old is not None:
+            kept.append(old)
+    return paths, kept
 
 
 def report(store_path, run_ids, out=None):
-    """Read the runs from the store, write the report, and return (summary lines, paths)."""
+    """Read the runs from the store, write the report, and return (summary lines, paths: the
+    page first)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    store = Store(store_path)
+    store = Store(store_path, readonly=True)
     try:
         runs = [load_run(store, r) for r in (run_ids or [None])]
     finally:
         store.close()
     directory = Path(out) if out is not None else (
         Path(store_path).parent / f"report-{'-'.join(str(r.id) for r in runs)}")
-    paths = write_report(runs, directory)
-    return [line for run in runs for line in summary(run)], paths
+    paths, kept = write_report(runs, directory)
+    lines = [line for run in runs for line in summary(run)]
+    lines += [f"Replaced a file that was there; it is kept as {k}" for k in kept]
+    return lines, paths

@@ -16,6 +16,13 @@ Tables, for the `sqlite3` shell as much as for microgpt:
   front(run_id, organism, genome, scores, trials)   the run's Pareto front across its heads
 JSON columns (genome, scores, names, names_at, heads, argv, winner_genome) hold JSON text:
 `json_extract(scores, '$.Weaver')` reads one head's score. Cycles and generations count from 1.
+
+What the store gives back is input like any file: a run's row and its evaluations are checked
+(types, JSON, the flags' caps) before use, and a bad one is one StoreError naming the store, the
+run and the column. Read-only commands open it read-only. A process running a run holds a lock
+on byte <run id> of `<store>-runs.lock` (POSIX record locks die with their process, SIGKILL too),
+so a run whose pid now belongs to another process is seen as interrupted, and of two resumes of
+one run only one gets it.
 """
 import json
 import math
@@ -25,10 +32,18 @@ import sqlite3
 import stat
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from microgpt.evaluators import Outcome
-from microgpt.files import kind_of
-from microgpt.hydra import Observer, finite_or_none, full_genome
+from microgpt.files import kind_of, parse_json
+from microgpt.genome import GENE_KEYS, SEED_MAX, GenomeError, check_genes, json_text
+from microgpt.heads import HYDRA_HEADS, SCORINGS
+from microgpt.hydra import SIZE_CAPS, Observer, finite_or_none, full_genome
+
+try:
+    import fcntl
+except ImportError:          # Windows: no record locks; a run's pid says whether it runs
+    fcntl = None
 
 SCHEMA_VERSION = 2          # 2: runs.scoring and the front table
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -114,6 +129,11 @@ CREATE TABLE IF NOT EXISTS front (
 """
 
 
+STATUSES = ("running", "interrupted", "failed", "completed")
+SQLITE_MAX = 2**63 - 1       # the largest integer SQLite holds (a run id beyond it is no run)
+SCORE_MAX = 1e12             # a head's score is a mean per name, or a loss: far below this
+
+
 class StoreError(ValueError):
     """A store that cannot be used; the message names the file and the problem."""
 
@@ -123,10 +143,15 @@ def now():
 
 
 class Store:
-    """A microgpt store at path, created when absent; StoreError for anything else, untouched."""
+    """A microgpt store at path, created when absent; StoreError for anything else, untouched.
 
-    def __init__(self, path):
+    readonly: open an existing store for reading only (`--list`, `report`), in a read-only
+    directory too.
+    """
+
+    def __init__(self, path, readonly=False):
         self.path = Path(path)
+        self.readonly, self._lock, self._held = readonly, None, set()
         try:
             mode = os.stat(self.path).st_mode
         except FileNotFoundError:
@@ -136,22 +161,44 @@ class Store:
         if mode is not None:
             if not stat.S_ISREG(mode):
                 raise StoreError(f"{self.path}: is {kind_of(mode)}, not a store")
-            with open(self.path, "rb") as f:
-                head = f.read(len(SQLITE_HEADER))
+            try:
+                with open(self.path, "rb") as f:
+                    head = f.read(len(SQLITE_HEADER))
+            except OSError as exc:
+                raise StoreError(f"{self.path}: cannot read ({exc.strerror})") from None
             if head and head != SQLITE_HEADER:
                 raise StoreError(f"{self.path}: not a microgpt store (not an SQLite database)")
+        elif readonly:
+            raise StoreError(f"{self.path}: no store there")
         elif not self.path.parent.is_dir():
             raise StoreError(f"{self.path}: directory {self.path.parent} does not exist")
         try:
-            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db = self._connect()
             self.db.row_factory = sqlite3.Row
             self._check_or_create()
-            self.db.execute("PRAGMA journal_mode=WAL")
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from None
 
+    def _connect(self):
+        if not self.readonly:
+            return sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        uri = "file:" + quote(os.fsencode(self.path))        # relative stays relative
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60, isolation_level=None)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            # a WAL store in a directory we cannot write (no -shm can be made there): no run
+            # can be writing it either, so it is read as it is on disk
+            db.close()
+            return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+
     def _check_or_create(self):
         tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables and self.readonly:
+            raise StoreError(f"{self.path}: not a microgpt store (an SQLite database without tables)")
         if not tables:                 # a new store; another process may be making it too
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -176,8 +223,10 @@ class Store:
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: written by a newer microgpt (store schema {version}; "
                              f"this one reads up to {SCHEMA_VERSION}); upgrade microgpt")
-        if version == 1:
+        self.version = version
+        if version == 1 and not self.readonly:
             self._migrate()
+            self.version = 2
 
     def _migrate(self):
         """Bring a schema-1 store to schema 2, in one transaction (another process may be doing
@@ -197,42 +246,115 @@ class Store:
 
     def close(self):
         self.db.close()
+        if self._lock is not None:
+            os.close(self._lock)         # and with it every run lock this process held
+            self._lock = None
 
     # Runs.
 
     def new_run(self, cfg, mode, heads, data_sha256, argv, out):
-        """A new run's id, its status running."""
-        cur = self.db.execute(
-            "INSERT INTO runs (started, status, mode, heads, seed, population, generations, cycles,"
-            " steps, samples, data, data_sha256, argv, out, pid, host, scoring)"
-            " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (now(), mode, json.dumps([h.name for h in heads]), cfg.seed, cfg.population,
-             cfg.generations, cfg.cycles, cfg.steps, cfg.samples, cfg.data, data_sha256,
-             json.dumps(argv), str(out), os.getpid(), socket.gethostname(), cfg.scoring))
+        """A new run's id, its status running, held by this process."""
+        self.db.execute("BEGIN IMMEDIATE")      # no one sees the run before it is held
+        try:
+            cur = self.db.execute(
+                "INSERT INTO runs (started, status, mode, heads, seed, population, generations,"
+                " cycles, steps, samples, data, data_sha256, argv, out, pid, host, scoring)"
+                " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (now(), mode, json.dumps([h.name for h in heads]), cfg.seed, cfg.population,
+                 cfg.generations, cfg.cycles, cfg.steps, cfg.samples, cfg.data, data_sha256,
+                 json.dumps(argv), str(out), os.getpid(), socket.gethostname(), cfg.scoring))
+            self.hold(cur.lastrowid)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
         return cur.lastrowid
 
     def run(self, run_id):
-        """The run's row (a dict); StoreError when there is none."""
-        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        """The run's row (a dict), checked (check_run); StoreError when there is none."""
+        row = None
+        if 0 < run_id <= SQLITE_MAX:
+            row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise StoreError(f"{self.path}: has no run {run_id}")
-        return dict(row)
+        return self.check_run(dict(row))
 
     def runs(self):
-        """Every run, newest first, each with `done` (its evaluations) and `state` (its status,
-        with a run whose process is gone shown as interrupted)."""
+        """Every run, newest first, each with `done` (its evaluations), `state` (its status, with
+        a run whose process is gone shown as interrupted) and `problem` (None, or why its row
+        cannot be used: then only its id is sure)."""
+        front = ("(SELECT count(*) FROM front f WHERE f.run_id = runs.id)" if self.version >= 2
+                 else "0")                  # a schema-1 store read as it is: no front
         rows = self.db.execute(
             "SELECT runs.*, (SELECT count(*) FROM evaluations e WHERE e.run_id = runs.id) AS done,"
-            " (SELECT count(*) FROM front f WHERE f.run_id = runs.id) AS front"
-            " FROM runs ORDER BY id DESC").fetchall()
-        return [dict(r, state=self.state(r)) for r in rows]
+            f" {front} AS front FROM runs ORDER BY id DESC").fetchall()
+        runs = []
+        for r in rows:
+            try:
+                run = dict(self.check_run(dict(r)), problem=None)
+                run["state"] = self.state(run)
+            except StoreError as exc:
+                run = dict(r, problem=str(exc), state="damaged")
+            runs.append(run)
+        return runs
+
+    def check_run(self, run):
+        """run (a row of runs) if every value the commands read is of its type and within the
+        flags' caps; StoreError naming the store, the run and the column otherwise."""
+        def bad(column, problem):
+            return StoreError(f"{self.path}: run {run.get('id')}: {column} {problem}, got "
+                              f"{json_text(run.get(column))}")
+        if not _whole(run.get("id")) or not 0 < run["id"] <= SQLITE_MAX:
+            raise bad("id", "must be a whole number from 1")
+        for column in ("started", "data_sha256", "out"):
+            if not isinstance(run.get(column), str) or not run[column]:
+                raise bad(column, "must be text")
+        for column in ("ended", "data", "host", "winner", "winner_genome", "reason"):
+            if run.get(column) is not None and not isinstance(run[column], str):
+                raise bad(column, "must be text or NULL")
+        if run.get("status") not in STATUSES:
+            raise bad("status", f"must be one of {', '.join(STATUSES)}")
+        if run.get("mode") not in ("hydra", "classic"):
+            raise bad("mode", "must be hydra or classic")
+        run.setdefault("scoring", "mean")      # a schema-1 store read as it is
+        if run["scoring"] not in SCORINGS:
+            raise bad("scoring", f"must be one of {', '.join(SCORINGS)}")
+        for column, (lo, hi) in SIZE_CAPS.items():
+            if not _whole(run.get(column)) or not lo <= run[column] <= hi:
+                raise bad(column, f"must be a whole number from {lo} to {hi}")
+        if not _whole(run.get("seed")) or not 0 <= run["seed"] <= SEED_MAX:
+            raise bad("seed", "must be a whole number from 0 to 2^63-1")
+        if run.get("pid") is not None and not (_whole(run["pid"]) and 0 < run["pid"] < 2**31):
+            raise bad("pid", "must be a process id or NULL")
+        if run.get("winner_loss") is not None and not _number(run["winner_loss"]):
+            raise bad("winner_loss", "must be a number or NULL")
+        heads = self.json(run, "heads", run)
+        allowed = ("classic",) if run["mode"] == "classic" else HYDRA_HEADS
+        if (not isinstance(heads, list) or not heads or len(set(map(str, heads))) != len(heads)
+                or not all(isinstance(h, str) and h.lower() in allowed for h in heads)):
+            raise bad("heads", f"must list distinct heads of {', '.join(allowed)}")
+        return run
+
+    def json(self, run, column, row):
+        """The JSON value in row[column] (a row of run's); StoreError naming them otherwise."""
+        where = f"{self.path}: run {run.get('id')}: " + (
+            f"{row['organism']}: " if row is not run and isinstance(row.get("organism"), str) else "")
+        try:
+            return parse_json(row[column], f"{where}{column}")
+        except ValueError as exc:
+            raise StoreError(str(exc)) from None
 
     def state(self, run):
-        """running, interrupted, failed or completed; a 'running' run whose process on this
-        machine is gone (SIGKILL, a crash) is interrupted."""
-        if run["status"] == "running" and run["host"] == socket.gethostname() and not alive(run["pid"]):
-            return "interrupted"
-        return run["status"]
+        """running, interrupted, failed or completed: a 'running' run on this machine that no
+        process holds (SIGKILL, a crash) is interrupted, whatever now has its pid."""
+        if run["status"] != "running" or run["id"] in self._held:
+            return run["status"]
+        if run["host"] != socket.gethostname():
+            return "running"                    # another machine's: it cannot be checked here
+        held = self._held_elsewhere(run["id"])
+        if held is None:                        # no lock file (an older microgpt's run)
+            held = alive(run["pid"])
+        return "running" if held else "interrupted"
 
     def latest_unfinished(self):
         """The newest run that did not complete and is not running now; StoreError if none."""
@@ -241,8 +363,45 @@ class Store:
                 return run["id"]
         raise StoreError(f"{self.path}: no interrupted run to resume")
 
+    def _lock_file(self):
+        """The open lock file of the store's runs, or None (none can be opened or made)."""
+        if self._lock is None and fcntl is not None:
+            path = f"{self.path}-runs.lock"
+            try:
+                self._lock = os.open(path, os.O_RDONLY if self.readonly else os.O_RDWR | os.O_CREAT,
+                                     0o666)
+            except OSError:
+                return None
+        return self._lock
+
+    def hold(self, run_id):
+        """Take run_id for this process until close(): False when another process has it.
+
+        (POSIX record locks belong to the process: one Store per process holds them.)"""
+        fd = self._lock_file()
+        if fd is None:
+            return True
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, run_id)
+        except OSError:
+            return False
+        self._held.add(run_id)
+        return True
+
+    def _held_elsewhere(self, run_id):
+        """Whether another process holds run_id; None when there is no lock file to ask."""
+        fd = self._lock_file()
+        if fd is None:
+            return None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, run_id)
+        except OSError:
+            return True
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, run_id)
+        return False
+
     def claim(self, run_id):
-        """Mark run_id running again, in this process (resuming it)."""
+        """Mark run_id running again, in this process (resuming it; hold it first)."""
         self.db.execute("UPDATE runs SET status = 'running', pid = ?, host = ?, ended = NULL,"
                         " reason = NULL WHERE id = ?", (os.getpid(), socket.gethostname(), run_id))
 
@@ -262,6 +421,8 @@ class Store:
 
     def front(self, run_id):
         """The run's Pareto front as stored: [{organism, genome, scores, trials}]."""
+        if self.version < 2:
+            return []
         return [{"organism": r["organism"], "genome": json.loads(r["genome"]),
                  "scores": json.loads(r["scores"]), "trials": r["trials"]}
                 for r in self.db.execute("SELECT * FROM front WHERE run_id = ? ORDER BY organism",
@@ -296,19 +457,68 @@ class Store:
              result.get("seconds"), org.error, org.attempts, now()))
 
     def recall(self, run_id):
-        """{organism id: its Outcome}: every evaluation the run already has."""
+        """{organism id: its Outcome}: every evaluation the run already has, each checked
+        (check_evaluation)."""
+        run = self.run(run_id)
         recalled = {}
         for r in self.db.execute("SELECT * FROM evaluations WHERE run_id = ?", (run_id,)):
+            e = self.check_evaluation(run, dict(r))
             result = None
-            if r["error"] is None:
-                result = {"names": json.loads(r["names"]), "val_loss": r["val_loss"],
-                          "final_loss": r["final_loss"], "num_params": r["num_params"],
-                          "seconds": r["seconds"]}
-                if r["names_at"] is not None:
-                    result["names_at"] = json.loads(r["names_at"])
-            recalled[r["organism"]] = Outcome(r["organism"], result, r["error"], r["attempts"],
-                                              r["seed"], json.loads(r["genome"]))
+            if e["error"] is None:
+                result = {k: e[k] for k in ("names", "val_loss", "final_loss", "num_params", "seconds")}
+                if e["names_at"] is not None:
+                    result["names_at"] = e["names_at"]
+            recalled[e["organism"]] = Outcome(e["organism"], result, e["error"], e["attempts"],
+                                              e["seed"], e["genome"])
         return recalled
+
+    def check_evaluation(self, run, e):
+        """The evaluation row e of run with its JSON decoded, if every value is of its type and
+        in range; StoreError naming the store, the run, the organism and the column otherwise."""
+        def bad(column, problem):
+            organism = e.get("organism") if isinstance(e.get("organism"), str) else "?"
+            return StoreError(f"{self.path}: run {run['id']}: {organism[:80]}: {column} {problem}, "
+                              f"got {json_text(e.get(column))}")
+        if not isinstance(e.get("organism"), str) or not 0 < len(e["organism"]) <= 200:
+            raise bad("organism", "must be text")
+        if e.get("head") not in json.loads(run["heads"]):
+            raise bad("head", "must be one of the run's heads")
+        limits = {"cycle": (1, SIZE_CAPS["cycles"][1]), "generation": (1, SIZE_CAPS["generations"][1]),
+                  "idx": (0, 2**31), "trial": (1, 2**31), "attempts": (0, 2**31)}
+        for column, (lo, hi) in limits.items():
+            if not _whole(e.get(column)) or not lo <= e[column] <= hi:
+                raise bad(column, f"must be a whole number from {lo} to {hi}")
+        if not _whole(e.get("seed")) or not 0 <= e["seed"] <= SEED_MAX:
+            raise bad("seed", "must be a whole number from 0 to 2^63-1")
+        for column in ("parent", "error"):
+            if e.get(column) is not None and not isinstance(e[column], str):
+                raise bad(column, "must be text or NULL")
+        if e.get("num_params") is not None and not (_whole(e["num_params"]) and 0 < e["num_params"] < 2**40):
+            raise bad("num_params", "must be a whole number or NULL")
+        for column in ("val_loss", "final_loss", "seconds"):   # a diverged loss may be infinite
+            if e.get(column) is not None and not _number(e[column]):
+                raise bad(column, "must be a number or NULL")
+        e = dict(e)
+        for column in ("genome", "scores", "names", "names_at"):
+            e[column] = self.json(run, column, e) if e.get(column) is not None else None
+        genome = e["genome"]
+        try:
+            if not isinstance(genome, dict) or any(k not in genome for k in GENE_KEYS):
+                raise GenomeError(f"needs the genes {', '.join(GENE_KEYS)}")
+            check_genes(genome, "")
+        except GenomeError as exc:
+            raise bad("genome", f"is not a genome ({str(exc).lstrip(': ')})") from None
+        scores = e["scores"]
+        if not isinstance(scores, dict) or not all(
+                isinstance(h, str) and (x is None or (_number(x) and abs(x) <= SCORE_MAX))
+                for h, x in scores.items()):
+            raise bad("scores", f"must map heads to numbers (at most {SCORE_MAX:g} in size) or null")
+        if e["error"] is None and not _names(e["names"]):
+            raise bad("names", "must be a list of names")
+        if e["names_at"] is not None and not (isinstance(e["names_at"], list)
+                                              and all(_names(x) for x in e["names_at"])):
+            raise bad("names_at", "must be lists of names")
+        return e
 
     def add_gathering(self, run_id, cycle, received):
         for head, immigrants in received.items():
@@ -319,15 +529,27 @@ class Store:
 
 def alive(pid):
     """Whether a process with this pid runs on this machine."""
-    if not pid:
+    if not _whole(pid) or not 0 < pid < 2**31:
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return True
     return True
+
+
+def _whole(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _names(x):
+    return isinstance(x, list) and all(isinstance(n, str) for n in x)
 
 
 class Recorder(Observer):

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from microgpt._core import ValMatrix, Vec, adam_step, draw_index
-from microgpt.files import read_bytes
+from microgpt.files import read_bytes, read_stdin
 from microgpt.model import GPT
 
 
@@ -105,6 +105,7 @@ BOM = b"\xef\xbb\xbf"
 ASCII_SPACE = b" \t\r\v\f"       # and the newline, which separates names
 NEWLINE = ord("\n")
 BLOCK = 1 << 24
+MAX_NAMES_BYTES = 1 << 30   # 1 GiB of names, some 4 GiB of memory to train on: the same cap for stdin
 SMALL = 1 << 22          # bytes of names (or names) below which numpy is not needed
 
 
@@ -123,15 +124,16 @@ def load_names(path=None, progress=False):
     """The dataset as Names: one per line, surrounding whitespace and blank lines dropped.
 
     path None means the bundled names, "-" standard input. Only a regular file is read (not a
-    FIFO or a device). Raises ValueError (naming the file) when the file cannot be read, is not
-    UTF-8 text, or holds no names. progress: a bar on stderr when reading takes over a second.
+    FIFO or a device; stdin may also be a pipe or a terminal), of at most MAX_NAMES_BYTES.
+    Raises ValueError (naming the file) when the file cannot be read, is not UTF-8 text, or
+    holds no names. progress: a bar on stderr when reading takes over a second.
     """
     if path is not None and str(path) == "-":
         path = "<stdin>"
-        names = Names(sys.stdin.buffer.read(), path)
+        names = Names(read_stdin("a file of names", MAX_NAMES_BYTES, progress), path)
     else:
         path = Path(path) if path is not None else bundled_names_path()
-        names = Names(read_bytes(path, "a file of names", progress=progress), path)
+        names = Names(read_bytes(path, "a file of names", MAX_NAMES_BYTES, progress), path)
     if not len(names):
         raise ValueError(f"{path}: no names in it (the dataset is empty)")
     return names

@@ -553,7 +553,8 @@ def test_tiny_run_writes_a_genome_that_microgpt_runs_as_evolved(tmp_path):
     assert math.isfinite(genome["loss"])
 
     logs = sorted(p.name for p in (tmp_path / "experiments").iterdir())
-    assert logs[0].startswith("hydra-") and logs[0].endswith(".log") and logs[1:] == ["microgpt.db"]
+    assert logs[0].startswith("hydra-") and logs[0].endswith(".log")
+    assert logs[1:] == ["microgpt.db", "microgpt.db-runs.lock"]     # the store, its run locks
     assert "Hydra Ascended" in (tmp_path / "experiments" / logs[0]).read_text()
     runs, evaluations = stored(tmp_path)
     assert [r["status"] for r in runs] == ["completed"] and runs[0]["seed"] == 5
