@@ -13,32 +13,23 @@ a Hydra run's store records every evaluation, each a training of the run's steps
 
 What is left for the search itself, `search_budget` evaluations, is spent as the baseline
 chooses: `random_search` draws genomes uniformly over the whole space Hydra's mutants reach
-(`extended_genome`); benchmarks/baselines.py adds Optuna's multi-objective TPE. Neither is
+(`microgpt.hydra.extended_genome`); benchmarks/baselines.py adds Optuna's multi-objective TPE. Neither is
 used by `microgpt-hydra`; they are here so that benchmarks and tests share one definition.
 """
-import math
 import random
 
 from microgpt.hydra import (
     CONFIRM_TRIALS,
     CONFIRMED,
-    MUTANT_COOLING,
-    MUTANT_CTX,
-    MUTANT_EMB,
-    MUTANT_FF,
-    MUTANT_LAYERS,
-    MUTANT_LR,
-    MUTANT_TEMPERATURE,
-    N_HEADS,
     Observer,
     Organism,
     at_temperatures,
     derive_seed,
     evaluate_all,
+    extended_genome,
     joint_key,
     new_genome,
     one_of_each,
-    repair,
     standing_key,
     voices,
     yardstick,
@@ -56,23 +47,6 @@ def search_budget(evaluations):
         raise ValueError(f"a budget of {evaluations} evaluations leaves none to search with "
                          f"(the yardstick takes {REFERENCE}, confirming {CONFIRMED * CONFIRM_TRIALS})")
     return left
-
-
-def log_uniform(rng, bounds):
-    lo, hi = bounds
-    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
-
-
-def extended_genome(rng):
-    """A genome drawn uniformly over the whole space Hydra's mutants reach: n_emb, n_head,
-    n_layer, n_ctx and n_ff_exp uniformly among their values, lr and temperature log-uniformly
-    and cooling uniformly within their bounds (n_head repaired as the seed does)."""
-    genome = {"n_emb": rng.choice(MUTANT_EMB), "n_head": rng.choice(N_HEADS),
-              "n_layer": rng.randint(*MUTANT_LAYERS), "lr": log_uniform(rng, MUTANT_LR),
-              "temperature": log_uniform(rng, MUTANT_TEMPERATURE),
-              "cooling": rng.uniform(*MUTANT_COOLING), "n_ctx": rng.randint(*MUTANT_CTX),
-              "n_ff_exp": rng.choice(MUTANT_FF)}
-    return repair(genome)
 
 
 def organism(genome, label, index, run_seed):

@@ -88,6 +88,24 @@ def new_genome(rng):
     return repair(genome)
 
 
+def log_uniform(rng, bounds):
+    lo, hi = bounds
+    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+
+
+def extended_genome(rng):
+    """A genome drawn uniformly over the whole space Hydra's mutants reach (what a random search
+    draws, and an outside judge's second yardstick): n_emb, n_head,
+    n_layer, n_ctx and n_ff_exp uniformly among their values, lr and temperature log-uniformly
+    and cooling uniformly within their bounds (n_head repaired as the seed does)."""
+    genome = {"n_emb": rng.choice(MUTANT_EMB), "n_head": rng.choice(N_HEADS),
+              "n_layer": rng.randint(*MUTANT_LAYERS), "lr": log_uniform(rng, MUTANT_LR),
+              "temperature": log_uniform(rng, MUTANT_TEMPERATURE),
+              "cooling": rng.uniform(*MUTANT_COOLING), "n_ctx": rng.randint(*MUTANT_CTX),
+              "n_ff_exp": rng.choice(MUTANT_FF)}
+    return repair(genome)
+
+
 def _clamp(x, bounds):
     lo, hi = bounds
     return min(max(x, lo), hi)
