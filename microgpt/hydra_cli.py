@@ -254,7 +254,7 @@ def _check_out(out, cfg):
 def write_winner(evolution, console, store, run_id, mode, out):
     """Choose the winner, print the final table and write its genome to out: the genome."""
     head, winner, winner_standing = choose_winner(evolution)
-    genome = winner_genome(winner, winner_standing, evolution, mode)
+    genome = {**winner_genome(winner, winner_standing, evolution, mode), "microgpt": __version__}
     console.ascended(evolution, mode, winner, winner_standing, genome)
     store.set_winner(run_id, genome)                    # kept even if writing out fails
     try:
