@@ -25,7 +25,9 @@ except ImportError as exc:  # no pure-Python fallback ships: a missing core is a
         "`pip install .` (it needs a C compiler), do not import it from the source tree"
     ) from exc
 
-__version__ = "0.1.0"
+# The one place the version is written: the build reads it (pyproject.toml), `--version` shows it,
+# and genome.json, the store's winner and the creature file record it. CHANGELOG.md says what changed.
+__version__ = "0.2.0"
 
 # The Python layers load on first use, so `import microgpt` costs only the compiled core.
 _LAZY = {"GPT": "microgpt.model", "TrainingConfig": "microgpt.train",

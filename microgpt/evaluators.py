@@ -220,7 +220,8 @@ class DaskEvaluator(PoolEvaluator):
         try:
             from distributed import Client
         except ImportError:
-            raise ValueError("--scheduler needs Dask's distributed: pip install 'microgpt[dask]'") from None
+            raise ValueError("--scheduler needs Dask's distributed: pip install 'microgpt-hydra[dask]' "
+                             "(in a checkout: pip install '.[dask]')") from None
         self.address = check_address(address)
         # its errors become our one line; distributed sets tornado.application's level itself
         for name in ["tornado", *logging.root.manager.loggerDict]:

@@ -154,7 +154,7 @@ def build_hydra_parser():
                         "(all cores: %(default)s)")
     r.add_argument("--scheduler", metavar="ADDRESS", type=_scheduler,
                    help="run every evaluation on the Dask cluster whose scheduler is at ADDRESS "
-                        "(tcp://host:8786) instead of local processes; needs microgpt[dask]")
+                        "(tcp://host:8786) instead of local processes; needs microgpt-hydra[dask]")
     r.add_argument("--seed", metavar="N", type=_whole(0, SEED_MAX),
                    help="run seed, 0 or more; the same seed gives the same run "
                         "(default: a fresh one, printed)")
@@ -182,7 +182,8 @@ def _scheduler(text):
     """An argparse type: a Dask scheduler's address, refused before any work when distributed
     is not installed."""
     if importlib.util.find_spec("distributed") is None:
-        raise argparse.ArgumentTypeError("needs Dask's distributed: pip install 'microgpt[dask]'")
+        raise argparse.ArgumentTypeError("needs Dask's distributed: pip install 'microgpt-hydra[dask]' "
+                                         "(in a checkout: pip install '.[dask]')")
     try:
         return check_address(text)
     except ValueError as exc:
@@ -293,7 +294,7 @@ def _open_log(args, mode, paths):
 def write_winner(evolution, console, store, run_id, mode, out):
     """Choose the winner, print the final table and write its genome to out: the genome."""
     head, winner, winner_standing = choose_winner(evolution)
-    genome = winner_genome(winner, winner_standing, evolution, mode)
+    genome = {**winner_genome(winner, winner_standing, evolution, mode), "microgpt": __version__}
     console.ascended(evolution, mode, winner, winner_standing, genome)
     store.set_winner(run_id, genome)                    # kept even if writing out fails
     store.set_front(run_id, evolution.pareto_front(), evolution.heads, evolution.config.steps)
@@ -476,7 +477,7 @@ def build_report_parser():
                     "HTML page and a PNG per figure (fitness per generation, loss against size, "
                     "the genes, the winner's lineage, where the time went), and a summary here. "
                     "Two runs: their fitness curves overlaid, head by head. Needs matplotlib: "
-                    "pip install 'microgpt[report]'.")
+                    "pip install 'microgpt-hydra[report]' (in a checkout: pip install '.[report]').")
     p.add_argument("runs", metavar="RUN", nargs="*", type=_run_id,
                    help="one run, or two to compare (default: the newest)")
     p.add_argument("--out", metavar="DIR", type=Path,
@@ -498,7 +499,8 @@ def run_report(args, parser):
     try:
         import matplotlib  # noqa: F401  (the report imports it when it draws)
     except ImportError:
-        raise ValueError("the report needs matplotlib: pip install 'microgpt[report]'") from None
+        raise ValueError("the report needs matplotlib: pip install 'microgpt-hydra[report]' "
+                         "(in a checkout: pip install '.[report]')") from None
     from microgpt.report import report
 
     lines, paths = report(store_path, args.runs, args.out)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("distributed", reason="needs dask's distributed (microgpt[dask])")
+pytest.importorskip("distributed", reason="needs dask's distributed (microgpt-hydra[dask])")
 
 BIN = Path(sys.executable).parent
 HYDRA, DASK = str(BIN / "microgpt-hydra"), str(BIN / "dask")

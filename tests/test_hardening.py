@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import microgpt
 from microgpt import hydra_cli
 from microgpt.genome import GenomeError, load_genome, save_genome
 from microgpt.train import Dataset, Names, draw, load_names
@@ -322,7 +323,7 @@ def test_one_seed_rule_and_a_version(tmp_path, cmd):
     res = run(cmd, tmp_path, "--seed", "-1")
     assert res.returncode == 2 and "usage:" in res.stderr
     res = run(cmd, tmp_path, "--version")
-    assert res.returncode == 0 and res.stdout.split()[-1][0].isdigit()
+    assert res.returncode == 0 and res.stdout.split()[-1] == microgpt.__version__
 
 
 def test_help_shows_no_cython_internals():

@@ -15,7 +15,7 @@ import pytest
 
 from microgpt import hydra_cli
 
-pytest.importorskip("matplotlib", reason="the report needs matplotlib (microgpt[report])")
+pytest.importorskip("matplotlib", reason="the report needs matplotlib (microgpt-hydra[report])")
 
 TINY = ["--population", "3", "--generations", "2", "--cycles", "2", "--steps", "5", "--samples", "4",
         "--workers", "2", "-q"]
@@ -196,4 +196,4 @@ def test_without_matplotlib_the_report_says_how_to_install_it(runs_here, monkeyp
     assert hydra_cli.main(["report"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "microgpt-hydra report: error: the report needs matplotlib: " \
-                          "pip install 'microgpt[report]'"
+                          "pip install 'microgpt-hydra[report]' (in a checkout: pip install '.[report]')"

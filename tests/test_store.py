@@ -145,6 +145,7 @@ def test_two_runs_at_once_share_a_store(tmp_path):
     for seed, _, count in rows:
         genome = json.loads((tmp_path / f"g{seed}.json").read_text())
         assert genome["run_seed"] == seed and count > 20
+        assert genome["microgpt"] == microgpt.__version__          # the version that wrote it
 
 
 def test_the_package_has_no_import_cycle():
