@@ -3,7 +3,10 @@
 Follows the seed's Hydra release (v3). Each head (microgpt.heads) is an island with its own
 population and objective. A cycle is:
   1. Isolation: for a few generations every head evaluates its population (train with the genome,
-     sample names, score them), ranks it, keeps its 2 best and fills the rest with mutants of them;
+     sample names, score them), ranks it, keeps its 2 best and fills the rest with mutants of them.
+     A head ranks on a leaning (`leaning`): 2/3 its own score's percentile among everything the
+     run has bred, 1/3 the other heads', so an island breeds organisms good at its head without
+     giving up the others (a weighted decomposition, as MOEA/D's: Zhang & Li 2007);
   2. the Gathering: each head's 2 champions go to a common pool;
   3. Cross-pollination: each head takes in the *other* heads' champions, which replace its worst
      organisms and are judged by its own objective (from the names they already generated: every
@@ -13,10 +16,12 @@ final ones. Each generation re-judges the surviving champions on a fresh seed, a
 ranks on the mean of its trials, so a lucky sample does not hold the top spot. Every evaluation
 also samples its trained model at a few temperatures (VOICES): how it speaks costs no training.
 Last comes the final judgement (`final_judgement`): the run's best organisms by standing (their
-mean percentile under the heads among the first generation, which is random genomes) are
-re-judged on fresh seeds at many temperatures, the leader's genes are tuned one at a time, and
-the best few are confirmed on fresh seeds; the best confirmed is the winner (`choose_winner`):
-the genome that beats random genomes, not the luckiest evaluation.
+mean percentile under the heads among the first generation, which is random genomes, and among
+everything the run bred) are re-judged on fresh seeds at many voices (temperatures and
+coolings), the leader's genes are tuned one at a time from its best voice, and the best few are
+confirmed on fresh seeds; the best confirmed is the winner (`choose_winner`): the genome that
+beats random genomes, not the luckiest evaluation. The run's Pareto front across the heads
+(`pareto_front`) is kept too.
 The island model is Whitley, Rana & Heckendorn 1999; the keep-two-and-mutate loop is the seed's.
 `--classic` is the seed's legacy `evolve`: the same engine with one island and one combined
 objective. The `microgpt-hydra` command that drives it lives in microgpt.hydra_cli.
@@ -65,9 +70,10 @@ MID_NAME = 3                    # the letter (from 0) at which a cooled voice is
 # The final judgement (`final_judgement`):
 FINALISTS = 6           # each head's champion, then the best by standing,
 FINAL_TRIALS = 4        # ... each judged on this many fresh seeds;
-TUNED = ("n_ctx", "cooling", "lr", "n_layer", "n_emb")   # then the leader's genes, one by one,
+TUNED = ("n_ctx", "lr", "n_layer", "n_emb")   # then the leader's genes, one by one, from its
+                                                # best voice,
 LR_TUNING = (0.5, 0.7, 1.4, 2.0)              # (lr: times these)
-COOLING_TUNING = (0.7, 0.75, 0.8, 0.85, 0.9, 1.0)
+GRID_COOLINGS = (0.7, 0.8, 0.9, 1.0)   # the finalists are also heard cooling by these
 TUNING_TRIALS = 3       # ... each other value on this many fresh seeds;
 CONFIRMED = 4           # then the best few organisms, each at its best temperature,
 CONFIRM_TRIALS = 10     # ... on this many more fresh seeds.
@@ -181,7 +187,8 @@ class Organism:
     of: Optional["Organism"] = None              # for a re-judging: the organism it re-judges
     retrials: list = field(default_factory=list)  # the birth's re-judgings, in order
     parent: Optional[str] = None    # the id of the champion it is a mutant of (None: new)
-    temperatures: tuple = ()        # also sample at these, to tune the temperature
+    temperatures: tuple = ()        # also sample at these voices: a temperature (at its own
+                                    # cooling) or a (temperature, cooling) pair
     scores_at: list = field(default_factory=list)   # scores at each of them
     tuned: str = ""                 # the genes the final judgement tuned: "@n_ctx=7@lr=0.01"
 
@@ -208,13 +215,21 @@ class Organism:
         self.retrials.append(t)
         return t
 
-    def retuned(self, gene, value, run_seed):
+    def retuned(self, gene, value, run_seed, voice=None):
         """This genome with gene set to value (repaired), as an organism yet to be judged (its
-        trials are its re-judgings); None when that is its own genome."""
-        genome = repair(dict(self.genome, **{gene: value}))
+        trials are its re-judgings); None when that is its own genome. voice (a heard variant
+        of this organism): start from its temperature and cooling, which then show in the id
+        when the cooling is another."""
+        start, tuned = self.genome, self.tuned
+        if voice is not None:
+            start = dict(self.genome, temperature=voice.genome["temperature"],
+                         cooling=voice.genome["cooling"])
+            if start["cooling"] != self.genome["cooling"]:
+                tuned += f"@cooling={start['cooling']:.4g}"
+        genome = repair(dict(start, **{gene: value}))
         if genome == self.genome:
             return None
-        tuned = f"{self.tuned}@{gene}={value:.4g}"
+        tuned = f"{tuned}@{gene}={value:.4g}"
         return Organism(genome, self.head, self.cycle, self.generation, self.index,
                         derive_seed(run_seed, "tune", self.id, tuned), parent=self.parent,
                         tuned=tuned)
@@ -324,6 +339,7 @@ def score(organism, heads):
     failed or non-finite one scores -inf. Names at its own temperature are its names (the
     worker samples them once), so they are scored once."""
     heard = organism.result["names_at"] if organism.result is not None and organism.temperatures else []
+    # (a voice is a temperature at the organism's own cooling, or a (temperature, cooling) pair)
     organism.scores_at = [judge(names, organism, heads) for names in heard]
     own = organism.genome["temperature"]
     organism.scores = (dict(organism.scores_at[organism.temperatures.index(own)])
@@ -478,7 +494,7 @@ def expected_evaluations(population, generations, cycles, n_heads):
     champions per generation after the first, and the final judgement's (at most)."""
     later = cycles * generations - 1
     births = n_heads * (population + later * (population - N_CHAMPIONS))
-    tuned = sum(len(tuning_values(gene, {"lr": NEW_LR[0]})) - (gene not in ("lr", "cooling"))
+    tuned = sum(len(tuning_values(gene, {"lr": NEW_LR[0]})) - (gene != "lr")
                 for gene in TUNED)
     final = (max(FINALISTS, n_heads) * FINAL_TRIALS + tuned * TUNING_TRIALS
              + CONFIRMED * CONFIRM_TRIALS)
@@ -593,15 +609,18 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
 
 
 def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, observer, recall):
-    """(the confirmed organisms ranked best first, the yardstick that ranks them): the first is
-    the winner. In three stages, every trial on a fresh seed:
+    """(the confirmed organisms ranked best first, the yardstick of the random first generation):
+    the first is the winner. Organisms are ranked by `joint_key`: their mean standing among the
+    random first generation and among every organism the run bred (the best organisms all beat
+    the random genomes; among the run's own they stay apart). In three stages, every trial on a
+    fresh seed:
 
     1. The finalists: each head's champion, then the run's best births by standing at their best
-       voice, FINALISTS in all, each judged FINAL_TRIALS times, heard at every temperature of
-       `temperature_grid` (training is the same, only how it speaks changes).
-    2. Tuning: the leader (the organism of the best organism-at-a-temperature so far) is trained
-       again with each other value of a gene (`tuning_values`), TUNING_TRIALS times each, one
-       gene of TUNED after another, the leader chosen again before each.
+       voice, FINALISTS in all, each judged FINAL_TRIALS times, heard at every voice of
+       `temperature_grid` with GRID_COOLINGS (training is the same, only how it speaks changes).
+    2. Tuning: the leader (the organism of the best organism-at-a-voice so far), from that voice,
+       is trained again with each other value of a gene (`tuning_values`), TUNING_TRIALS times
+       each, one gene of TUNED after another, the leader chosen again before each.
     3. Confirmation: the CONFIRMED best organisms of both stages, each at its best temperature
        (`one_of_each`: else one organism heard well at several temperatures fills the places,
        and its luck in the stages before decides), are judged CONFIRM_TRIALS times more at it and
@@ -615,11 +634,11 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
             evaluate_all(todo, evaluator, cfg, heads, observer, recall)
             evaluations.extend(todo)
 
-    def trials_of(organisms, n, temperatures=None):
+    def trials_of(organisms, n, temperatures=None, coolings=()):
         trials = {o: [o.rejudge(cfg.seed) for _ in range(n)] for o in organisms}
         for o, ts in trials.items():
             for t in ts:
-                t.temperatures = temperatures or temperature_grid(o.genome)
+                t.temperatures = temperatures or temperature_grid(o.genome, coolings)
         return trials
 
     def heard(trials):
@@ -644,7 +663,7 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
               + sorted(births, key=lambda o: best_voice(o, heads, stick), reverse=True)):
         if o.result is not None and o not in finalists and len(finalists) < max(FINALISTS, len(heads)):
             finalists.append(o)
-    final = trials_of(finalists, FINAL_TRIALS)
+    final = trials_of(finalists, FINAL_TRIALS, coolings=GRID_COOLINGS)
     judge_all([t for ts in final.values() for t in ts],
               "each head's champion, then the best by standing", finalists)
     stick = sticks()
@@ -652,8 +671,9 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
     if not candidates:                      # every final trial failed
         return finalists, stick[0]
     for gene in TUNED:
-        leader = candidates[0].of
-        others = [o for o in (leader.retuned(gene, v, cfg.seed)
+        best = candidates[0]                # an organism heard at its best voice
+        leader = best.of
+        others = [o for o in (leader.retuned(gene, v, cfg.seed, best)
                               for v in tuning_values(gene, leader.genome)) if o is not None]
         tuning = trials_of(others, TUNING_TRIALS)
         judge_all([t for ts in tuning.values() for t in ts],
@@ -662,8 +682,7 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
         candidates += heard(tuning)
         candidates.sort(key=lambda v: joint_key(v, stick), reverse=True)
     chosen = one_of_each(candidates, CONFIRMED)
-    confirm = {v: trials_of([v.of], CONFIRM_TRIALS, (v.genome["temperature"],))[v.of]
-               for v in chosen}
+    confirm = {v: trials_of([v.of], CONFIRM_TRIALS, (voice_of(v),))[v.of] for v in chosen}
     judge_all([t for ts in confirm.values() for t in ts],
               "the best organisms, each at its best temperature, on fresh seeds", [v.of for v in chosen])
     confirmed = [at_temperatures(v.of, heads, confirm[v]) for v in chosen]
@@ -671,6 +690,13 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
     stick = sticks()
     ranked = sorted(confirmed or candidates, key=lambda v: joint_key(v, stick), reverse=True)
     return ranked, stick[0]
+
+
+def voice_of(variant):
+    """How variant (an organism heard at a voice) speaks, as a voice of its organism's: its
+    temperature, or (temperature, cooling) when it cools otherwise."""
+    t, c = variant.genome["temperature"], variant.genome["cooling"]
+    return t if c == variant.of.genome["cooling"] else (t, c)
 
 
 def one_of_each(variants, n):
@@ -685,16 +711,13 @@ def one_of_each(variants, n):
 
 def tuning_values(gene, genome):
     """The values the final judgement tries for gene (one of TUNED) of genome: every context
-    length and depth and width a mutant can have; a few coolings; the learning rate from half
-    to twice."""
+    length and depth and width a mutant can have; the learning rate from half to twice."""
     if gene == "n_ctx":
         return range(MUTANT_CTX[0], MUTANT_CTX[1] + 1)
     if gene == "n_layer":
         return range(MUTANT_LAYERS[0], MUTANT_LAYERS[1] + 1)
     if gene == "n_emb":
         return MUTANT_EMB
-    if gene == "cooling":
-        return COOLING_TUNING
     return [_clamp(genome["lr"] * f, MUTANT_LR) for f in LR_TUNING]
 
 
@@ -717,10 +740,14 @@ def voices(genome):
     return heard_at(genome["temperature"], mid_name(VOICES, genome["cooling"]))
 
 
-def temperature_grid(genome):
-    """The temperatures the final judgement hears an organism at: its own, and TEMPERATURES at
-    mid-name (`mid_name`)."""
-    return heard_at(genome["temperature"], mid_name(TEMPERATURES, genome["cooling"]))
+def temperature_grid(genome, coolings=()):
+    """The voices the final judgement hears an organism at: its own temperature, and
+    TEMPERATURES at mid-name (`mid_name`), at its cooling; then, for each other of coolings,
+    TEMPERATURES at mid-name cooling by it, as (temperature, cooling) pairs. Hearing costs no
+    training, so the finalists' voices are searched in two dimensions."""
+    own = heard_at(genome["temperature"], mid_name(TEMPERATURES, genome["cooling"]))
+    return own + tuple((t, c) for c in coolings if c != genome["cooling"]
+                       for t in mid_name(TEMPERATURES, c))
 
 
 def mid_name(temperatures, cooling):
@@ -749,10 +776,11 @@ def at_temperatures(finalist, heads, trials=None):
         return []
     trials = [t for t in trials if t.temperatures == trials[0].temperatures]
     variants = []
-    for k, temperature in enumerate(trials[0].temperatures):
+    for k, voice in enumerate(trials[0].temperatures):
+        temperature, cooling = voice if isinstance(voice, tuple) else (voice, finalist.genome["cooling"])
         heard = []
         for t in trials:
-            v = Organism(dict(finalist.genome, temperature=temperature), finalist.head,
+            v = Organism(dict(finalist.genome, temperature=temperature, cooling=cooling), finalist.head,
                          finalist.cycle, finalist.generation, finalist.index, t.seed,
                          result=dict(t.result, names=t.result["names_at"][k]),
                          scores=t.scores_at[k], trial=t.trial, of=finalist,

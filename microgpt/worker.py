@@ -35,9 +35,15 @@ def names_to_send(path, sha):
     return sha, data
 
 
+def voice(v, cooling):
+    """(temperature, cooling) of a voice: a temperature at cooling, or a (temperature, cooling)."""
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, cooling)
+
+
 def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=None):
     """Train one organism and sample its names: {names, val_loss, final_loss, num_params, seconds},
-    and with temperatures, names_at: the same model's names at each of them, in order.
+    and with temperatures, names_at: the same model's names at each of them, in order (a
+    temperature at the genome's cooling, or a (temperature, cooling) pair).
 
     genome holds the seven genes, the temperature and the cooling; data is a path to the names
     (None: the bundled ones), or names the file's (sha256, bytes) from `names_to_send`. It trains
@@ -53,9 +59,11 @@ def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=Non
     out = {"names": list(result.names), "val_loss": float(result.val_loss),
            "final_loss": float(result.final_loss), "num_params": int(result.num_params),
            "seconds": float(result.seconds)}
-    if temperatures:
-        out["names_at"] = [generate(result.model, result.tok, samples, t, seed, cooling=cfg.cooling)
-                           for t in temperatures]
+    if temperatures:           # each a temperature at the genome's cooling, or (temperature, cooling)
+        out["names_at"] = []
+        for v in temperatures:
+            t, c = voice(v, cfg.cooling)
+            out["names_at"].append(generate(result.model, result.tok, samples, t, seed, cooling=c))
     if own:
         out["names"] = list(out["names_at"][temperatures.index(genome["temperature"])])
     return out

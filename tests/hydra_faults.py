@@ -25,7 +25,9 @@ def fake_evaluate(genome, samples, seed, data=None, temperatures=()):
     result = {"names": names, "val_loss": loss, "final_loss": loss, "num_params": genome["n_emb"],
               "seconds": 0.0}
     if temperatures:
-        result["names_at"] = [fake_names(random.Random(f"{seed}:names"), samples, t)
+        # a voice is a temperature or a (temperature, cooling) pair; cooling shortens the names
+        result["names_at"] = [fake_names(random.Random(f"{seed}:names"), samples,
+                                         t[0] * t[1] if isinstance(t, tuple) else t)
                               for t in temperatures]
     return result
 

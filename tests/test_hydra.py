@@ -284,8 +284,12 @@ def test_the_final_judgement_tunes_the_leader_and_confirms_the_best_on_fresh_see
         evo = evolve(heads, ex, fast_cfg(), observer=Spy())
     (first, finalists, todo), *tuning, (last, chosen, confirm) = stages
     assert len(finalists) == hydra.FINALISTS and len(todo) == hydra.FINALISTS * hydra.FINAL_TRIALS
-    assert all(t.temperatures == hydra.temperature_grid(t.genome) for t in todo)
-    # one stage per tuned gene: the leader with each other value it can take, one gene changed
+    # the finalists are heard on a grid of temperatures and coolings (only sampling changes)
+    assert all(t.temperatures == hydra.temperature_grid(t.genome, hydra.GRID_COOLINGS) for t in todo)
+    assert all({c for v in t.temperatures if isinstance(v, tuple) for c in v[1:]}
+               == set(hydra.GRID_COOLINGS) - {t.genome["cooling"]} for t in todo)
+    # one stage per tuned gene: the leader, from its best voice, with each other value it can
+    # take, one gene changed
     assert [what.split()[-1] for what, _, _ in tuning] == list(hydra.TUNED)
     for (_, others, todo), gene in zip(tuning, hydra.TUNED):
         first = others[0].genome
@@ -302,7 +306,9 @@ def test_the_final_judgement_tunes_the_leader_and_confirms_the_best_on_fresh_see
     winner = choose_winner(evo)[1]
     assert {t.seed for t in winner.judged()} <= {t.seed for t in confirm if t.of is winner.of}
     assert len(winner.judged()) == hydra.CONFIRM_TRIALS
-    assert winner.genome["temperature"] in hydra.temperature_grid(winner.of.genome)
+    heard = hydra.temperature_grid(winner.of.genome, hydra.GRID_COOLINGS)
+    assert (winner.genome["temperature"] in heard
+            or (winner.genome["temperature"], winner.genome["cooling"]) in heard)
     assert len({o.id for o in evo.evaluations}) == len(evo.evaluations)
 
 
@@ -821,3 +827,22 @@ def test_a_run_keeps_its_pareto_front_and_the_front_is_non_dominated():
         beaten = any(all(p.fitness(h) >= o.fitness(h) for h in names)
                      and any(p.fitness(h) > o.fitness(h) for h in names) for p in everyone)
         assert (o in front) == (not beaten)
+
+
+def test_a_genome_tuned_from_a_voice_that_cools_otherwise_keeps_that_voice_and_says_so():
+    o = organism("Weaver", 0)
+    o.genome = dict(o.genome, temperature=1.0, cooling=1.0, n_ctx=16)
+    heard = Organism(dict(o.genome, temperature=1.9, cooling=0.8), "Weaver", 0, 0, 0, 0, of=o)
+    tuned = o.retuned("n_ctx", 7, 3, heard)
+    assert tuned.genome == dict(o.genome, temperature=1.9, cooling=0.8, n_ctx=7)
+    assert tuned.tuned == "@cooling=0.8@n_ctx=7"
+    same = Organism(dict(o.genome, temperature=0.8), "Weaver", 0, 0, 0, 0, of=o)
+    assert o.retuned("n_ctx", 7, 3, same).tuned == "@n_ctx=7"
+    assert hydra.voice_of(heard) == (1.9, 0.8) and hydra.voice_of(same) == 0.8
+
+
+def test_the_worker_hears_a_voice_at_its_own_cooling_or_at_the_one_it_names():
+    from microgpt.worker import voice
+
+    assert voice(0.9, 0.75) == (0.9, 0.75)
+    assert voice((1.8, 0.8), 0.75) == (1.8, 0.8)
