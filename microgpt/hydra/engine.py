@@ -1,0 +1,198 @@
+"""The engine: islands that breed by their heads, the Gathering, and `evolve`, the whole run."""
+import math
+import random
+import time
+from dataclasses import dataclass, field
+
+from microgpt.hydra.evaluation import evaluate_all
+from microgpt.hydra.final import (
+    CONFIRM_TRIALS,
+    CONFIRMED,
+    FINAL_TRIALS,
+    FINALISTS,
+    TUNED,
+    TUNING_TRIALS,
+    final_judgement,
+    tuning_values,
+)
+from microgpt.hydra.genes import NEW_LR, derive_seed, mutate, new_genome
+from microgpt.hydra.organism import MIN_POPULATION, N_CHAMPIONS, HydraConfig, Observer, Organism
+from microgpt.hydra.standing import percentile
+from microgpt.hydra.voices import voices
+
+LEAN = 2 / 3            # an island ranks on its head's percentile this much, the others' the rest
+MAX_TRIALS = 2          # a survivor is re-judged on a fresh seed each generation, up to this many
+
+
+def rank(population, head, field=None):
+    """population sorted best first under head; ties keep their order (a stable sort).
+
+    With field ({head name: the sorted fitnesses of every organism born so far}), an island
+    ranks on `leaning`: its own head's percentile in the field, weighed LEAN, and the other heads'
+    for the rest, so each island breeds organisms good at its head without giving up the others."""
+    if field is None or len(field) < 2:
+        return sorted(population, key=lambda o: -o.fitness(head))
+    return sorted(population, key=lambda o: -leaning(o, head, field))
+
+def leaning(organism, head, field):
+    """LEAN times organism's percentile under head among field, plus (1 - LEAN) times its mean
+    percentile under the other heads: a weighted sum of scale-free objectives, one weighting per
+    island (MOEA/D's decomposition: Zhang & Li 2007)."""
+    shares = {h: percentile(organism.fitness(h), xs) for h, xs in field.items()}
+    others = [x for h, x in shares.items() if h != head]
+    return LEAN * shares[head] + (1 - LEAN) * sum(others) / len(others)
+
+def field_of(organisms, heads):
+    """{head name: the sorted finite fitnesses of organisms}: what `leaning` ranks against."""
+    return {h.name: sorted(x for x in (o.fitness(h.name) for o in organisms) if math.isfinite(x))
+            for h in heads}
+
+def breed(ranked, rng, head, cycle, generation, run_seed):
+    """The next population: the ranked one's champions, then mutants of them to refill it."""
+    champions = ranked[:N_CHAMPIONS]
+    children = []
+    for index in range(len(champions), len(ranked)):
+        parent = rng.choice(champions)
+        children.append(Organism(mutate(parent.genome, rng), head, cycle, generation, index,
+                                 derive_seed(run_seed, cycle, generation, head, index),
+                                 parent=parent.id))
+    return champions + children
+
+def gather(populations, heads, field=None):
+    """The Gathering and cross-pollination: (pool of champions, {head: immigrants}, populations).
+
+    populations are ranked. Each head takes in the other heads' champions (never its own, nor an
+    organism it already holds), ranked under its own objective; they replace its worst organisms,
+    but never its own champions, so with a small population the best immigrants that fit come in.
+    """
+    champions = {h.name: populations[h.name][:N_CHAMPIONS] for h in heads}
+    pool = [o for h in heads for o in champions[h.name]]
+    received, after = {}, {}
+    for h in heads:
+        present = {o.id for o in populations[h.name]}
+        immigrants = []
+        for other in heads:
+            for o in champions[other.name] if other.name != h.name else ():
+                if o.id not in present:
+                    present.add(o.id)
+                    immigrants.append(o)
+        room = len(populations[h.name]) - N_CHAMPIONS
+        immigrants = rank(immigrants, h.name, field)[:room]
+        natives = populations[h.name][:len(populations[h.name]) - len(immigrants)]
+        received[h.name] = immigrants
+        after[h.name] = rank(natives + immigrants, h.name, field)
+    return pool, received, after
+
+def expected_evaluations(population, generations, cycles, n_heads):
+    """About how many evaluations a run makes: every birth, at most one re-judging of each head's
+    champions per generation after the first, and the final judgement's (at most)."""
+    later = cycles * generations - 1
+    births = n_heads * (population + later * (population - N_CHAMPIONS))
+    tuned = sum(len(tuning_values(gene, {"lr": NEW_LR[0]})) - (gene != "lr")
+                for gene in TUNED)
+    final = (max(FINALISTS, n_heads) * FINAL_TRIALS + tuned * TUNING_TRIALS
+             + CONFIRMED * CONFIRM_TRIALS)
+    return births + n_heads * N_CHAMPIONS * later + final
+
+@dataclass
+class Evolution:
+    """What a run leaves: the final populations (ranked), every evaluation in identity order (births
+    and re-judgings), the random first generation, what it scores (`yardstick`), against which
+    standings are measured, and the finalists: the final judgement's confirmed organisms, each a
+    genome at a temperature, ranked best first: the first is the winner."""
+    heads: list
+    config: HydraConfig
+    populations: dict
+    evaluations: list
+    reference: list = field(default_factory=list)
+    yardstick: dict = field(default_factory=dict)
+    finalists: list = field(default_factory=list)
+
+    @property
+    def champions(self):
+        """{head name: its best organism at the end}."""
+        return {h.name: self.populations[h.name][0] for h in self.heads}
+
+    def organisms(self):
+        """Every distinct organism the run judged (births, then the final judgement's tuned
+        genomes), in the order of their first evaluation."""
+        return list(dict.fromkeys(t.of or t for t in self.evaluations if t.result is not None))
+
+    def pareto_front(self):
+        """`pareto_front` of the run's organisms under its heads."""
+        return pareto_front(self.organisms(), [h.name for h in self.heads])
+
+def pareto_front(organisms, heads):
+    """The organisms that no other beats on every head: none has a fitness (the mean over its
+    trials) at least as high under each of heads and higher under one. Organisms whose trials
+    all failed are left out; the order is kept."""
+    points = [(o, tuple(o.fitness(h) for h in heads)) for o in organisms if o.judged()]
+
+    def dominates(a, b):
+        return all(x >= y for x, y in zip(a, b)) and a != b
+
+    return [o for o, p in points if not any(dominates(q, p) for _, q in points)]
+
+def rejudgings(organisms, cfg, limit=MAX_TRIALS):
+    """New trials on fresh seeds for each distinct evaluated organism judged fewer than limit times."""
+    seen, todo = set(), []
+    for o in organisms:
+        if o.result is not None and o.id not in seen and len(o.judged()) < limit:
+            seen.add(o.id)
+            todo.append(o.rejudge(cfg.seed))
+    return todo
+
+def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
+    """Run Hydra: cfg.cycles of isolation, each but the last followed by the Gathering, then the
+    final judgement of the run's best organisms: an Evolution.
+
+    Every generation after the first re-judges each surviving champion on a fresh seed (up to
+    MAX_TRIALS), and ranks on the mean of its trials. With one head it is the classic
+    single-population evolution (there is no one to gather with). The evaluator runs the
+    evaluations (microgpt.evaluators); recall holds the outcomes a resumed run already has.
+    """
+    names = [h.name for h in heads]
+    if not heads or len(set(names)) != len(names):
+        raise ValueError(f"evolve: heads must be non-empty and distinct, got {names}")
+    if cfg.population < MIN_POPULATION:
+        raise ValueError(f"evolve: population must be at least {MIN_POPULATION}")
+    observer = observer or Observer()
+    populations = {}
+    for h in heads:
+        rng = random.Random(f"{cfg.seed}:new:{h.name}")
+        populations[h.name] = [Organism(new_genome(rng), h.name, 0, 0, i,
+                                        derive_seed(cfg.seed, 0, 0, h.name, i))
+                               for i in range(cfg.population)]
+    # random genomes, as drawn: what every standing is measured against
+    reference = [o for h in heads for o in populations[h.name]]
+    evaluations = []
+    for cycle in range(cfg.cycles):
+        start = time.perf_counter()
+        for gen in range(cfg.generations):
+            if cycle or gen:
+                for h in heads:
+                    rng = random.Random(f"{cfg.seed}:breed:{cycle}:{gen}:{h.name}")
+                    populations[h.name] = breed(populations[h.name], rng, h.name, cycle, gen,
+                                                cfg.seed)
+            fresh = [o for h in heads for o in populations[h.name] if not o.evaluated]
+            todo = fresh + rejudgings((o for h in heads for o in populations[h.name]), cfg)
+            for o in todo:
+                o.temperatures = voices(o.genome)
+            observer.generation_started(cycle, gen, todo)
+            evaluate_all(todo, evaluator, cfg, heads, observer, recall)
+            evaluations.extend(todo)
+            field = field_of([o for o in evaluations if o.trial == 0], heads)
+            populations = {h.name: rank(populations[h.name], h.name, field) for h in heads}
+            observer.generation(cycle, gen, populations)
+        if len(heads) > 1 and cycle < cfg.cycles - 1:     # the last cycle's champions are final
+            pool, received, populations = gather(populations, heads, field)
+            observer.gathering(cycle, pool, received)
+        observer.cycle_done(cycle, time.perf_counter() - start)
+
+    # The final judgement (`final_judgement`): the run's best organisms re-judged on fresh seeds
+    # and at several temperatures, the leader's genes tuned one at a time, the best few confirmed.
+    finalists, stick = final_judgement(populations, evaluations, reference, heads, evaluator,
+                                       cfg, observer, recall)
+    field = field_of([o for o in evaluations if o.trial == 0], heads)
+    populations = {h.name: rank(populations[h.name], h.name, field) for h in heads}   # new trials
+    return Evolution(list(heads), cfg, populations, evaluations, reference, stick, finalists)

@@ -1,0 +1,177 @@
+"""An organism (a genome with its identity, its trials and its lineage), the run's configuration,
+and the observers that watch a run."""
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+from microgpt.hydra.genes import derive_seed, repair
+
+N_CHAMPIONS = 2                                     # kept each generation, sent to the Gathering
+MIN_POPULATION = N_CHAMPIONS + 1                    # room for at least one mutant
+NAMES_KEPT = 5                                      # names per champion in genome.json and tables
+
+
+@dataclass(eq=False)              # organisms are compared by identity
+class Organism:
+    """A genome with its identity and its trials: its birth evaluation, then any re-judging.
+
+    One Organism is one evaluation (a training seed, its result, its score under every head). The
+    organism itself is its birth; each re-judging on a fresh seed is another Organism for the same
+    genome (`trial` 1, 2, ...; `of` the organism) kept in its `retrials`. Its fitness under a head
+    is the mean over every trial that succeeded, so a lucky first sample does not stay on top.
+    """
+    genome: dict                    # GENES
+    head: str                       # the head whose island bred it
+    cycle: int                      # 0-based, like generation and index
+    generation: int                 # within the cycle
+    index: int                      # its place in the population that bred it
+    seed: int                       # the seed this evaluation trains and samples with
+    result: Optional[dict] = None   # the worker's dict; None until evaluated or when it failed
+    error: Optional[str] = None     # why the evaluation failed
+    attempts: int = 0
+    scores: dict = field(default_factory=dict)   # head name -> score (-inf: failed)
+    trial: int = 0                  # 0: the birth; n: the n-th re-judging
+    of: Optional["Organism"] = None              # for a re-judging: the organism it re-judges
+    retrials: list = field(default_factory=list)  # the birth's re-judgings, in order
+    parent: Optional[str] = None    # the id of the champion it is a mutant of (None: new)
+    temperatures: tuple = ()        # also sample at these voices: a temperature (at its own
+                                    # cooling) or a (temperature, cooling) pair
+    scores_at: list = field(default_factory=list)   # scores at each of them
+    tuned: str = ""                 # the genes the final judgement tuned: "@n_ctx=7@lr=0.01"
+
+    @property
+    def id(self):
+        base = f"c{self.cycle + 1}g{self.generation + 1}-{self.head}-{self.index}"
+        base += self.tuned
+        return base if not self.trial else f"{base}/t{self.trial + 1}"
+
+    @property
+    def evaluated(self):
+        return self.result is not None or self.error is not None
+
+    def judged(self):
+        """Every trial of this organism that succeeded: the birth, then re-judgings."""
+        return [t for t in (self, *self.retrials) if t.result is not None]
+
+    def rejudge(self, run_seed):
+        """A new trial of this organism on a fresh seed (appended to its retrials)."""
+        n = len(self.retrials) + 1
+        t = Organism(self.genome, self.head, self.cycle, self.generation, self.index,
+                     derive_seed(run_seed, "rejudge", self.id, n), trial=n, of=self,
+                     tuned=self.tuned, parent=self.parent)
+        self.retrials.append(t)
+        return t
+
+    def retuned(self, gene, value, run_seed, voice=None):
+        """This genome with gene set to value (repaired), as an organism yet to be judged (its
+        trials are its re-judgings); None when that is its own genome. voice (a heard variant
+        of this organism): start from its temperature and cooling, which then show in the id
+        when the cooling is another."""
+        start, tuned = self.genome, self.tuned
+        if voice is not None:
+            start = dict(self.genome, temperature=voice.genome["temperature"],
+                         cooling=voice.genome["cooling"])
+            if start["cooling"] != self.genome["cooling"]:
+                tuned += f"@cooling={start['cooling']:.4g}"
+        genome = repair(dict(start, **{gene: value}))
+        if genome == self.genome:
+            return None
+        tuned = f"{tuned}@{gene}={value:.4g}"
+        return Organism(genome, self.head, self.cycle, self.generation, self.index,
+                        derive_seed(run_seed, "tune", self.id, tuned), parent=self.parent,
+                        tuned=tuned)
+
+    @property
+    def names(self):
+        return self.result["names"] if self.result else []
+
+    def shown_names(self):
+        """Its first NAMES_KEPT non-empty names, to print and keep in genome.json."""
+        return [n for n in self.names if n][:NAMES_KEPT]
+
+    @property
+    def val_loss(self):
+        return self.result["val_loss"] if self.result else math.nan
+
+    def fitness(self, head):
+        """The mean of head's score over the trials that succeeded; -inf when none did."""
+        values = [t.scores.get(head, -math.inf) for t in self.judged()]
+        return sum(values) / len(values) if values else -math.inf
+
+@dataclass(frozen=True)
+class HydraConfig:
+    """The run: sizes, training length, names per evaluation, seed and dataset (the sizes and
+    training length are the seed's defaults)."""
+    population: int = 8             # organisms per head
+    generations: int = 3            # per cycle
+    cycles: int = 5
+    steps: int = 300                # training steps per evaluation
+    samples: int = 200              # names sampled per evaluation
+    seed: int = 42
+    data: Optional[str] = None      # path of the names; None: the bundled ones
+    scoring: str = "counted"        # how the heads add up their names (microgpt.heads.SCORINGS)
+
+    def global_generation(self, organism):
+        """The 1-based generation of the run in which organism was born."""
+        return organism.cycle * self.generations + organism.generation + 1
+
+CLASSIC = {"population": 12, "generations": 5, "cycles": 1}
+
+SIZE_CAPS = {"population": (MIN_POPULATION, 10_000), "generations": (1, 10_000), "cycles": (1, 10_000),
+             "steps": (1, 100_000), "samples": (1, 10_000)}
+
+class Observer:
+    """What the engine reports as it goes; the defaults do nothing."""
+
+    def generation_started(self, cycle, generation, todo):
+        """todo: the organisms about to be evaluated, every head's together."""
+
+    def evaluated(self, organism):
+        """Called as each evaluation finishes (in completion order), failures included."""
+
+    def generation(self, cycle, generation, populations):
+        """populations: {head name: organisms ranked best first under that head}."""
+
+    def gathering(self, cycle, pool, received):
+        """pool: the champions; received: {head name: the immigrants it took in}."""
+
+    def cycle_done(self, cycle, seconds):
+        """The cycle's wall time."""
+
+    def retrying(self, organisms):
+        """A worker process died; these lost evaluations run again in a new pool."""
+
+    def final_started(self, organisms, todo, what):
+        """A stage of the final judgement: organisms (what they are, in words) are re-judged by
+        the evaluations todo."""
+
+class Observers(Observer):
+    """Several observers as one: each call goes to every one, in order."""
+
+    def __init__(self, *observers):
+        self.observers = observers
+
+    def _tell(self, method, *args):
+        for o in self.observers:
+            getattr(o, method)(*args)
+
+    def generation_started(self, *args):
+        self._tell("generation_started", *args)
+
+    def evaluated(self, *args):
+        self._tell("evaluated", *args)
+
+    def generation(self, *args):
+        self._tell("generation", *args)
+
+    def gathering(self, *args):
+        self._tell("gathering", *args)
+
+    def cycle_done(self, *args):
+        self._tell("cycle_done", *args)
+
+    def retrying(self, *args):
+        self._tell("retrying", *args)
+
+    def final_started(self, *args):
+        self._tell("final_started", *args)

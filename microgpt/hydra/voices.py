@@ -1,0 +1,67 @@
+"""How an organism is heard: every evaluation samples its trained model at several voices (a
+temperature at the organism's cooling, or a (temperature, cooling) pair), which costs no training;
+`at_temperatures` turns those into organisms heard at each voice."""
+from microgpt.hydra.organism import Organism
+
+VOICES = (0.7, 0.8, 0.9, 1.0)   # every evaluation also samples at these temperatures (mid-name)
+MID_NAME = 3                    # the letter (from 0) at which a cooled voice is at these
+TEMPERATURES = (0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.4)   # it hears each at these too
+
+
+def voices(genome):
+    """The temperatures every evaluation also samples at, to find the organism's best voice: its
+    own, and VOICES at mid-name (`mid_name`)."""
+    return heard_at(genome["temperature"], mid_name(VOICES, genome["cooling"]))
+
+def temperature_grid(genome, coolings=()):
+    """The voices the final judgement hears an organism at: its own temperature, and
+    TEMPERATURES at mid-name (`mid_name`), at its cooling; then, for each other of coolings,
+    TEMPERATURES at mid-name cooling by it, as (temperature, cooling) pairs. Hearing costs no
+    training, so the finalists' voices are searched in two dimensions."""
+    own = heard_at(genome["temperature"], mid_name(TEMPERATURES, genome["cooling"]))
+    return own + tuple((t, c) for c in coolings if c != genome["cooling"]
+                       for t in mid_name(TEMPERATURES, c))
+
+def mid_name(temperatures, cooling):
+    """The temperatures at which a name's MID_NAME-th letter (from 0) samples at these: each
+    divided by cooling**MID_NAME (rounded to 4 digits), the same ones for a voice that does not
+    cool. A cooled voice is heard where it stands best, bold at first and calm by the end,
+    without sampling the flat voice's temperatures, which are too cold for it."""
+    return tuple(float(f"{t / cooling ** MID_NAME:.4g}") for t in temperatures)
+
+def heard_at(t, temperatures):
+    """temperatures and t, sorted; without t when it is within 2% of one of them (0.9 and
+    0.9000000001 would sample near enough the same names twice)."""
+    if any(abs(t - x) <= 0.02 * x for x in temperatures):
+        return tuple(temperatures)
+    return tuple(sorted({t, *temperatures}))
+
+def at_temperatures(finalist, heads, trials=None):
+    """finalist as heard at each temperature its trials sampled at (trials: these of its trials,
+    default all): one organism per temperature, its genome with that temperature, whose trials
+    are those trials' names at it (their training, seed and losses unchanged)."""
+    trials = [t for t in (finalist.judged() if trials is None else trials)
+              if t.temperatures and t.result is not None]
+    if not trials:
+        return []
+    trials = [t for t in trials if t.temperatures == trials[0].temperatures]
+    variants = []
+    for k, voice in enumerate(trials[0].temperatures):
+        temperature, cooling = voice if isinstance(voice, tuple) else (voice, finalist.genome["cooling"])
+        heard = []
+        for t in trials:
+            v = Organism(dict(finalist.genome, temperature=temperature, cooling=cooling), finalist.head,
+                         finalist.cycle, finalist.generation, finalist.index, t.seed,
+                         result=dict(t.result, names=t.result["names_at"][k]),
+                         scores=t.scores_at[k], trial=t.trial, of=finalist,
+                         parent=finalist.parent, tuned=finalist.tuned)
+            heard.append(v)
+        heard[0].retrials = heard[1:]
+        variants.append(heard[0])
+    return variants
+
+def voice_of(variant):
+    """How variant (an organism heard at a voice) speaks, as a voice of its organism's: its
+    temperature, or (temperature, cooling) when it cools otherwise."""
+    t, c = variant.genome["temperature"], variant.genome["cooling"]
+    return t if c == variant.of.genome["cooling"] else (t, c)
