@@ -62,19 +62,21 @@ The lifecycle:
                  Each generation a head keeps its 2 best, re-judges them on a fresh seed
                  (an organism ranks on the mean of its trials) and refills with their
                  mutants. Between cycles comes the Gathering: every head takes in the
-                 other heads' champions, which replace its worst. At the end each head's
-                 champion and the run's best organisms by standing (their mean percentile
-                 under the heads among the first generation, which is random genomes) are
-                 re-judged on fresh seeds and at many temperatures, the leader's n_ctx,
-                 cooling, lr, n_layer and n_emb are tuned one at a time, and the best few
-                 are confirmed on fresh seeds. The best one's DNA is written to
-                 genome.json, with the training seed that reproduces it, and the winner,
-                 trained once more, to genome.npz beside it.
+                 other heads' champions, which replace its worst. At the end the run's
+                 best organisms are re-judged on fresh seeds and at many voices, the
+                 leader's genes are tuned one at a time, and the best few are confirmed
+                 on fresh seeds. The best one's DNA is written to genome.json, with the
+                 training seed that reproduces it, and the winner, trained once more, to
+                 genome.npz beside it. The run's Pareto front across the heads is kept
+                 in the store.
   3. Evolved:    `microgpt` in that directory reads genome.json and becomes the evolved
                  creature ("I have become"), waking genome.npz instead of training.
 
 --classic runs the seed's legacy evolution instead: one population of 12 for 5 generations
 on 1.0*flow + 1.2*symmetry + 2.0*creativity.
+
+How Hydra works, step by step and with every number: docs/hydra.md (in the source and on the
+project's page).
 
 `microgpt-hydra report [RUN [RUN2]]` draws a run (or compares two) from the store: an HTML page
 and PNGs; see `microgpt-hydra report --help`.

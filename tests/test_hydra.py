@@ -660,7 +660,8 @@ def test_bad_flags_are_usage_errors(tmp_path, args):
 def test_help_tells_the_lifecycle(tmp_path):
     proc = run_hydra(["--help"], tmp_path)
     assert proc.returncode == 0
-    for word in ("Primordial", "Evolution", "Evolved", "genome.json", "--classic", "Gathering"):
+    for word in ("Primordial", "Evolution", "Evolved", "genome.json", "--classic", "Gathering",
+                 "docs/hydra.md", "--scoring", "counted"):
         assert word in proc.stdout
 
 
