@@ -9,7 +9,7 @@ import math
 import sys
 import time
 
-from microgpt.hydra import Observer, expected_evaluations
+from microgpt.hydra import Observer, describe, expected_evaluations
 
 
 def open_log(directory, prefix):
@@ -22,13 +22,6 @@ def open_log(directory, prefix):
         except FileExistsError:
             continue
     raise OSError(f"{directory}: too many runs started in the same second")
-
-
-def describe(genome):
-    return (f"Emb:{genome['n_emb']} Head:{genome['n_head']} Lay:{genome['n_layer']} "
-            f"LR:{genome['lr']:.4f} T:{genome['temperature']:.2f} "
-            f"Cool:{genome['cooling']:.2f} Ctx:{genome['n_ctx']} "
-            f"FF:{genome['n_ff_exp']}")
 
 
 def show_score(x):

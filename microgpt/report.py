@@ -25,18 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from microgpt.files import writable_target, write_atomic
-from microgpt.hydra import GENES
+from microgpt.hydra import GENES, SPACE
 from microgpt.store import Store, StoreError
 from microgpt.train import TrainingConfig
 
 COLOURS = {"Weaver": "#1f77b4", "Mirror": "#9467bd", "Spark": "#ff7f0e", "Origin": "#2ca02c",
            "Classic": "#8c564b"}
 WIDTH, HEIGHT, DPI = 9.0, 4.5, 100          # inches; every PNG is 900 x 450 pixels
-GENE_LABELS = {"n_emb": "n_emb (embedding width)", "n_head": "n_head (attention heads)",
-               "n_layer": "n_layer (layers)", "lr": "lr (learning rate)",
-               "temperature": "temperature", "cooling": "cooling (temperature x, by letter)",
-               "n_ctx": "n_ctx (context)",
-               "n_ff_exp": "n_ff_exp (MLP width x)"}
+GENE_LABELS = {g.name: g.about for g in SPACE}
 
 
 @dataclass
@@ -183,7 +179,9 @@ def plot_loss(run):
 
 
 def plot_genes(run):
-    fig, axes = _figure(3, 3)
+    columns = 3
+    rows = -(-(len(GENES) + 1) // columns)          # a cell per gene of the table, and the legend's
+    fig, axes = _figure(rows, columns)
     cells = axes.ravel()
     for ax, gene in zip(cells, GENES):
         for h in run.heads:
@@ -197,7 +195,8 @@ def plot_genes(run):
         ax.tick_params(labelsize="x-small")
         if gene == "lr":
             _log_scale(ax.set_yscale, [gene_of(e, gene) for e in run.births()])
-    cells[-1].axis("off")
+    for ax in cells[len(GENES):]:                   # the cells after the genes; the last a legend
+        ax.axis("off")
     handles, labels = cells[0].get_legend_handles_labels()
     cells[-1].legend(handles, labels, loc="center", title="median per head")
     fig.suptitle(f"The genes over the generations, {run.title}")

@@ -847,3 +847,36 @@ def test_the_worker_hears_a_voice_at_its_own_cooling_or_at_the_one_it_names():
 
     assert voice(0.9, 0.75) == (0.9, 0.75)
     assert voice((1.8, 0.8), 0.75) == (1.8, 0.8)
+
+
+# The search space is declared once.
+
+def test_a_gene_added_to_the_table_is_drawn_mutated_shown_and_written(monkeypatch):
+    from microgpt.hydra import genes
+
+    extra = genes.Gene("dropout", "Drop", "dropout (share of units)", False,
+                       mutate=lambda rng, x: min(max(x + rng.uniform(-0.1, 0.1), 0.0), 0.5),
+                       extended=lambda rng: rng.uniform(0.0, 0.5),
+                       new=lambda rng: 0.0, tune=lambda genome: (0.0, 0.1, 0.2), shown="{:.2f}")
+    space = (*genes.SPACE, extra)
+    monkeypatch.setattr(genes, "SPACE", space)
+    monkeypatch.setattr(genes, "BY_NAME", {g.name: g for g in space})
+    monkeypatch.setattr(genes, "GENES", tuple(g.name for g in space))
+    rng = random.Random(1)
+    assert genes.new_genome(rng)["dropout"] == 0.0
+    assert 0.0 <= genes.extended_genome(rng)["dropout"] <= 0.5
+    mutants = [genes.mutate(dict(genes.new_genome(rng)), rng) for _ in range(200)]
+    assert any(m["dropout"] != 0.0 for m in mutants)
+    assert genes.describe(dict(genes.new_genome(rng), dropout=0.25)).endswith("Drop:0.25")
+    assert genes.tuning_values("dropout", {}) == (0.0, 0.1, 0.2)
+    assert genes.full_genome(dict(genes.new_genome(rng), dropout=0.1), 300)["dropout"] == 0.1
+
+
+def test_the_table_draws_as_the_seed_does():
+    # the first generation is the seed's four genes at random and the defaults for the rest
+    from microgpt.hydra import genes
+
+    drawn = [g.name for g in genes.SPACE if g.new is not None]
+    assert drawn == ["n_emb", "n_head", "n_layer", "lr"]
+    assert [g.name for g in genes.SPACE if g.tune is not None] == ["n_emb", "n_layer", "lr", "n_ctx"]
+    assert set(hydra.TUNED) <= {g.name for g in genes.SPACE if g.tune is not None}

@@ -13,9 +13,8 @@ from microgpt.hydra.final import (
     TUNED,
     TUNING_TRIALS,
     final_judgement,
-    tuning_values,
 )
-from microgpt.hydra.genes import NEW_LR, derive_seed, mutate, new_genome
+from microgpt.hydra.genes import NEW_LR, derive_seed, mutate, new_genome, tuning_values
 from microgpt.hydra.organism import MIN_POPULATION, N_CHAMPIONS, HydraConfig, Observer, Organism
 from microgpt.hydra.standing import percentile
 from microgpt.hydra.voices import voices
@@ -34,6 +33,7 @@ def rank(population, head, field=None):
         return sorted(population, key=lambda o: -o.fitness(head))
     return sorted(population, key=lambda o: -leaning(o, head, field))
 
+
 def leaning(organism, head, field):
     """LEAN times organism's percentile under head among field, plus (1 - LEAN) times its mean
     percentile under the other heads: a weighted sum of scale-free objectives, one weighting per
@@ -42,10 +42,12 @@ def leaning(organism, head, field):
     others = [x for h, x in shares.items() if h != head]
     return LEAN * shares[head] + (1 - LEAN) * sum(others) / len(others)
 
+
 def field_of(organisms, heads):
     """{head name: the sorted finite fitnesses of organisms}: what `leaning` ranks against."""
     return {h.name: sorted(x for x in (o.fitness(h.name) for o in organisms) if math.isfinite(x))
             for h in heads}
+
 
 def breed(ranked, rng, head, cycle, generation, run_seed):
     """The next population: the ranked one's champions, then mutants of them to refill it."""
@@ -57,6 +59,7 @@ def breed(ranked, rng, head, cycle, generation, run_seed):
                                  derive_seed(run_seed, cycle, generation, head, index),
                                  parent=parent.id))
     return champions + children
+
 
 def gather(populations, heads, field=None):
     """The Gathering and cross-pollination: (pool of champions, {head: immigrants}, populations).
@@ -83,6 +86,7 @@ def gather(populations, heads, field=None):
         after[h.name] = rank(natives + immigrants, h.name, field)
     return pool, received, after
 
+
 def expected_evaluations(population, generations, cycles, n_heads):
     """About how many evaluations a run makes: every birth, at most one re-judging of each head's
     champions per generation after the first, and the final judgement's (at most)."""
@@ -93,6 +97,7 @@ def expected_evaluations(population, generations, cycles, n_heads):
     final = (max(FINALISTS, n_heads) * FINAL_TRIALS + tuned * TUNING_TRIALS
              + CONFIRMED * CONFIRM_TRIALS)
     return births + n_heads * N_CHAMPIONS * later + final
+
 
 @dataclass
 class Evolution:
@@ -122,6 +127,7 @@ class Evolution:
         """`pareto_front` of the run's organisms under its heads."""
         return pareto_front(self.organisms(), [h.name for h in self.heads])
 
+
 def pareto_front(organisms, heads):
     """The organisms that no other beats on every head: none has a fitness (the mean over its
     trials) at least as high under each of heads and higher under one. Organisms whose trials
@@ -133,6 +139,7 @@ def pareto_front(organisms, heads):
 
     return [o for o, p in points if not any(dominates(q, p) for _, q in points)]
 
+
 def rejudgings(organisms, cfg, limit=MAX_TRIALS):
     """New trials on fresh seeds for each distinct evaluated organism judged fewer than limit times."""
     seen, todo = set(), []
@@ -141,6 +148,7 @@ def rejudgings(organisms, cfg, limit=MAX_TRIALS):
             seen.add(o.id)
             todo.append(o.rejudge(cfg.seed))
     return todo
+
 
 def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
     """Run Hydra: cfg.cycles of isolation, each but the last followed by the Gathering, then the

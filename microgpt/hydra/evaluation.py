@@ -17,6 +17,7 @@ def score(organism, heads):
                        if heard and own in organism.temperatures
                        else judge(organism.names, organism, heads))
 
+
 def judge(names, organism, heads):
     """{head name: the score of names}; -inf when organism failed or a score is not finite."""
     scores = {}
@@ -28,6 +29,7 @@ def judge(names, organism, heads):
         scores[head.name] = value
     return scores
 
+
 def training_cost(organism):
     """A rough relative cost of training organism: a layer's multiply-adds per token, times layers
     and positions.
@@ -37,6 +39,7 @@ def training_cost(organism):
     """
     g = organism.genome
     return g["n_layer"] * g["n_emb"] ** 2 * (4 + 2 * g["n_ff_exp"]) * g["n_ctx"]
+
 
 def _check_result(result, temperatures=()):
     """result if it looks like microgpt.worker.evaluate_genome's dict, else ValueError."""
@@ -49,6 +52,7 @@ def _check_result(result, temperatures=()):
                                       and all(names(x) for x in result["names_at"])))):
         raise ValueError(f"evaluation returned {type(result).__name__}, not names and losses")
     return result
+
 
 def evaluate_all(todo, evaluator, cfg, heads, observer, recall=None):
     """Evaluate and score the organisms todo in place, through evaluator.
@@ -77,6 +81,7 @@ def evaluate_all(todo, evaluator, cfg, heads, observer, recall=None):
                   o.temperatures) for o in sorted(pending.values(), key=training_cost, reverse=True)]
     for outcome in evaluator.run(tasks, lambda keys: observer.retrying([pending[k] for k in keys])):
         _settle(pending[outcome.key], outcome, heads, observer)
+
 
 def _settle(org, outcome, heads, observer):
     """Fill org from an Outcome (or a recalled one), score it and tell the observer."""

@@ -1,7 +1,7 @@
 """The final judgement: the run's best organisms re-judged on fresh seeds at many voices, the
 leader's genes tuned one at a time, the best few confirmed on fresh seeds."""
 from microgpt.hydra.evaluation import evaluate_all
-from microgpt.hydra.genes import MUTANT_CTX, MUTANT_EMB, MUTANT_LAYERS, MUTANT_LR, _clamp
+from microgpt.hydra.genes import tuning_values
 from microgpt.hydra.standing import joint_key, yardstick
 from microgpt.hydra.voices import at_temperatures, temperature_grid, voice_of
 
@@ -9,7 +9,6 @@ from microgpt.hydra.voices import at_temperatures, temperature_grid, voice_of
 FINALISTS = 6           # each head's champion, then the best by standing,
 FINAL_TRIALS = 4        # ... each judged on this many fresh seeds;
 TUNED = ("n_ctx", "lr", "n_layer", "n_emb")   # then the leader's genes, one by one, from its
-LR_TUNING = (0.5, 0.7, 1.4, 2.0)              # (lr: times these)
 GRID_COOLINGS = (0.7, 0.8, 0.9, 1.0)   # the finalists are also heard cooling by these
 TUNING_TRIALS = 3       # ... each other value on this many fresh seeds;
 CONFIRMED = 4           # then the best few organisms, each at its best temperature,
@@ -99,6 +98,7 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
     ranked = sorted(confirmed or candidates, key=lambda v: joint_key(v, stick), reverse=True)
     return ranked, stick[0]
 
+
 def one_of_each(variants, n):
     """The first n of variants (organisms heard at a temperature, ranked) that are of different
     organisms: each organism at its best temperature."""
@@ -108,16 +108,6 @@ def one_of_each(variants, n):
             chosen.append(v)
     return chosen
 
-def tuning_values(gene, genome):
-    """The values the final judgement tries for gene (one of TUNED) of genome: every context
-    length and depth and width a mutant can have; the learning rate from half to twice."""
-    if gene == "n_ctx":
-        return range(MUTANT_CTX[0], MUTANT_CTX[1] + 1)
-    if gene == "n_layer":
-        return range(MUTANT_LAYERS[0], MUTANT_LAYERS[1] + 1)
-    if gene == "n_emb":
-        return MUTANT_EMB
-    return [_clamp(genome["lr"] * f, MUTANT_LR) for f in LR_TUNING]
 
 def best_voice(organism, heads, sticks):
     """organism's joint_key at the temperature where it stands best."""

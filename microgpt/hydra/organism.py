@@ -98,6 +98,7 @@ class Organism:
         values = [t.scores.get(head, -math.inf) for t in self.judged()]
         return sum(values) / len(values) if values else -math.inf
 
+
 @dataclass(frozen=True)
 class HydraConfig:
     """The run: sizes, training length, names per evaluation, seed and dataset (the sizes and
@@ -119,6 +120,7 @@ CLASSIC = {"population": 12, "generations": 5, "cycles": 1}
 
 SIZE_CAPS = {"population": (MIN_POPULATION, 10_000), "generations": (1, 10_000), "cycles": (1, 10_000),
              "steps": (1, 100_000), "samples": (1, 10_000)}
+
 
 class Observer:
     """What the engine reports as it goes; the defaults do nothing."""
@@ -144,6 +146,7 @@ class Observer:
     def final_started(self, organisms, todo, what):
         """A stage of the final judgement: organisms (what they are, in words) are re-judged by
         the evaluations todo."""
+
 
 class Observers(Observer):
     """Several observers as one: each call goes to every one, in order."""

@@ -41,6 +41,7 @@ def yardstick(reference, heads, rejudged=()):
         stick[h.name] = (scores, mean, math.sqrt(var) * keep or 1.0, math.sqrt(noise))
     return stick
 
+
 def in_reference_voice(organism, head):
     """head's score of each of organism's trials heard as a new organism speaks (temperature 1
     and no cooling, TrainingConfig's defaults): [] when its cooling is another, or its trials did
@@ -56,9 +57,11 @@ def in_reference_voice(organism, head):
             scores.append(t.scores[head])
     return scores
 
+
 def percentile(x, scores):
     """The share of the sorted scores below x (ties count half), in [0, 1]."""
     return (bisect_left(scores, x) + bisect_right(scores, x)) / (2 * len(scores)) if scores else 0.5
+
 
 def standing_key(organism, stick):
     """(standing, worst margin): the margin, its weakest head's score in spreads from the random
@@ -82,11 +85,13 @@ def standing_key(organism, stick):
         margins.append(min(max((x - mean) / spread, -3.0), 3.0) if math.isfinite(x) else -math.inf)
     return sum(shares) / len(shares), min(margins)
 
+
 def joint_key(organism, sticks):
     """(mean standing over the yardsticks, the worst margin among them): `standing_key` against
     each of several yardsticks at once."""
     keys = [standing_key(organism, stick) for stick in sticks]
     return sum(k[0] for k in keys) / len(keys), min(k[1] for k in keys)
+
 
 def trial_variance(trials, head, noise):
     """The variance of head's score from trial to trial: over these trials, or noise squared
@@ -96,12 +101,14 @@ def trial_variance(trials, head, noise):
     own = sum((x - m) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
     return max(own, noise ** 2)
 
+
 def expected_share(x, error, scores):
     """The expected share of scores below x when x is measured with this standard error: the
     percentile when the error is 0."""
     if not error or not math.isfinite(x) or not scores:
         return percentile(x, scores)
     return sum(0.5 * math.erfc((s - x) / (error * math.sqrt(2))) for s in scores) / len(scores)
+
 
 def standing(organism, stick):
     """organism's mean percentile under the heads among the run's random genomes, in [0, 1].
@@ -113,6 +120,7 @@ def standing(organism, stick):
     """
     return standing_key(organism, stick)[0]
 
+
 def choose_winner(evolution):
     """(the island that bred it, the winner, its standing): the first finalist, the organism of the
     run with the best standing among random genomes on its confirming trials.
@@ -122,9 +130,11 @@ def choose_winner(evolution):
     winner = evolution.finalists[0]
     return winner.head, winner, standing(winner, evolution.yardstick)
 
+
 def finite_or_none(x):
     """x, or None when it is not a finite number (JSON has no inf or NaN)."""
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
 
 def winner_genome(winner, winner_standing, evolution, mode="hydra"):
     """The genome.json dict for the winner: its genes, and what reproduces its first evaluation

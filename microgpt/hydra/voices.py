@@ -13,6 +13,7 @@ def voices(genome):
     own, and VOICES at mid-name (`mid_name`)."""
     return heard_at(genome["temperature"], mid_name(VOICES, genome["cooling"]))
 
+
 def temperature_grid(genome, coolings=()):
     """The voices the final judgement hears an organism at: its own temperature, and
     TEMPERATURES at mid-name (`mid_name`), at its cooling; then, for each other of coolings,
@@ -22,6 +23,7 @@ def temperature_grid(genome, coolings=()):
     return own + tuple((t, c) for c in coolings if c != genome["cooling"]
                        for t in mid_name(TEMPERATURES, c))
 
+
 def mid_name(temperatures, cooling):
     """The temperatures at which a name's MID_NAME-th letter (from 0) samples at these: each
     divided by cooling**MID_NAME (rounded to 4 digits), the same ones for a voice that does not
@@ -29,12 +31,14 @@ def mid_name(temperatures, cooling):
     without sampling the flat voice's temperatures, which are too cold for it."""
     return tuple(float(f"{t / cooling ** MID_NAME:.4g}") for t in temperatures)
 
+
 def heard_at(t, temperatures):
     """temperatures and t, sorted; without t when it is within 2% of one of them (0.9 and
     0.9000000001 would sample near enough the same names twice)."""
     if any(abs(t - x) <= 0.02 * x for x in temperatures):
         return tuple(temperatures)
     return tuple(sorted({t, *temperatures}))
+
 
 def at_temperatures(finalist, heads, trials=None):
     """finalist as heard at each temperature its trials sampled at (trials: these of its trials,
@@ -59,6 +63,7 @@ def at_temperatures(finalist, heads, trials=None):
         heard[0].retrials = heard[1:]
         variants.append(heard[0])
     return variants
+
 
 def voice_of(variant):
     """How variant (an organism heard at a voice) speaks, as a voice of its organism's: its
