@@ -38,6 +38,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import Optional
 
+from microgpt.errors import MicrogptError
 from microgpt.evaluators import Task
 from microgpt.genome import GENE_KEYS
 from microgpt.train import TrainingConfig
@@ -446,12 +447,12 @@ def evaluate_all(todo, evaluator, cfg, heads, observer, recall=None):
             pending[org.id] = org
             continue
         if outcome.seed != org.seed:
-            raise ValueError(f"the store's {org.id} was trained with another seed: not this run")
+            raise MicrogptError(f"the store's {org.id} was trained with another seed: not this run")
         if outcome.genome is not None and outcome.genome != full_genome(org.genome, cfg.steps):
-            raise ValueError(f"the store's {org.id} has other genes than this microgpt breeds (an "
+            raise MicrogptError(f"the store's {org.id} has other genes than this microgpt breeds (an "
                              f"older version bred it); start a new run")
         if org.temperatures and outcome.result is not None and "names_at" not in outcome.result:
-            raise ValueError(f"the store's {org.id} was made by an older microgpt, which did not "
+            raise MicrogptError(f"the store's {org.id} was made by an older microgpt, which did not "
                              f"sample at several temperatures; start a new run")
         _settle(org, outcome, heads, observer)
     tasks = [Task(o.id, full_genome(o.genome, cfg.steps), cfg.samples, o.seed,
@@ -873,9 +874,9 @@ def standing(organism, stick):
 def choose_winner(evolution):
     """(the island that bred it, the winner, its standing): the first finalist, the organism of the
     run with the best standing among random genomes on its confirming trials.
-    ValueError when every evaluation failed."""
+    MicrogptError when every evaluation failed."""
     if not evolution.finalists or evolution.finalists[0].result is None:
-        raise ValueError("every evaluation failed; no genome to write (see the log for reasons)")
+        raise MicrogptError("every evaluation failed; no genome to write (see the log for reasons)")
     winner = evolution.finalists[0]
     return winner.head, winner, standing(winner, evolution.yardstick)
 
