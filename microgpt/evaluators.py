@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import signal
 import sys
+import traceback
 from concurrent.futures import BrokenExecutor, CancelledError, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Optional
@@ -35,7 +36,8 @@ class Task:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A finished task: its result dict, or why it failed; attempts counts the runs it took."""
+    """A finished task: its result dict, or why it failed (a line, then any traceback); attempts
+    counts the runs it took."""
     key: str
     result: Optional[dict]
     error: Optional[str]
@@ -78,8 +80,7 @@ class PoolEvaluator:
                         lost.append(t)
                     except Exception as exc:       # the organism fails, the run goes on
                         self.check(exc)
-                        yield Outcome(t.key, None, f"{type(exc).__name__}: {exc}", attempts[t.key],
-                                      t.seed)
+                        yield Outcome(t.key, None, failure_text(exc), attempts[t.key], t.seed)
             except BaseException:                  # Ctrl-C: nothing more should start
                 for fut in futures:
                     fut.cancel()
@@ -111,6 +112,14 @@ class PoolEvaluator:
     def kill(self):
         """Stop at once: cancel what waits (what runs is the executor's to stop)."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def failure_text(exc):
+    """Why an evaluation failed: 'KeyError: 'x'' on the first line (what the console shows), then
+    its traceback (what the store keeps), the worker's own included: a process pool chains it as
+    the cause, Dask puts it on the exception."""
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return f"{type(exc).__name__}: {exc}\n" + "".join(lines)
 
 
 def worker_init():

@@ -1,16 +1,24 @@
 """Our errors and how the commands end: a user's bad input (a MicrogptError) or a file's OSError is
-one line; any other exception is a bug and keeps its traceback. All in-process: no subprocess."""
+one line; any other exception is a bug and keeps its traceback; a failed evaluation keeps its
+traceback in the store while the console shows its first line. All in-process: no subprocess."""
+import functools
+import io
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
+import hydra_faults
 import pytest
 
 from microgpt import cli, hydra_cli
+from microgpt.console import Console
 from microgpt.creature import CreatureError
 from microgpt.errors import DataError, MicrogptError, UsageError
-from microgpt.evaluators import SchedulerLost
+from microgpt.evaluators import PoolEvaluator, SchedulerLost
 from microgpt.genome import GenomeError
 from microgpt.guard import BUG_HINT, OutputError, guarded
-from microgpt.store import StoreError
+from microgpt.heads import make_heads
+from microgpt.hydra import HydraConfig, Observers, derive_seed, evolve
+from microgpt.store import Recorder, Store, StoreError
 
 
 def test_every_kind_is_ours_and_still_a_value_error():
@@ -96,3 +104,31 @@ def test_debug_shows_the_traceback_of_bad_input(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err
     assert "Traceback" in err and "GenomeError" in err and BUG_HINT not in err
     assert err.splitlines()[-1] == "microgpt: error: nope.json: no such file"
+
+
+def test_a_failed_evaluation_keeps_its_traceback_in_the_store_and_one_line_on_the_console(
+        capsys, tmp_path):
+    heads = make_heads("weaver,spark", ["anna"])
+    cfg = HydraConfig(population=4, generations=1, cycles=1, steps=5, samples=6, seed=3)
+    log = io.StringIO()
+    store = Store(tmp_path / "microgpt.db")
+    try:
+        run_id = store.new_run(cfg, "hydra", heads, "0" * 64, [], tmp_path / "genome.json")
+        victim = derive_seed(3, 0, 0, "Spark", 1)
+        evaluator = PoolEvaluator(functools.partial(hydra_faults.raise_for, victim=victim),
+                                  lambda: ThreadPoolExecutor(2))
+        console = Console(cfg, heads, log, quiet=True, progress=False)
+        try:
+            evolve(heads, evaluator, cfg, observer=Observers(console, Recorder(store, run_id, cfg)))
+        finally:
+            evaluator.close()
+        failed = [o for o in store.recall(run_id).values() if o.error is not None]
+    finally:
+        store.close()
+    assert len(failed) == 1
+    first, _, trace = failed[0].error.partition("\n")
+    assert first == "RuntimeError: the organism could not be born"
+    assert trace.startswith("Traceback") and "in raise_for" in trace
+    shown = [line for line in capsys.readouterr().err.splitlines() if "failed" in line]
+    assert len(shown) == 1 and shown[0].endswith(f"scored worst: {first}")
+    assert "Traceback" not in log.getvalue() and f"scored worst: {first}" in log.getvalue()

@@ -369,7 +369,9 @@ def test_an_evaluation_that_raises_scores_worst_and_the_run_completes():
         evo = evolve(heads, ex, fast_cfg())
     failed = [o for o in evo.evaluations if o.error is not None]
     assert [o.id for o in failed] == ["c1g1-Mirror-0"]
-    assert failed[0].error == "RuntimeError: the organism could not be born"
+    first, _, trace = failed[0].error.partition("\n")
+    assert first == "RuntimeError: the organism could not be born"
+    assert trace.startswith("Traceback") and "raise_for" in trace     # the store keeps it
     assert all(s == -math.inf for s in failed[0].scores.values())
     assert failed[0] not in evo.populations["Mirror"][:2]
     assert choose_winner(evo)[1].error is None
@@ -624,9 +626,12 @@ def test_a_crashing_evaluation_in_the_command_leaves_a_completed_run(tmp_path, m
     victim = derive_seed(4, 1, 0, "Spark", 3)
     evaluate = functools.partial(hydra_faults.raise_for, victim=victim)
     assert hydra_cli.run_hydra(args, hydra_cli.build_hydra_parser(), argv, evaluate=evaluate) == 0
-    assert "c2g1-Spark-3" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "c2g1-Spark-3" in err and "Traceback" not in err      # the console: one line
     _, evaluations = stored(tmp_path)
-    assert "RuntimeError: the organism could not be born" in {r["error"] for r in evaluations}
+    failed = [r["error"] for r in evaluations if r["error"] is not None
+              and r["error"].startswith("RuntimeError: the organism could not be born\n")]
+    assert failed and "Traceback" in failed[0] and "raise_for" in failed[0]   # the store: all of it
 
 
 @pytest.mark.parametrize("args, message", [
