@@ -1,7 +1,8 @@
 """Hydra: genomes and mutation, the Gathering, the engine with faults, and the command end to end.
 
 Engine tests use a fake evaluation (tests/hydra_faults.py) so they run in milliseconds; the
-command tests train for real, on tiny runs, as subprocesses in empty temporary directories.
+command tests train for real, on tiny runs, as subprocesses in empty temporary directories (marked
+slow; the parser and the help text are also checked in-process).
 """
 import functools
 import json
@@ -543,6 +544,7 @@ def test_winner_genome_reproduces_its_first_confirming_trial():
 
 # The command, end to end (real training, tiny runs).
 
+@pytest.mark.slow
 def test_tiny_run_writes_a_genome_that_microgpt_runs_as_evolved(tmp_path):
     proc = run_hydra(TINY + ["--seed", "5", "--samples", "8"], tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -590,6 +592,7 @@ def _deterministic_view(directory):
     return evaluations
 
 
+@pytest.mark.slow
 def test_same_seed_same_genome_for_one_and_two_workers(tmp_path):
     outputs = []
     for workers in ("1", "2"):
@@ -602,6 +605,7 @@ def test_same_seed_same_genome_for_one_and_two_workers(tmp_path):
     assert outputs[0][1] == outputs[1][1]
 
 
+@pytest.mark.slow
 def test_classic_mode_writes_a_genome_too(tmp_path):
     proc = run_hydra(["--classic", "--population", "3", "--generations", "2", "--steps", "20",
                       "--samples", "8", "--seed", "2", "--quiet"], tmp_path)
@@ -612,6 +616,7 @@ def test_classic_mode_writes_a_genome_too(tmp_path):
     assert list(genome["scores"]) == ["Classic"]
 
 
+@pytest.mark.slow
 def test_a_crashing_evaluation_in_the_command_leaves_a_completed_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     victim = derive_seed(4, 0, 0, "Weaver", 0)
@@ -646,20 +651,41 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, args, message):
     assert not (tmp_path / "genome.json").exists()
 
 
-@pytest.mark.parametrize("args", [["--population", "2"], ["--workers", "0"], ["--cycles", "x"],
-                                  ["--classic", "--heads", "spark"], ["--steps", "0"],
-                                  ["--heads", "weaver,gorgon"], ["--heads", ""],
-                                  ["--heads", "weaver,Weaver"], ["--seed", "-1"]])
+BAD_FLAGS = [["--population", "2"], ["--workers", "0"], ["--cycles", "x"],
+             ["--classic", "--heads", "spark"], ["--steps", "0"], ["--heads", "weaver,gorgon"],
+             ["--heads", ""], ["--heads", "weaver,Weaver"], ["--seed", "-1"]]
+
+
+@pytest.mark.parametrize("args", BAD_FLAGS)
+def test_bad_flags_are_usage_errors_in_process(tmp_path, monkeypatch, capsys, args):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        hydra_cli.main(args)
+    assert stop.value.code == 2 and "usage: microgpt-hydra" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", BAD_FLAGS)
 def test_bad_flags_are_usage_errors(tmp_path, args):
     proc = run_hydra(args, tmp_path)
     assert proc.returncode == 2
     assert "usage: microgpt-hydra" in proc.stderr
 
 
+HELP_WORDS = ("Primordial", "Evolution", "Evolved", "genome.json", "--classic", "Gathering")
+
+
+def test_help_text_tells_the_lifecycle():
+    text = hydra_cli.build_hydra_parser().format_help()
+    assert all(word in text for word in HELP_WORDS)
+
+
+@pytest.mark.slow
 def test_help_tells_the_lifecycle(tmp_path):
     proc = run_hydra(["--help"], tmp_path)
     assert proc.returncode == 0
-    for word in ("Primordial", "Evolution", "Evolved", "genome.json", "--classic", "Gathering"):
+    for word in HELP_WORDS:
         assert word in proc.stdout
 
 
