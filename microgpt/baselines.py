@@ -18,6 +18,7 @@ used by `microgpt-hydra`; they are here so that benchmarks and tests share one d
 """
 import random
 
+from microgpt.errors import UsageError
 from microgpt.hydra import (
     CONFIRM_TRIALS,
     CONFIRMED,
@@ -41,10 +42,10 @@ REFERENCE = 24          # random genomes of the seed's distribution: the yardsti
 def search_budget(evaluations):
     """The evaluations a baseline may spend searching, out of a run's evaluations: what is left
     after the yardstick's REFERENCE and the confirmation's CONFIRMED x CONFIRM_TRIALS.
-    ValueError when the run was too small to leave any."""
+    UsageError when the run was too small to leave any."""
     left = evaluations - REFERENCE - CONFIRMED * CONFIRM_TRIALS
     if left < 1:
-        raise ValueError(f"a budget of {evaluations} evaluations leaves none to search with "
+        raise UsageError(f"a budget of {evaluations} evaluations leaves none to search with "
                          f"(the yardstick takes {REFERENCE}, confirming {CONFIRMED * CONFIRM_TRIALS})")
     return left
 

@@ -26,6 +26,7 @@ from microgpt.creature import (
     matches,
     save_creature,
 )
+from microgpt.errors import MicrogptError, UsageError
 from microgpt.files import same_file, writable_target
 from microgpt.genome import GENE_KEYS, OPTIONAL_GENES, SEED_MAX, GenomeError, check_genes, load_genome
 from microgpt.guard import error_text, guarded
@@ -267,7 +268,7 @@ def _creature_beside(genome_path, cfg, sha, retrain):
         return None, f"Training anew (--retrain); {path} is left as it is."
     try:
         creature = load_creature(path)
-    except ValueError as exc:
+    except MicrogptError as exc:
         return None, f"Training anew: {path} cannot be used ({error_text(exc)})."
     if not matches(creature, cfg, sha):
         return None, (f"Training anew: {path} holds another organism (other genes, seed or "
@@ -315,7 +316,7 @@ def _speak(creature, cfg, args, origin, out):
 def _check_prefix(prefix, chars):
     unknown = sorted({c for c in prefix if not c.isspace()} - set(chars))
     if unknown:
-        raise ValueError(f"--prefix {prefix!r}: {', '.join(map(repr, unknown))} never occurs "
+        raise UsageError(f"--prefix {prefix!r}: {', '.join(map(repr, unknown))} never occurs "
                          f"in the names, so the creature cannot say it")
 
 
@@ -325,9 +326,9 @@ def _check_save(args, data):
         return
     target = writable_target(args.save, "--save")
     if _is_stdin(target) if data == "-" else same_file(target, data or bundled_names_path()):
-        raise ValueError(f"--save {args.save}: is the file of training names; choose another path")
+        raise UsageError(f"--save {args.save}: is the file of training names; choose another path")
     if same_file(target, _genome_path(args)):       # with --load too: genome.json is never a zip
-        raise ValueError(f"--save {args.save}: is the genome file; choose another path")
+        raise UsageError(f"--save {args.save}: is the genome file; choose another path")
 
 
 def _is_stdin(path):

@@ -84,9 +84,10 @@ class Console(Observer):
         return "  ".join(f"{h} {self.done[h]}/{n}" for h, n in self.todo.items())
 
     def evaluated(self, organism):
-        if organism.error is not None:
+        if organism.error is not None:       # its first line: the store keeps the traceback
+            why = organism.error.partition("\n")[0]
             self.warn(f"microgpt-hydra: {organism.id} ({describe(organism.genome)}) failed, "
-                      f"scored worst: {organism.error}")
+                      f"scored worst: {why}")
         self.done[organism.head] += 1
         if self.bar is not None:
             self.bar.set_postfix_str(self.counts(), refresh=False)

@@ -18,7 +18,7 @@ float64 arrays with nothing new installed; either runs no code on load.
 Loading checks everything before building anything: the archive, the meta, the genes (the same
 caps as genome.json), that every array is there with the shape the genes imply (read from each
 array's header first, so a doctored file cannot make it allocate more), that the weights are
-finite. Any failure is one ValueError naming the file.
+finite. Any failure is one CreatureError naming the file.
 """
 import io
 import json
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Optional
 
 from microgpt import __version__
+from microgpt.errors import DataError, MicrogptError
 from microgpt.files import read_bytes, size_text, write_atomic
 from microgpt.genome import GENE_KEYS, GenomeError, check_genes
 from microgpt.model import GPT
@@ -42,6 +43,10 @@ MAX_BYTES = 1 << 30          # the largest model the genes allow is some 40 MiB 
 MAX_META = 1 << 20
 GENES = (*GENE_KEYS, "temperature", "cooling")
 NEWER_GENES = {"cooling": TrainingConfig.cooling}   # genes older files lack, and their defaults
+
+
+class CreatureError(MicrogptError):
+    """A creature file that cannot be used; the message names the file and the problem."""
 
 
 @dataclass
@@ -111,7 +116,8 @@ def save_creature(path, creature, flag="--save"):
 
 
 def load_creature(path):
-    """The Creature in the file at path; ValueError naming the file and the problem otherwise."""
+    """The Creature in the file at path; CreatureError naming the file and the problem otherwise
+    (DataError when it cannot be read at all)."""
     import numpy as np
 
     data = read_bytes(path, "a creature file", limit=MAX_BYTES)
@@ -119,10 +125,10 @@ def load_creature(path):
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = {n.removesuffix(".npy") for n in archive.namelist()}
     except (zipfile.BadZipFile, ValueError, OSError, EOFError):
-        raise ValueError(f"{path}: not a creature file (not an .npz archive; truncated, or "
+        raise CreatureError(f"{path}: not a creature file (not an .npz archive; truncated, or "
                          f"something else)") from None
     if "meta" not in members:
-        raise ValueError(f"{path}: not a creature file (an .npz archive without microgpt's meta)")
+        raise CreatureError(f"{path}: not a creature file (an .npz archive without microgpt's meta)")
 
     def read(name, shape, dtype):
         """The array `name`, its header checked against shape and dtype before it is read."""
@@ -134,30 +140,30 @@ def load_creature(path):
                 got_shape, fortran, got_dtype = header(f)
                 if got_dtype != np.dtype(dtype) or fortran or (
                         got_shape != shape if shape is not None else len(got_shape) != 1):
-                    raise ValueError(f"{path}: {name} has dtype {got_dtype} and shape {got_shape};"
+                    raise CreatureError(f"{path}: {name} has dtype {got_dtype} and shape {got_shape};"
                                      f" the genes need {np.dtype(dtype)} and {shape or '(n,)'}")
                 if shape is None and got_shape[0] > MAX_META:
-                    raise ValueError(f"{path}: {name} is too large ({size_text(got_shape[0])})")
+                    raise CreatureError(f"{path}: {name} is too large ({size_text(got_shape[0])})")
             with archive.open(f"{name}.npy") as f:
                 return np.lib.format.read_array(f, allow_pickle=False)
-        except ValueError as exc:
-            if str(exc).startswith(f"{path}:"):
-                raise
-            raise ValueError(f"{path}: {name} is damaged ({exc})") from None
+        except CreatureError:
+            raise
+        except ValueError as exc:                   # numpy's word for a bad header or array
+            raise CreatureError(f"{path}: {name} is damaged ({exc})") from None
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"{path}: {name} is damaged ({exc}); the file is corrupt") from None
+            raise CreatureError(f"{path}: {name} is damaged ({exc}); the file is corrupt") from None
 
     try:
         meta = json.loads(read("meta", None, np.uint8).tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ValueError(f"{path}: not a creature file (its meta is not JSON)") from None
+        raise CreatureError(f"{path}: not a creature file (its meta is not JSON)") from None
     except RecursionError:
-        raise ValueError(f"{path}: not a creature file (its meta is JSON nested too deeply)") from None
+        raise CreatureError(f"{path}: not a creature file (its meta is JSON nested too deeply)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a creature file (its meta does not say {FORMAT})")
+        raise CreatureError(f"{path}: not a creature file (its meta does not say {FORMAT})")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
-        raise ValueError(f"{path}: a creature file in format {version!r} (written by microgpt "
+        raise CreatureError(f"{path}: a creature file in format {version!r} (written by microgpt "
                          f"{meta.get('microgpt', '?')}); this microgpt {__version__} reads format "
                          f"{FORMAT_VERSION} only")
     genes, adam, chars = meta.get("genes"), meta.get("adam"), meta.get("chars")
@@ -167,7 +173,7 @@ def load_creature(path):
     try:
         check_genes(genes, f"{path}: genes")
     except GenomeError as exc:
-        raise ValueError(str(exc)) from None
+        raise CreatureError(str(exc)) from None
     _check(isinstance(chars, str) and chars and len(set(chars)) == len(chars)
            and chars == "".join(sorted(chars)) and not any(c.isspace() for c in chars), path,
            "chars must be the vocabulary's distinct characters, sorted, without whitespace")
@@ -218,11 +224,11 @@ def continue_training(creature, dataset, steps, lr, progress=None):
     schedule ended at 0); Adam's moments and step count carry on. The names are drawn as a run's
     are, seeded by the creature's seed and the steps already done, so a continuation does not
     repeat the first stint's names. Then val_loss is measured on dataset's held-out names.
-    ValueError when the names use characters the creature's vocabulary lacks.
+    DataError when the names use characters the creature's vocabulary lacks.
     """
     unknown = sorted(set(dataset.tok.chars) - set(creature.tok.chars))
     if unknown:
-        raise ValueError(f"the names use {len(unknown)} character(s) the creature never learned "
+        raise DataError(f"the names use {len(unknown)} character(s) the creature never learned "
                          f"({', '.join(map(repr, unknown[:5]))}); it can only train on names "
                          f"written with its own")
     names = dataset.training_order(steps, f"{creature.seed}+{creature.steps_done}")
@@ -236,7 +242,7 @@ def continue_training(creature, dataset, steps, lr, progress=None):
 
 def _check(ok, path, problem):
     if not ok:
-        raise ValueError(f"{path}: {problem}")
+        raise CreatureError(f"{path}: {problem}")
 
 
 def _whole(x):

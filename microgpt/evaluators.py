@@ -15,10 +15,13 @@ import logging
 import multiprocessing
 import signal
 import sys
+import traceback
 from concurrent.futures import BrokenExecutor, CancelledError, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlsplit
+
+from microgpt.errors import MicrogptError, UsageError
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,8 @@ class Task:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A finished task: its result dict, or why it failed; attempts counts the runs it took."""
+    """A finished task: its result dict, or why it failed (a line, then any traceback); attempts
+    counts the runs it took."""
     key: str
     result: Optional[dict]
     error: Optional[str]
@@ -76,8 +80,7 @@ class PoolEvaluator:
                         lost.append(t)
                     except Exception as exc:       # the organism fails, the run goes on
                         self.check(exc)
-                        yield Outcome(t.key, None, f"{type(exc).__name__}: {exc}", attempts[t.key],
-                                      t.seed)
+                        yield Outcome(t.key, None, failure_text(exc), attempts[t.key], t.seed)
             except BaseException:                  # Ctrl-C: nothing more should start
                 for fut in futures:
                     fut.cancel()
@@ -109,6 +112,14 @@ class PoolEvaluator:
     def kill(self):
         """Stop at once: cancel what waits (what runs is the executor's to stop)."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def failure_text(exc):
+    """Why an evaluation failed: 'KeyError: 'x'' on the first line (what the console shows), then
+    its traceback (what the store keeps), the worker's own included: a process pool chains it as
+    the cause, Dask puts it on the exception."""
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return f"{type(exc).__name__}: {exc}\n" + "".join(lines)
 
 
 def worker_init():
@@ -154,7 +165,7 @@ def _microgpt_version():
 
 
 def check_address(address):
-    """address, if it looks like a Dask scheduler's (tcp://HOST:PORT); ValueError otherwise."""
+    """address, if it looks like a Dask scheduler's (tcp://HOST:PORT); UsageError otherwise."""
     shown = address if len(address) <= 80 else address[:77] + "..."
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
     try:
@@ -164,17 +175,17 @@ def check_address(address):
     host = parts.hostname or ""
     if (parts.scheme not in ("tcp", "tls", "ws", "wss") or not host or port is None
             or parts.username is not None or parts.path or parts.query or parts.fragment):
-        raise ValueError(f"not a scheduler address, got {shown!r}; expected tcp://HOST:PORT "
+        raise UsageError(f"not a scheduler address, got {shown!r}; expected tcp://HOST:PORT "
                          f"(a Dask scheduler listens on 8786)")
     if len(host) > 253 or any(not 0 < len(label) <= 63 for label in host.strip("[]").split(".")):
-        raise ValueError(f"not a host name, got {shown!r} (at most 253 characters, 63 a label)")
+        raise UsageError(f"not a host name, got {shown!r} (at most 253 characters, 63 a label)")
     return address
 
 
 def probe(address, timeout):
     """None if a Dask scheduler answers at address within timeout seconds (a handshake and an
     `identity` call, both bounded: distributed's own connect waits for a silent server's
-    handshake forever); else ValueError in one line."""
+    handshake forever); else UsageError in one line."""
     import asyncio
 
     from distributed.comm import connect
@@ -191,18 +202,18 @@ def probe(address, timeout):
         answer = asyncio.run(asyncio.wait_for(ask(), timeout))
     except (OSError, asyncio.TimeoutError, ValueError, TypeError) as exc:
         why = "it did not answer" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
-        raise ValueError(f"--scheduler {address}: no Dask scheduler answered within {timeout} s "
+        raise UsageError(f"--scheduler {address}: no Dask scheduler answered within {timeout} s "
                          f"({why})") from None
     except Exception:                            # junk on the wire that the protocol rejects
-        raise ValueError(f"--scheduler {address}: not a Dask scheduler (it speaks another "
+        raise UsageError(f"--scheduler {address}: not a Dask scheduler (it speaks another "
                          f"protocol)") from None
     if not (isinstance(answer, dict) and answer.get("type") == "Scheduler"):
         kind = answer.get("type") if isinstance(answer, dict) else type(answer).__name__
-        raise ValueError(f"--scheduler {address}: not a Dask scheduler (it answered as "
+        raise UsageError(f"--scheduler {address}: not a Dask scheduler (it answered as "
                          f"{str(kind)[:40]})")
 
 
-class SchedulerLost(ValueError):
+class SchedulerLost(MicrogptError):
     """The Dask scheduler went away in the middle of a run."""
 
 
@@ -220,7 +231,7 @@ class DaskEvaluator(PoolEvaluator):
         try:
             from distributed import Client
         except ImportError:
-            raise ValueError("--scheduler needs Dask's distributed: pip install 'microgpt-hydra[dask]' "
+            raise UsageError("--scheduler needs Dask's distributed: pip install 'microgpt-hydra[dask]' "
                              "(in a checkout: pip install '.[dask]')") from None
         self.address = check_address(address)
         # its errors become our one line; distributed sets tornado.application's level itself
@@ -231,24 +242,24 @@ class DaskEvaluator(PoolEvaluator):
         try:
             self.client = Client(address, timeout=f"{timeout}s", set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
-            raise ValueError(f"--scheduler {address}: no Dask scheduler answered within {timeout} s "
+            raise UsageError(f"--scheduler {address}: no Dask scheduler answered within {timeout} s "
                              f"({type(exc).__name__})") from None
         try:
             self.client.wait_for_workers(1, timeout=timeout)
             versions = self.client.run(_microgpt_version)
         except (OSError, TimeoutError) as exc:
             self.client.close()
-            raise ValueError(f"--scheduler {address}: no worker joined within {timeout} s "
+            raise UsageError(f"--scheduler {address}: no worker joined within {timeout} s "
                              f"({type(exc).__name__})") from None
         except Exception as exc:               # a worker that cannot import microgpt
             self.client.close()
-            raise ValueError(f"--scheduler {address}: a worker cannot run microgpt "
+            raise UsageError(f"--scheduler {address}: a worker cannot run microgpt "
                              f"({type(exc).__name__}: {exc})") from None
         mine = _microgpt_version()
         for worker, version in sorted(versions.items()):
             if version != mine:
                 self.client.close()
-                raise ValueError(f"--scheduler {address}: worker {worker} runs microgpt {version}, "
+                raise UsageError(f"--scheduler {address}: worker {worker} runs microgpt {version}, "
                                  f"this is {mine}; install the same version on every worker")
         self.workers = len(versions)
         bound = {}

@@ -16,6 +16,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from microgpt.errors import DataError, UsageError
+
 try:
     import fcntl
 except ImportError:          # Windows: no advisory locks; the write itself stays atomic
@@ -47,7 +49,7 @@ def _missing(path):
 
 
 def read_bytes(path, what, limit=None, progress=False):
-    """The bytes of the regular file at path (at most limit); ValueError naming the file otherwise.
+    """The bytes of the regular file at path (at most limit); DataError naming the file otherwise.
 
     what says what the file should be ('a genome file'). progress draws a bar on stderr when the
     read takes more than a second.
@@ -57,14 +59,14 @@ def read_bytes(path, what, limit=None, progress=False):
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
-        raise ValueError(_missing(path)) from None
+        raise DataError(_missing(path)) from None
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     st = os.fstat(fd)
     mode, size = st.st_mode, st.st_size
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise ValueError(f"{path}: is {kind_of(mode)}, not {what}")
+        raise DataError(f"{path}: is {kind_of(mode)}, not {what}")
     with open(fd, "rb", buffering=0) as f:
         return _read_checked(f, path, what, size, limit, progress)
 
@@ -72,7 +74,7 @@ def read_bytes(path, what, limit=None, progress=False):
 def read_stdin(what, limit=None, progress=False):
     """The bytes of standard input (at most limit), under the rules of read_bytes: a regular
     file, a pipe, a socket or a terminal is read; a device (< /dev/zero), a directory, or a
-    closed stdin is ValueError naming <stdin>."""
+    closed stdin is DataError naming <stdin>."""
     path = Path("<stdin>")
     stream = sys.stdin
     try:
@@ -81,11 +83,11 @@ def read_stdin(what, limit=None, progress=False):
     except (OSError, ValueError, AttributeError):
         st = None
     if st is None:
-        raise ValueError(f"{path}: standard input is closed; give the names with -d PATH")
+        raise DataError(f"{path}: standard input is closed; give the names with -d PATH")
     mode = st.st_mode
     streamed = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or (stat.S_ISCHR(mode) and os.isatty(fd))
     if not (stat.S_ISREG(mode) or streamed):
-        raise ValueError(f"{path}: is {kind_of(mode)}, not {what}")
+        raise DataError(f"{path}: is {kind_of(mode)}, not {what}")
     with open(fd, "rb", buffering=0, closefd=False) as f:
         return _read_checked(f, path, what, st.st_size if stat.S_ISREG(mode) else 0, limit, progress)
 
@@ -93,16 +95,16 @@ def read_stdin(what, limit=None, progress=False):
 def _read_checked(f, path, what, size, limit, progress):
     """The rest of the open file f (size: what fstat says it holds), at most limit bytes."""
     if limit is not None and size > limit:
-        raise ValueError(f"{path}: {size_text(size)} is too large for {what} "
+        raise DataError(f"{path}: {size_text(size)} is too large for {what} "
                          f"(at most {size_text(limit)})")
     try:
         return _read_all(f, path, what, size, limit, progress)
     except OSError as exc:           # a disk error, or a file that refuses reads (/proc/self/mem)
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _read_all(f, path, what, size, limit, progress):
-    """The rest of the open file f, at most limit bytes (ValueError past it), with a bar."""
+    """The rest of the open file f, at most limit bytes (DataError past it), with a bar."""
     chunks, total = [], 0
     with _progress(progress, total=size, unit="B", unit_scale=True, desc=f"reading {path.name}",
                    delay=1.0, file=sys.stderr, leave=False) as bar:
@@ -112,7 +114,7 @@ def _read_all(f, path, what, size, limit, progress):
             total += len(chunk)
             bar.update(len(chunk))
             if limit is not None and total > limit:
-                raise ValueError(f"{path}: too large for {what} (at most {size_text(limit)})")
+                raise DataError(f"{path}: too large for {what} (at most {size_text(limit)})")
     return b"".join(chunks)
 
 
@@ -139,24 +141,24 @@ def _progress(enabled, **options):
 
 
 def decode_text(data, path):
-    """data as text: UTF-8, a leading byte-order mark dropped; ValueError naming path otherwise."""
+    """data as text: UTF-8, a leading byte-order mark dropped; DataError naming path otherwise."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
 def parse_json(text, where):
-    """The JSON value in text; ValueError naming where (a file, or a store's run and column)."""
+    """The JSON value in text; DataError naming where (a file, or a store's run and column)."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, "
+        raise DataError(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno}, "
                          f"column {exc.colno})") from None
     except RecursionError:
-        raise ValueError(f"{where}: not valid JSON (nested too deeply)") from None
+        raise DataError(f"{where}: not valid JSON (nested too deeply)") from None
     except TypeError:
-        raise ValueError(f"{where}: not JSON text (a {type(text).__name__})") from None
+        raise DataError(f"{where}: not JSON text (a {type(text).__name__})") from None
 
 
 def same_file(a, b):
@@ -168,7 +170,7 @@ def same_file(a, b):
 
 
 def writable_target(path, flag="--out"):
-    """The file that writing path will create or replace (symlinks followed): ValueError naming
+    """The file that writing path will create or replace (symlinks followed): UsageError naming
     flag and the path unless it is a regular file or absent, in a directory that takes new files.
 
     Call it before long work, so a destination that cannot be written is found at once.
@@ -180,20 +182,20 @@ def writable_target(path, flag="--out"):
     except FileNotFoundError:
         mode = None
     except OSError as exc:
-        raise ValueError(f"{where}: cannot be checked ({exc.strerror or exc})") from None
+        raise UsageError(f"{where}: cannot be checked ({exc.strerror or exc})") from None
     if mode is not None and not stat.S_ISREG(mode):
-        raise ValueError(f"{where}: is {kind_of(mode)}; only a regular file is replaced")
+        raise UsageError(f"{where}: is {kind_of(mode)}; only a regular file is replaced")
     if mode is not None and _is_database(target):
-        raise ValueError(f"{where}: is an SQLite database (a store?); it is never replaced, "
+        raise UsageError(f"{where}: is an SQLite database (a store?); it is never replaced, "
                          f"choose another path")
     if not target.parent.is_dir():
-        raise ValueError(f"{where}: directory {target.parent} does not exist")
+        raise UsageError(f"{where}: directory {target.parent} does not exist")
     try:                   # the only sure test: make (and remove) a file there
         fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=target.parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise ValueError(f"{where}: cannot write in {target.parent} ({exc.strerror or exc})") from None
+        raise UsageError(f"{where}: cannot write in {target.parent} ({exc.strerror or exc})") from None
     return target
 
 
@@ -245,7 +247,7 @@ def _keep_old(target):
 def write_atomic(path, data, flag=None):
     """Write data (bytes) to path: (the file written, where the old file was kept or None).
 
-    Symlinks are written through; a non-regular file is refused (ValueError); the temporary file
+    Symlinks are written through; a non-regular file is refused (UsageError); the temporary file
     is made beside the target and moved over it, with the old file's permission bits. An old
     file that holds exactly data is replaced without a kept copy (nothing would be lost).
     """

@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 
+from microgpt.errors import DataError, MicrogptError
 from microgpt.files import decode_text, parse_json, read_bytes, write_atomic
 
 # Caps keep a hostile genome from exhausting memory or running for days: at the caps a model has
@@ -37,7 +38,7 @@ SEED_MAX = 2**63 - 1
 MAX_BYTES = 1 << 20      # a genome is a few hundred bytes; 1 MiB is generous
 
 
-class GenomeError(ValueError):
+class GenomeError(MicrogptError):
     """A genome.json that cannot be used; the message names the file and the problem."""
 
 
@@ -114,13 +115,13 @@ def load_genome(path):
     path = Path(path)
     try:
         text = decode_text(read_bytes(path, "a genome file", limit=MAX_BYTES), path)
-    except ValueError as exc:
+    except DataError as exc:
         raise GenomeError(str(exc)) from None
     if any(line.startswith(("<<<<<<<", ">>>>>>>")) for line in text.splitlines()):
         raise GenomeError(f"{path}: has unresolved merge conflict markers (<<<<<<< / >>>>>>>)")
     try:
         obj = parse_json(text, path)
-    except ValueError as exc:
+    except DataError as exc:
         raise GenomeError(str(exc)) from None
     return validate_genome(obj, str(path))
 
@@ -136,5 +137,5 @@ def genome_bytes(genome, where="genome"):
 
 def save_genome(path, genome, flag=None):
     """Write genome to path atomically: (the file written, where the genome it replaced was kept,
-    or None). ValueError (GenomeError for the genome itself) before anything is written."""
+    or None). UsageError (GenomeError for the genome itself) before anything is written."""
     return write_atomic(path, genome_bytes(genome, str(path)), flag)

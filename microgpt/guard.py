@@ -1,8 +1,10 @@
-"""How the commands end: signals, a closed or full stdout, and errors as one line.
+"""How the commands end: signals, a closed or full stdout, errors as one line, bugs in full.
 
 SIGTERM and SIGHUP stop a command as Ctrl-C does (exit 128 + the signal); stdout that cannot take
-the box characters gets ASCII; a write to stdout that fails, or an error of the user's input, is
-one line naming the file or stream, never a traceback (unless --debug).
+the box characters gets ASCII; a write to stdout that fails, an error of the user's input (a
+MicrogptError) or a file's OSError is one line naming the file or stream, never a traceback
+(unless --debug). Any other exception is a bug in microgpt: its traceback, and a line asking
+for a report.
 """
 import io
 import os
@@ -10,6 +12,8 @@ import signal
 import sys
 import threading
 import traceback
+
+from microgpt.errors import MicrogptError
 
 
 class Stopped(KeyboardInterrupt):
@@ -38,7 +42,7 @@ def ignore_stop_signals():
         signal.signal(sig, signal.SIG_IGN)
 
 
-class OutputError(ValueError):
+class OutputError(MicrogptError):
     """Writing a result to stdout failed (a full disk, a closed device)."""
 
 
@@ -117,8 +121,8 @@ def error_text(exc):
 
 def guarded(prog, debug, run):
     """run()'s exit status, with signals, a closed or full stdout and bad input turned into one
-    line: 0 done, 1 bad input or failure, 128 + N on signal N (130 Ctrl-C, 143 SIGTERM), 141
-    stdout closed."""
+    line: 0 done, 1 bad input, failure or bug, 128 + N on signal N (130 Ctrl-C, 143 SIGTERM),
+    141 stdout closed. A bug (any exception not ours, nor a file's) prints its traceback."""
     if "stdout" in fill_closed_streams():
         print(f"{prog}: error: cannot write to stdout (it is closed)", file=sys.stderr)
         return 1
@@ -141,21 +145,35 @@ def guarded(prog, debug, run):
         _silence_stdout()
         return 141
     except _store_error() as exc:          # the store: locked for too long, a full disk
+        if isinstance(exc, _store_misuse()):
+            return _bug(prog)
         if debug:
             traceback.print_exc()
         print(f"{prog}: error: the store: {exc}", file=sys.stderr)
         return 1
-    except (ValueError, OSError) as exc:   # GenomeError, dataset and file errors
+    except (MicrogptError, OSError) as exc:   # bad input (GenomeError, DataError, ...), a file
         if isinstance(exc, OutputError):
             _silence_stdout()
         if debug:
             traceback.print_exc()
         print(f"{prog}: error: {error_text(exc)}", file=sys.stderr)
         return 1
+    except Exception:                       # not the user's input: ours to fix
+        return _bug(prog)
     finally:
         sys.stdout = real_stdout
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+BUG_HINT = "this is a bug in microgpt; please report it with the traceback above"
+
+
+def _bug(prog):
+    """Print the exception being handled with its traceback, and what to do about it: 1."""
+    traceback.print_exc()
+    print(f"{prog}: error: {BUG_HINT}", file=sys.stderr)
+    return 1
 
 
 class _NeverRaised(Exception):
@@ -167,3 +185,9 @@ def _store_error():
     has no store) never imports sqlite3."""
     sqlite3 = sys.modules.get("sqlite3")
     return sqlite3.Error if sqlite3 is not None else _NeverRaised
+
+
+def _store_misuse():
+    """The sqlite3 errors that only a bug raises (wrong bindings, a closed connection)."""
+    sqlite3 = sys.modules.get("sqlite3")
+    return (sqlite3.ProgrammingError, sqlite3.InterfaceError) if sqlite3 is not None else ()

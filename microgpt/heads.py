@@ -21,6 +21,8 @@ Names are trimmed and lower-cased before they are judged.
 """
 import math
 
+from microgpt.errors import UsageError
+
 NO_SCORE = -100.0            # the fitness of an empty sample (and, averaged, of one it cannot score)
 VOWELS = frozenset("aeiouy")
 SCORINGS = ("counted", "mean")
@@ -230,17 +232,17 @@ DEFAULT_HEADS = "weaver,mirror,spark"
 def parse_heads(spec):
     """The head names in spec ('weaver,mirror,spark', any case), lower-cased, in order.
 
-    ValueError with a one-line reason for an empty list, an unknown or a repeated name.
+    UsageError with a one-line reason for an empty list, an unknown or a repeated name.
     """
     wanted = [w.strip().lower() for w in spec.split(",")]
     if not spec.strip() or any(not w for w in wanted):
-        raise ValueError(f"expected a comma-separated list of heads "
+        raise UsageError(f"expected a comma-separated list of heads "
                          f"({', '.join(HYDRA_HEADS)}), got {spec!r}")
     for i, w in enumerate(wanted):
         if w not in HYDRA_HEADS:
-            raise ValueError(f"unknown head {w!r} (choose from {', '.join(HYDRA_HEADS)})")
+            raise UsageError(f"unknown head {w!r} (choose from {', '.join(HYDRA_HEADS)})")
         if w in wanted[:i]:
-            raise ValueError(f"{w!r} is named twice")
+            raise UsageError(f"{w!r} is named twice")
     return wanted
 
 

@@ -20,6 +20,7 @@ from microgpt import __version__
 from microgpt.cli import _whole, slow_notice
 from microgpt.console import Console, banner, open_log, plural, runs_table
 from microgpt.creature import creature_path, from_training, save_creature
+from microgpt.errors import DataError, MicrogptError, UsageError
 from microgpt.evaluators import DaskEvaluator, LocalPool, check_address
 from microgpt.files import same_file, writable_target
 from microgpt.genome import GENE_KEYS, SEED_MAX, save_genome
@@ -98,7 +99,7 @@ def _heads_list(text):
     """An argparse type: the head names in a --heads list."""
     try:
         return parse_heads(text)
-    except ValueError as exc:
+    except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -188,7 +189,7 @@ def _scheduler(text):
                                          "(in a checkout: pip install '.[dask]')")
     try:
         return check_address(text)
-    except ValueError as exc:
+    except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -197,13 +198,13 @@ def _run_id_or_latest(text):
 
 
 def _make_dir(directory, flag):
-    """directory, made if absent; ValueError naming flag when it cannot be."""
+    """directory, made if absent; UsageError naming flag when it cannot be."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise ValueError(f"{flag} {directory}: is a file, not a directory") from None
+        raise UsageError(f"{flag} {directory}: is a file, not a directory") from None
     except OSError as exc:
-        raise ValueError(f"{flag} {directory}: cannot create it ({exc.strerror})") from None
+        raise UsageError(f"{flag} {directory}: cannot create it ({exc.strerror})") from None
     return directory
 
 
@@ -225,7 +226,7 @@ def _load_heads(names, classic, data, quiet, scoring):
 
 
 def _configure_hydra(args, parser):
-    """(HydraConfig, heads, mode) from the flags; ValueError for bad input."""
+    """(HydraConfig, heads, mode) from the flags; MicrogptError for bad input."""
     if args.classic and args.heads is not None:
         parser.error("--classic has its own combined objective; drop --heads")
     defaults = CLASSIC if args.classic else {}
@@ -270,26 +271,26 @@ def _check_paths(out, cfg, store_path):
     names = cfg.data if cfg.data is not None else bundled_names_path()
     store = [store_path, *(f"{store_path}{tail}" for tail in STORE_FILES)]
     if any(same_file(names, p) for p in store):
-        raise ValueError(f"--store {store_path}: is the file of training names; choose another path")
+        raise UsageError(f"--store {store_path}: is the file of training names; choose another path")
     for path in (out, creature_path(out)):
         target = writable_target(path, "--out")
         which = f"--out {out}:" + ("" if path == out else f" {path} beside it")
         if same_file(target, names):
-            raise ValueError(f"{which} is the file of training names; choose another path")
+            raise UsageError(f"{which} is the file of training names; choose another path")
         if any(same_file(target, p) for p in store):
-            raise ValueError(f"{which} is the store {store_path} (or one of its files); choose "
+            raise UsageError(f"{which} is the store {store_path} (or one of its files); choose "
                              f"another path")
 
 
 def _open_log(args, mode, paths):
-    """The run's new log in --experiments; ValueError (the log removed) if it is one of paths
+    """The run's new log in --experiments; UsageError (the log removed) if it is one of paths
     (a --out or --store that names the log this very second would get)."""
     log = open_log(_make_dir(args.experiments, "--experiments"), mode)
     clash = next((p for p in paths if same_file(log.name, p)), None)
     if clash is not None:
         log.close()
         os.unlink(log.name)
-        raise ValueError(f"{clash}: is this run's log {log.name}; choose another path")
+        raise UsageError(f"{clash}: is this run's log {log.name}; choose another path")
     return log
 
 
@@ -302,8 +303,8 @@ def write_winner(evolution, console, store, run_id, mode, out):
     store.set_front(run_id, evolution.pareto_front(), evolution.heads, evolution.config.steps)
     try:
         _, kept = save_genome(out, genome, "--out")
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"could not write the winner to {out} ({error_text(exc)}); its genome is "
+    except (MicrogptError, OSError) as exc:
+        raise MicrogptError(f"could not write the winner to {out} ({error_text(exc)}); its genome is "
                          f"in {store.path}, run {run_id} (winner_genome)") from None
     if kept is not None:
         console.say(f"Replaced {out}; the genome it held is kept as {kept}", chatter=False)
@@ -320,8 +321,8 @@ def write_mind(genome, data, out, console):
     path = creature_path(out)
     try:
         _, kept = save_creature(path, from_training(result, cfg, dataset.names.sha256()), "--out")
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"could not save the winner's trained model to {path} "
+    except (MicrogptError, OSError) as exc:
+        raise MicrogptError(f"could not save the winner's trained model to {path} "
                          f"({error_text(exc)}); {out} is written") from None
     console.say(f"Wrote {path}: the winner, trained (`microgpt` beside {out.name} speaks from it "
                 f"without training)" + (f"; the one it replaced is kept as {kept}" if kept else ""),
@@ -342,7 +343,7 @@ def list_runs(store_path):
 
 
 def _check_text_names(args, flags):
-    """ValueError for a path flag whose name is not valid UTF-8: the store keeps names as text."""
+    """UsageError for a path flag whose name is not valid UTF-8: the store keeps names as text."""
     for flag in flags:
         value = getattr(args, flag.lstrip("-"))
         if value is not None:
@@ -350,22 +351,22 @@ def _check_text_names(args, flags):
                 str(value).encode("utf-8")
             except UnicodeEncodeError:
                 shown = os.fsencode(value).decode("utf-8", "backslashreplace")
-                raise ValueError(f"{flag} {shown}: the name is not valid UTF-8 text, which the "
+                raise UsageError(f"{flag} {shown}: the name is not valid UTF-8 text, which the "
                                  f"store and the report keep; rename it") from None
 
 
 def _resume(store, args, parser):
     """(run id, HydraConfig, heads, mode, out, names sha256) of the run --resume names, held by this process;
-    None when it is complete. ValueError when it runs, or cannot be resumed."""
+    None when it is complete. MicrogptError when it runs, or cannot be resumed."""
     run_id = store.latest_unfinished() if args.resume == "latest" else args.resume
     run = store.run(run_id)
     if store.state(run) == "running" and not (args.force and run["host"] != socket.gethostname()):
         elsewhere = run["host"] != socket.gethostname()
-        raise ValueError(f"run {run_id} is still running (process {run['pid']} on {run['host']}); "
+        raise UsageError(f"run {run_id} is still running (process {run['pid']} on {run['host']}); "
                          + ("if it is not, --force takes it over" if elsewhere
                             else "stop it before resuming"))
     if not store.hold(run_id):           # another resume of it started at the same moment
-        raise ValueError(f"run {run_id} is being resumed by another process; nothing done here")
+        raise UsageError(f"run {run_id} is being resumed by another process; nothing done here")
     run = store.run(run_id)              # as it is now that it is ours
     if run["status"] == "completed":
         print(f"Run {run_id} is complete (winner {run['winner']}, written to {run['out']}); "
@@ -374,7 +375,7 @@ def _resume(store, args, parser):
     cfg, heads, mode = _resumed_config(run, args, parser)
     sha = data_sha256(cfg.data)
     if sha != run["data_sha256"]:
-        raise ValueError(f"{cfg.data or bundled_names_path()}: the names changed since run "
+        raise DataError(f"{cfg.data or bundled_names_path()}: the names changed since run "
                          f"{run_id} began; it cannot be resumed on other data")
     out = args.out if args.out is not None else Path(run["out"])
     _check_paths(out, cfg, store.path)
@@ -382,7 +383,7 @@ def _resume(store, args, parser):
 
 
 def run_hydra(args, parser, argv, evaluate=evaluate_genome):
-    """The command after parsing: 0, or 128 + N on signal N; bad input raises ValueError or OSError."""
+    """The command after parsing: 0, or 128 + N on signal N; bad input raises MicrogptError or OSError."""
     _check_text_names(args, ("--data", "--out", "--store", "--experiments"))
     store_path = args.store if args.store is not None else args.experiments / STORE_NAME
     if args.list:
@@ -391,7 +392,7 @@ def run_hydra(args, parser, argv, evaluate=evaluate_genome):
         parser.error("--force takes over a run: use it with --resume")
     if args.resume is not None:
         if not store_path.exists():
-            raise ValueError(f"{store_path}: no store, so no run to resume")
+            raise UsageError(f"{store_path}: no store, so no run to resume")
         store = Store(store_path)
         try:
             resumed = _resume(store, args, parser)
@@ -497,11 +498,11 @@ def run_report(args, parser):
     _check_text_names(args, ("--out", "--store", "--experiments"))
     store_path = args.store if args.store is not None else args.experiments / STORE_NAME
     if not store_path.exists():
-        raise ValueError(f"{store_path}: no store, so no run to report (run microgpt-hydra first)")
+        raise UsageError(f"{store_path}: no store, so no run to report (run microgpt-hydra first)")
     try:
         import matplotlib  # noqa: F401  (the report imports it when it draws)
     except ImportError:
-        raise ValueError("the report needs matplotlib: pip install 'microgpt-hydra[report]' "
+        raise UsageError("the report needs matplotlib: pip install 'microgpt-hydra[report]' "
                          "(in a checkout: pip install '.[report]')") from None
     from microgpt.report import report
 

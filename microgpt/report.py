@@ -24,6 +24,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from microgpt.errors import UsageError
 from microgpt.files import writable_target, write_atomic
 from microgpt.hydra import GENES, SPACE
 from microgpt.store import Store, StoreError
@@ -434,11 +435,11 @@ def write_report(runs, directory):
     """Write the PNGs and report.html into directory, each as genome.json is written
     (microgpt.files: regular files only, a replaced one kept): the paths written."""
     if directory.exists() and not directory.is_dir():
-        raise ValueError(f"--out {directory}: is a file, not a directory")
+        raise UsageError(f"--out {directory}: is a file, not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"--out {directory}: cannot create it ({exc.strerror})") from None
+        raise UsageError(f"--out {directory}: cannot create it ({exc.strerror})") from None
     drawn = figures(runs)
     paths = [directory / "report.html", *(directory / f"{stem}.png" for stem, _, _ in drawn)]
     for path in paths:                  # every one checked before any is written

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from microgpt.errors import MicrogptError
 from microgpt.evaluators import Outcome
 from microgpt.files import kind_of, parse_json
 from microgpt.genome import GENE_KEYS, SEED_MAX, GenomeError, check_genes, json_text
@@ -134,7 +135,7 @@ SQLITE_MAX = 2**63 - 1       # the largest integer SQLite holds (a run id beyond
 SCORE_MAX = 1e12             # a head's score is a mean per name, or a loss: far below this
 
 
-class StoreError(ValueError):
+class StoreError(MicrogptError):
     """A store that cannot be used; the message names the file and the problem."""
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from microgpt._core import ValMatrix, Vec, adam_step, draw_index
+from microgpt.errors import DataError
 from microgpt.files import read_bytes, read_stdin
 from microgpt.model import GPT
 
@@ -37,7 +38,7 @@ class Names(Sequence):
     string only when it is read.
     Whitespace is no part of a name (the tokenizer drops it): ASCII whitespace is removed up front,
     so a line is a name exactly when something is left of it. `chars` is the set of characters the
-    names use. ValueError when the bytes are not UTF-8.
+    names use. DataError when the bytes are not UTF-8.
     """
 
     def __init__(self, data, where="names"):
@@ -116,7 +117,7 @@ def _characters(data, where):
         try:
             found.update(decoder.decode(data[i:i + BLOCK], final=i + BLOCK >= len(data)))
         except UnicodeDecodeError as exc:
-            raise ValueError(f"{where}: not UTF-8 text (near byte {i + exc.start})") from None
+            raise DataError(f"{where}: not UTF-8 text (near byte {i + exc.start})") from None
     return {c for c in found if not c.isspace()}
 
 
@@ -125,7 +126,7 @@ def load_names(path=None, progress=False):
 
     path None means the bundled names, "-" standard input. Only a regular file is read (not a
     FIFO or a device; stdin may also be a pipe or a terminal), of at most MAX_NAMES_BYTES.
-    Raises ValueError (naming the file) when the file cannot be read, is not UTF-8 text, or
+    Raises DataError (naming the file) when the file cannot be read, is not UTF-8 text, or
     holds no names. progress: a bar on stderr when reading takes over a second.
     """
     if path is not None and str(path) == "-":
@@ -135,7 +136,7 @@ def load_names(path=None, progress=False):
         path = Path(path) if path is not None else bundled_names_path()
         names = Names(read_bytes(path, "a file of names", MAX_NAMES_BYTES, progress), path)
     if not len(names):
-        raise ValueError(f"{path}: no names in it (the dataset is empty)")
+        raise DataError(f"{path}: no names in it (the dataset is empty)")
     return names
 
 

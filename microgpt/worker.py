@@ -6,6 +6,7 @@ Dask worker) can run it by name. Nothing here knows of the engine, files it writ
 import functools
 import hashlib
 
+from microgpt.errors import DataError
 from microgpt.files import read_bytes
 from microgpt.genome import GENE_KEYS
 from microgpt.train import Dataset, Names, TrainingConfig, generate, load_names, train_and_generate
@@ -26,12 +27,12 @@ def _sent_dataset(names):
 
 def names_to_send(path, sha):
     """(sha, bytes) of the names file at path, for workers that do not have it, None for the
-    bundled names, which every worker has; ValueError if the file no longer has that sha256."""
+    bundled names, which every worker has; DataError if the file no longer has that sha256."""
     if path is None:
         return None
     data = read_bytes(path, "a file of names")
     if hashlib.sha256(data).hexdigest() != sha:
-        raise ValueError(f"{path}: the names changed since the run began")
+        raise DataError(f"{path}: the names changed since the run began")
     return sha, data
 
 

@@ -1,10 +1,13 @@
-"""The `microgpt` command, run as a new user would: the console script in empty directories."""
+"""The `microgpt` command, run as a new user would: the console script in empty directories (its
+parser and help text also in-process, for the quick subset)."""
 import json
 import shutil
 import subprocess
 import sys
 
 import pytest
+
+from microgpt import cli
 
 SEED_GENOME = {"n_emb": 6, "n_ctx": 5, "n_layer": 3, "n_head": 2, "n_ff_exp": 4, "steps": 2000,
                "lr": 0.02, "loss": 1.3779, "generation": 99, "evolved": True}
@@ -93,21 +96,41 @@ def test_custom_dataset(tmp_path):
     assert set("".join(res.stdout.splitlines()[:3])) <= set("rexfidomaxbella")
 
 
-@pytest.mark.parametrize("args", [["--steps", "0"], ["--steps", "ten"], ["--lr", "-1"],
-                                  ["--lr", "nan"], ["--head", "5"], ["--emb", "100000"],
-                                  ["--temperature", "0"], ["--temperature", "11"],
-                                  ["--cooling", "0"], ["--cooling", "3"], ["--cooling", "inf"],
-                                  ["--bogus"]])
+BAD_FLAGS = [["--steps", "0"], ["--steps", "ten"], ["--lr", "-1"], ["--lr", "nan"], ["--head", "5"],
+             ["--emb", "100000"], ["--temperature", "0"], ["--temperature", "11"], ["--cooling", "0"],
+             ["--cooling", "3"], ["--cooling", "inf"], ["--bogus"]]
+
+
+@pytest.mark.parametrize("args", BAD_FLAGS)
+def test_bad_flags_are_usage_errors_in_process(tmp_path, monkeypatch, capsys, args):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(args)
+    assert stop.value.code == 2 and "usage: microgpt" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", BAD_FLAGS)
 def test_bad_flags_are_usage_errors(tmp_path, args):
     res = microgpt(tmp_path, *args)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "usage: microgpt" in res.stderr
 
 
+HELP_WORDS = ("Primordial", "microgpt-hydra", "genome.json", "Evolved", "--temperature")
+
+
+def test_help_text_tells_the_lifecycle():
+    text = cli.build_parser().format_help()
+    assert all(word in text for word in HELP_WORDS)
+
+
+@pytest.mark.slow
 def test_help_tells_the_lifecycle(tmp_path):
     res = microgpt(tmp_path, "--help")
     assert res.returncode == 0
-    for word in ("Primordial", "microgpt-hydra", "genome.json", "Evolved", "--temperature"):
+    for word in HELP_WORDS:
         assert word in res.stdout
 
 

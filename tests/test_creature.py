@@ -124,6 +124,7 @@ def saved(tmp_path_factory):
     return where, res
 
 
+@pytest.mark.slow
 def test_a_loaded_creature_says_what_the_trained_one_said(saved):
     where, trained_run = saved
     res = run(where, "microgpt", "--load", "c.npz", "-n", "6", "-q")
@@ -139,6 +140,7 @@ def test_a_loaded_creature_says_what_the_trained_one_said(saved):
     assert len(names) == 6 and all(n.startswith("ma") for n in names)
 
 
+@pytest.mark.slow
 def test_continuing_carries_on_and_can_save_again(saved):
     where, _ = saved
     shutil.copy(where / "c.npz", where / "d.npz")
@@ -167,6 +169,7 @@ def doctor(src, dst, meta=None, drop=(), change=None):
     np.savez(dst, **content)
 
 
+@pytest.mark.slow
 def test_bad_creature_files_are_one_line_and_nothing_is_written(saved, tmp_path):
     where, _ = saved
     good = (where / "c.npz").read_bytes()
@@ -207,6 +210,7 @@ def test_bad_creature_files_are_one_line_and_nothing_is_written(saved, tmp_path)
     assert_one_line_error(run(tmp_path, "microgpt", "--load", "/dev/null"), "not a creature")
 
 
+@pytest.mark.slow
 def test_a_creature_saved_before_the_cooling_gene_speaks_without_cooling(saved, tmp_path):
     where, _ = saved
     meta = json.loads(np.load(where / "c.npz")["meta"].tobytes())
@@ -221,6 +225,7 @@ def test_a_creature_saved_before_the_cooling_gene_speaks_without_cooling(saved, 
     assert cooled.returncode == 0 and cooled.stdout.splitlines()[:6] != said[0]
 
 
+@pytest.mark.slow
 def test_load_refuses_flags_that_would_change_it(saved):
     where, _ = saved
     for flags in (["-e", "8"], ["--layer", "2"], ["-g", "genome.json"], ["-d", "names.txt"],
@@ -246,6 +251,7 @@ def test_save_never_lands_on_the_genome_or_the_names(tmp_path):
 
 # Hydra keeps the winner's mind.
 
+@pytest.mark.slow
 def test_hydra_saves_the_winner_that_microgpt_would_train_and_microgpt_wakes_it(tmp_path):
     res = run(tmp_path, "microgpt-hydra", "--population", "4", "--generations", "1", "--cycles",
               "1", "--steps", "20", "--samples", "6", "--seed", "2", "-q")

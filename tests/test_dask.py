@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("distributed", reason="needs dask's distributed (microgpt-hydra[dask])")
+pytestmark = pytest.mark.slow          # a cluster of processes per test
 
 BIN = Path(sys.executable).parent
 HYDRA, DASK = str(BIN / "microgpt-hydra"), str(BIN / "dask")

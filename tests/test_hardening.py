@@ -2,6 +2,7 @@
 run's own is ever replaced, no read is unbounded, no worker outlives a signal, every error is one
 line. Device nodes are made in the test's own temporary directory (os.mknod, root only).
 """
+import io
 import json
 import os
 import random
@@ -17,7 +18,11 @@ import pytest
 
 import microgpt
 from microgpt import hydra_cli
+from microgpt.console import banner
 from microgpt.genome import GenomeError, load_genome, save_genome
+from microgpt.guard import Output
+from microgpt.heads import make_heads
+from microgpt.hydra import HydraConfig
 from microgpt.train import Dataset, Names, draw, load_names
 
 BIN = Path(sys.executable).parent
@@ -68,6 +73,7 @@ def test_out_refuses_what_is_not_a_regular_file(tmp_path, kind):
     assert not (tmp_path / "experiments").exists() or not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_symlinked_genome_is_written_through_and_keeps_its_mode(tmp_path):
     real = tmp_path / "store" / "g.json"
     real.parent.mkdir()
@@ -138,6 +144,7 @@ def _children(pid):
         return []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc to find workers")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_signal_stops_the_workers_and_closes_the_records(tmp_path, sig):
@@ -223,6 +230,7 @@ def test_a_bom_is_stripped_from_names_and_genomes(tmp_path):
 
 # 9. Never more workers than a generation has evaluations.
 
+@pytest.mark.slow
 def test_workers_are_capped_at_a_generations_evaluations(tmp_path):
     res = run(HYDRA, tmp_path, *TINY[:-2], "--workers", "1000", "--heads", "weaver")
     assert res.returncode == 0, res.stderr
@@ -269,6 +277,15 @@ def test_a_full_stdout_is_one_line(tmp_path):
             f"{Path(cmd).name}: error: cannot write to stdout (No space left on device)"]
 
 
+def test_a_stream_without_box_characters_gets_plain_ones():
+    raw = io.BytesIO()
+    out = Output(io.TextIOWrapper(raw, encoding="ascii", write_through=True))
+    out.write("Hydra Evolution — 3 Heads, 2 Cycles × 3 Generations ━━ é\n")
+    out.flush()
+    assert raw.getvalue() == b"Hydra Evolution - 3 Heads, 2 Cycles x 3 Generations == \\xe9\n"
+
+
+@pytest.mark.slow
 def test_an_ascii_terminal_gets_plain_box_characters(tmp_path):
     res = run(HYDRA, tmp_path, *TINY, env={**os.environ, "PYTHONIOENCODING": "ascii"})
     assert res.returncode == 0, res.stderr
@@ -306,6 +323,17 @@ def test_json_types_are_named_the_json_way(tmp_path):
         load_genome(tmp_path / "g.json")
 
 
+def test_the_banner_counts_in_the_singular_when_one():
+    cfg = HydraConfig(population=1, generations=1, cycles=1, steps=1, samples=1, seed=1)
+    title, line, _ = banner(cfg, make_heads("mirror", ["anna"]), "hydra", 1)
+    assert title.endswith("1 Head, 1 Cycle × 1 Generation, 1 organism per head")
+    assert line.startswith("  1 step and 1 name per organism") and line.endswith("1 worker")
+    title, line, _ = banner(HydraConfig(seed=1), make_heads("mirror,spark", ["anna"]), "hydra", 2)
+    assert "2 Heads" in title and "Cycles" in title and "Generations" in title
+    assert "steps and" in line and line.endswith("2 workers")
+
+
+@pytest.mark.slow
 def test_counts_are_singular_when_one(tmp_path):
     res = run(HYDRA, tmp_path, *TINY, "--heads", "mirror")
     assert "1 Head, 1 Cycle × 1 Generation" in res.stdout

@@ -112,6 +112,7 @@ def test_out_that_is_the_store_is_refused_before_the_run(tmp_path):
 
 # 2. The report's files are written carefully: a link's target kept, a FIFO one line.
 
+@pytest.mark.slow
 def test_report_writes_through_a_link_keeping_the_file(store, tmp_path, capsys):
     victim = tmp_path / "mine.txt"
     victim.write_text("my notes\n")
@@ -152,6 +153,7 @@ def test_save_is_never_the_genome_or_the_names_read(tmp_path):
 
 # 4. Nothing read from the store or stdin grows without limit.
 
+@pytest.mark.slow
 def test_a_lineage_loop_ends(store, capsys):
     from microgpt import report
 
@@ -194,6 +196,7 @@ def test_a_tampered_run_is_one_line_naming_it(store, capsys, column, value, mess
     assert status == 1 and message in one_line(err)
 
 
+@pytest.mark.slow
 def test_a_tampered_evaluation_is_one_line_for_resume_and_skipped_by_the_report(store, capsys):
     tamper(store, "UPDATE runs SET status = 'interrupted'")
     tamper(store, "UPDATE evaluations SET scores = '\"high\"' WHERE rowid = 1")
@@ -309,6 +312,7 @@ def test_a_stale_pid_is_interrupted_and_a_held_run_is_running(store):
         s.close()
 
 
+@pytest.mark.slow
 def test_two_resumes_of_one_run_write_once(store, tmp_path):
     tamper(store, "UPDATE runs SET status = 'interrupted', winner = NULL, winner_genome = NULL")
     tamper(store, "DELETE FROM evaluations WHERE trial > 1 OR idx > 0")

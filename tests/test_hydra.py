@@ -1,7 +1,8 @@
 """Hydra: genomes and mutation, the Gathering, the engine with faults, and the command end to end.
 
 Engine tests use a fake evaluation (tests/hydra_faults.py) so they run in milliseconds; the
-command tests train for real, on tiny runs, as subprocesses in empty temporary directories.
+command tests train for real, on tiny runs, as subprocesses in empty temporary directories (marked
+slow; the parser and the help text are also checked in-process).
 """
 import functools
 import json
@@ -375,7 +376,9 @@ def test_an_evaluation_that_raises_scores_worst_and_the_run_completes():
         evo = evolve(heads, ex, fast_cfg())
     failed = [o for o in evo.evaluations if o.error is not None]
     assert [o.id for o in failed] == ["c1g1-Mirror-0"]
-    assert failed[0].error == "RuntimeError: the organism could not be born"
+    first, _, trace = failed[0].error.partition("\n")
+    assert first == "RuntimeError: the organism could not be born"
+    assert trace.startswith("Traceback") and "raise_for" in trace     # the store keeps it
     assert all(s == -math.inf for s in failed[0].scores.values())
     assert failed[0] not in evo.populations["Mirror"][:2]
     assert choose_winner(evo)[1].error is None
@@ -547,6 +550,7 @@ def test_winner_genome_reproduces_its_first_confirming_trial():
 
 # The command, end to end (real training, tiny runs).
 
+@pytest.mark.slow
 def test_tiny_run_writes_a_genome_that_microgpt_runs_as_evolved(tmp_path):
     proc = run_hydra(TINY + ["--seed", "5", "--samples", "8"], tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -594,6 +598,7 @@ def _deterministic_view(directory):
     return evaluations
 
 
+@pytest.mark.slow
 def test_same_seed_same_genome_for_one_and_two_workers(tmp_path):
     outputs = []
     for workers in ("1", "2"):
@@ -606,6 +611,7 @@ def test_same_seed_same_genome_for_one_and_two_workers(tmp_path):
     assert outputs[0][1] == outputs[1][1]
 
 
+@pytest.mark.slow
 def test_classic_mode_writes_a_genome_too(tmp_path):
     proc = run_hydra(["--classic", "--population", "3", "--generations", "2", "--steps", "20",
                       "--samples", "8", "--seed", "2", "--quiet"], tmp_path)
@@ -616,6 +622,7 @@ def test_classic_mode_writes_a_genome_too(tmp_path):
     assert list(genome["scores"]) == ["Classic"]
 
 
+@pytest.mark.slow
 def test_a_crashing_evaluation_in_the_command_leaves_a_completed_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     victim = derive_seed(4, 0, 0, "Weaver", 0)
@@ -630,9 +637,12 @@ def test_a_crashing_evaluation_in_the_command_leaves_a_completed_run(tmp_path, m
     victim = derive_seed(4, 1, 0, "Spark", 3)
     evaluate = functools.partial(hydra_faults.raise_for, victim=victim)
     assert hydra_cli.run_hydra(args, hydra_cli.build_hydra_parser(), argv, evaluate=evaluate) == 0
-    assert "c2g1-Spark-3" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "c2g1-Spark-3" in err and "Traceback" not in err      # the console: one line
     _, evaluations = stored(tmp_path)
-    assert "RuntimeError: the organism could not be born" in {r["error"] for r in evaluations}
+    failed = [r["error"] for r in evaluations if r["error"] is not None
+              and r["error"].startswith("RuntimeError: the organism could not be born\n")]
+    assert failed and "Traceback" in failed[0] and "raise_for" in failed[0]   # the store: all of it
 
 
 @pytest.mark.parametrize("args, message", [
@@ -647,21 +657,42 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path, args, message):
     assert not (tmp_path / "genome.json").exists()
 
 
-@pytest.mark.parametrize("args", [["--population", "2"], ["--workers", "0"], ["--cycles", "x"],
-                                  ["--classic", "--heads", "spark"], ["--steps", "0"],
-                                  ["--heads", "weaver,gorgon"], ["--heads", ""],
-                                  ["--heads", "weaver,Weaver"], ["--seed", "-1"]])
+BAD_FLAGS = [["--population", "2"], ["--workers", "0"], ["--cycles", "x"],
+             ["--classic", "--heads", "spark"], ["--steps", "0"], ["--heads", "weaver,gorgon"],
+             ["--heads", ""], ["--heads", "weaver,Weaver"], ["--seed", "-1"]]
+
+
+@pytest.mark.parametrize("args", BAD_FLAGS)
+def test_bad_flags_are_usage_errors_in_process(tmp_path, monkeypatch, capsys, args):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        hydra_cli.main(args)
+    assert stop.value.code == 2 and "usage: microgpt-hydra" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", BAD_FLAGS)
 def test_bad_flags_are_usage_errors(tmp_path, args):
     proc = run_hydra(args, tmp_path)
     assert proc.returncode == 2
     assert "usage: microgpt-hydra" in proc.stderr
 
 
+HELP_WORDS = ("Primordial", "Evolution", "Evolved", "genome.json", "--classic", "Gathering",
+              "docs/hydra.md", "--scoring", "counted")
+
+
+def test_help_text_tells_the_lifecycle():
+    text = hydra_cli.build_hydra_parser().format_help()
+    assert all(word in text for word in HELP_WORDS)
+
+
+@pytest.mark.slow
 def test_help_tells_the_lifecycle(tmp_path):
     proc = run_hydra(["--help"], tmp_path)
     assert proc.returncode == 0
-    for word in ("Primordial", "Evolution", "Evolved", "genome.json", "--classic", "Gathering",
-                 "docs/hydra.md", "--scoring", "counted"):
+    for word in HELP_WORDS:
         assert word in proc.stdout
 
 

@@ -57,6 +57,7 @@ def runs_here(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_a_hydra_run_and_two_compared(runs_here, capsys):
     first = evolve(runs_here, "--seed", "1", "--out", "g1.json")
     second = evolve(runs_here, "--seed", "2", "--out", "g2.json")
@@ -75,6 +76,7 @@ def test_a_hydra_run_and_two_compared(runs_here, capsys):
     ("one head", ["--heads", "mirror"]),
     ("classic", ["--classic", "--generations", "2", "--population", "3"]),
 ])
+@pytest.mark.slow
 def test_every_kind_of_run(runs_here, capsys, kind, args):
     args = [a for a in args]
     run_id = evolve(runs_here, "--seed", "3", *args)
@@ -83,6 +85,7 @@ def test_every_kind_of_run(runs_here, capsys, kind, args):
     check_report(runs_here / "r")
 
 
+@pytest.mark.slow
 def test_the_lineage_ends_with_what_the_final_judgement_changed(runs_here, capsys):
     import json
 
@@ -124,6 +127,7 @@ def test_the_lineage_ends_with_what_the_final_judgement_changed(runs_here, capsy
     check_report(runs_here / "r")
 
 
+@pytest.mark.slow
 def test_failed_and_interrupted_runs_are_drawn_as_they_are(runs_here, capsys):
     import functools
 
@@ -161,6 +165,7 @@ def browser():
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(browser() is None, reason="no headless Chromium here (.ci/run installs Debian's)")
 def test_the_page_renders_every_figure_in_a_real_browser(runs_here):
     evolve(runs_here, "--seed", "5")
@@ -180,6 +185,7 @@ def test_the_page_renders_every_figure_in_a_real_browser(runs_here):
         assert width > 100 and height > 50, (stem, size)
 
 
+@pytest.mark.slow
 def test_report_out_that_is_a_file(runs_here):
     evolve(runs_here, "--seed", "6")
     (runs_here / "taken").write_text("mine")
@@ -189,6 +195,7 @@ def test_report_out_that_is_a_file(runs_here):
     assert (runs_here / "taken").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_without_matplotlib_the_report_says_how_to_install_it(runs_here, monkeypatch, capsys):
     evolve(runs_here, "--seed", "7")
     capsys.readouterr()

@@ -64,6 +64,7 @@ def reference(tmp_path_factory):
     return (cwd / "genome.json").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("before, after", [("2", "1"), ("1", "2")])
 def test_a_killed_run_resumes_to_the_same_genome(tmp_path, reference, before, after):
     kill_after(tmp_path, [*RUN, "--workers", before], 9)
@@ -76,6 +77,7 @@ def test_a_killed_run_resumes_to_the_same_genome(tmp_path, reference, before, af
     assert f"{done} evaluations recalled" in logs or f"{done} evaluation recalled" in logs
 
 
+@pytest.mark.slow
 def test_killed_twice_resumed_twice(tmp_path, reference):
     kill_after(tmp_path, [*RUN, "--workers", "2"], 5)
     kill_after(tmp_path, ["--resume", "--workers", "2"], 20)
@@ -90,6 +92,7 @@ def test_killed_twice_resumed_twice(tmp_path, reference):
     assert (tmp_path / "genome.json").read_bytes() == reference
 
 
+@pytest.mark.slow
 def test_resuming_checks_the_run(tmp_path):
     (tmp_path / "names.txt").write_text("emma\nava\nmia\nzoe\nliam\nnoah\nella\nlily\n")
     kill_after(tmp_path, [*RUN, "--workers", "1", "--data", "names.txt"], 3)
@@ -131,6 +134,7 @@ def test_a_bad_store_is_refused_untouched(tmp_path, content, message):
     assert path.read_bytes() == before and not (tmp_path / "genome.json").exists()
 
 
+@pytest.mark.slow
 def test_two_runs_at_once_share_a_store(tmp_path):
     procs = [subprocess.Popen([HYDRA, *RUN[:-3], "--seed", str(s), "-q", "--workers", "1",
                                "--out", f"g{s}.json"], cwd=tmp_path, stdout=subprocess.PIPE,
@@ -177,6 +181,7 @@ def test_the_package_has_no_import_cycle():
     assert not users and graph["microgpt.hydra_cli"] & commands == {"microgpt.cli"}
 
 
+@pytest.mark.slow
 def test_the_store_keeps_the_front_the_scoring_and_the_cost(tmp_path):
     res = hydra(tmp_path, *RUN, "--workers", "1")
     assert res.returncode == 0, res.stderr
@@ -222,6 +227,7 @@ def test_a_schema_1_store_is_migrated_its_runs_scored_by_the_mean(tmp_path):
         store.close()
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_its_scoring(tmp_path):
     kill_after(tmp_path, [*RUN, "--workers", "1", "--scoring", "mean"], 3)
     conflict = hydra(tmp_path, "--resume", "--scoring", "counted")

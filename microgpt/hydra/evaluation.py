@@ -1,6 +1,7 @@
 """Evaluating organisms through the evaluator seam, and scoring what they say under every head."""
 import math
 
+from microgpt.errors import MicrogptError
 from microgpt.evaluators import Task
 from microgpt.hydra.genes import full_genome
 
@@ -69,12 +70,12 @@ def evaluate_all(todo, evaluator, cfg, heads, observer, recall=None):
             pending[org.id] = org
             continue
         if outcome.seed != org.seed:
-            raise ValueError(f"the store's {org.id} was trained with another seed: not this run")
+            raise MicrogptError(f"the store's {org.id} was trained with another seed: not this run")
         if outcome.genome is not None and outcome.genome != full_genome(org.genome, cfg.steps):
-            raise ValueError(f"the store's {org.id} has other genes than this microgpt breeds (an "
+            raise MicrogptError(f"the store's {org.id} has other genes than this microgpt breeds (an "
                              f"older version bred it); start a new run")
         if org.temperatures and outcome.result is not None and "names_at" not in outcome.result:
-            raise ValueError(f"the store's {org.id} was made by an older microgpt, which did not "
+            raise MicrogptError(f"the store's {org.id} was made by an older microgpt, which did not "
                              f"sample at several temperatures; start a new run")
         _settle(org, outcome, heads, observer)
     tasks = [Task(o.id, full_genome(o.genome, cfg.steps), cfg.samples, o.seed,

@@ -3,6 +3,7 @@ winner chosen by it and written as genome.json's dict."""
 import math
 from bisect import bisect_left, bisect_right
 
+from microgpt.errors import MicrogptError
 from microgpt.hydra.genes import full_genome
 from microgpt.train import TrainingConfig
 
@@ -124,9 +125,9 @@ def standing(organism, stick):
 def choose_winner(evolution):
     """(the island that bred it, the winner, its standing): the first finalist, the organism of the
     run with the best standing among random genomes on its confirming trials.
-    ValueError when every evaluation failed."""
+    MicrogptError when every evaluation failed."""
     if not evolution.finalists or evolution.finalists[0].result is None:
-        raise ValueError("every evaluation failed; no genome to write (see the log for reasons)")
+        raise MicrogptError("every evaluation failed; no genome to write (see the log for reasons)")
     winner = evolution.finalists[0]
     return winner.head, winner, standing(winner, evolution.yardstick)
 
