@@ -31,7 +31,11 @@ __version__ = "0.2.0"
 
 # The Python layers load on first use, so `import microgpt` costs only the compiled core.
 _LAZY = {"GPT": "microgpt.model", "TrainingConfig": "microgpt.train",
-         "TrainingResult": "microgpt.train", "train_and_generate": "microgpt.train"}
+         "TrainingResult": "microgpt.train", "train_and_generate": "microgpt.train",
+         # for scripting experiments (microgpt.experiment): the gene space, random genomes, the
+         # heads by name, and one evaluation of a genome at some voices
+         "SPACE": "microgpt.experiment", "random_genome": "microgpt.experiment",
+         "get_heads": "microgpt.experiment", "evaluate": "microgpt.experiment"}
 
 
 def __getattr__(name):
@@ -44,6 +48,10 @@ def __getattr__(name):
 
 __all__ = [
     "GPT",
+    "SPACE",
+    "evaluate",
+    "get_heads",
+    "random_genome",
     "TrainingConfig",
     "TrainingResult",
     "train_and_generate",
