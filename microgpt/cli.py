@@ -120,10 +120,11 @@ def build_parser():
     r.add_argument("--debug", action="store_true", help="show a traceback on errors")
     c = p.add_argument_group(
         "the saved creature",
-        "A creature file (.npz) holds a trained model whole: genes, vocabulary, weights, Adam's "
-        "state. microgpt-hydra saves its winner beside genome.json (genome.json -> genome.npz); "
-        "`microgpt` there speaks from it without training when it is exactly what it would train "
-        "(same genes, seed and names).")
+        # (the help's descriptions are kept as written: hence the explicit line breaks)
+        "A creature file (.npz) holds a trained model whole: genes, vocabulary, weights,\n"
+        "Adam's state. microgpt-hydra saves its winner beside genome.json (genome.npz);\n"
+        "`microgpt` there speaks from it without training when it is exactly what it\n"
+        "would train (same genes, steps, seed and names).")
     c.add_argument("--save", metavar="PATH", type=Path,
                    help="write the trained creature to PATH (the file it replaces is kept under "
                         "a dated name)")
