@@ -84,16 +84,8 @@ def load_run(store, run_id):
         run_id = runs[0]["id"]
     row = store.run(run_id)
     row["state"] = store.state(row)
-    evaluations, skipped = [], []
-    for r in store.db.execute("SELECT * FROM evaluations WHERE run_id = ? ORDER BY cycle, generation,"
-                              " head, idx, trial", (run_id,)):
-        try:
-            evaluations.append(store.check_evaluation(row, dict(r)))
-        except StoreError as exc:
-            skipped.append(str(exc))
-    gatherings = [dict(r) for r in store.db.execute(
-        "SELECT * FROM gatherings WHERE run_id = ? ORDER BY cycle, head", (run_id,))
-        if isinstance(r["cycle"], int) and isinstance(r["head"], str) and isinstance(r["organism"], str)]
+    evaluations, skipped = store.evaluations(row)
+    gatherings = store.gatherings(run_id)
     if row["winner_genome"] is not None:
         store.json(row, "winner_genome", row)          # JSON, or one line naming the column
     return Run(row, evaluations, gatherings, skipped)

@@ -446,16 +446,19 @@ class Store:
     def add_evaluation(self, run_id, org, steps):
         """Record a finished evaluation (once: a recalled one is already there)."""
         result = org.result or {}
-        self.db.execute(
-            "INSERT OR IGNORE INTO evaluations VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, org.id, org.head, org.cycle + 1, org.generation + 1, org.index, org.trial + 1,
-             org.seed, (org.of or org).parent, json.dumps(full_genome(org.genome, steps)),
-             json.dumps({h: s if math.isfinite(s) else None for h, s in org.scores.items()}),
-             json.dumps(result["names"]) if org.result else None,
-             json.dumps(result["names_at"]) if "names_at" in result else None,
-             result.get("val_loss"), result.get("final_loss"), result.get("num_params"),
-             result.get("seconds"), org.error, org.attempts, now()))
+        row = {"run_id": run_id, "organism": org.id, "head": org.head, "cycle": org.cycle + 1,
+               "generation": org.generation + 1, "idx": org.index, "trial": org.trial + 1,
+               "seed": org.seed, "parent": (org.of or org).parent,
+               "genome": json.dumps(full_genome(org.genome, steps)),
+               "scores": json.dumps({h: s if math.isfinite(s) else None
+                                     for h, s in org.scores.items()}),
+               "names": json.dumps(result["names"]) if org.result else None,
+               "names_at": json.dumps(result["names_at"]) if "names_at" in result else None,
+               "val_loss": result.get("val_loss"), "final_loss": result.get("final_loss"),
+               "num_params": result.get("num_params"), "seconds": result.get("seconds"),
+               "error": org.error, "attempts": org.attempts, "finished": now()}
+        self.db.execute(f"INSERT OR IGNORE INTO evaluations ({', '.join(row)})"
+                        f" VALUES ({', '.join(':' + k for k in row)})", row)
 
     def recall(self, run_id):
         """{organism id: its Outcome}: every evaluation the run already has, each checked
@@ -520,6 +523,27 @@ class Store:
                                               and all(_names(x) for x in e["names_at"])):
             raise bad("names_at", "must be lists of names")
         return e
+
+    def evaluations(self, run):
+        """(the run's evaluations in the order of the run: cycle, generation, head, index,
+        trial; each a dict checked by check_evaluation, JSON decoded; why each row that could
+        not be used was skipped). run: its row, from `run`."""
+        kept, skipped = [], []
+        for r in self.db.execute("SELECT * FROM evaluations WHERE run_id = ? ORDER BY cycle,"
+                                 " generation, head, idx, trial", (run["id"],)):
+            try:
+                kept.append(self.check_evaluation(run, dict(r)))
+            except StoreError as exc:
+                skipped.append(str(exc))
+        return kept, skipped
+
+    def gatherings(self, run_id):
+        """The run's Gatherings: [{cycle, head, organism}] (a head's immigrants in each cycle),
+        rows of the wrong types left out."""
+        return [dict(r) for r in self.db.execute(
+            "SELECT * FROM gatherings WHERE run_id = ? ORDER BY cycle, head", (run_id,))
+            if isinstance(r["cycle"], int) and isinstance(r["head"], str)
+            and isinstance(r["organism"], str)]
 
     def add_gathering(self, run_id, cycle, received):
         for head, immigrants in received.items():

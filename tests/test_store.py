@@ -237,3 +237,34 @@ def test_a_resumed_run_keeps_its_scoring(tmp_path):
     db = sqlite3.connect(tmp_path / "experiments" / "microgpt.db")
     assert db.execute("SELECT scoring FROM runs").fetchone()[0] == "mean"
     db.close()
+
+
+def test_the_report_reads_the_store_through_its_methods_only():
+    # the typed boundary: the report asks the store for a run's evaluations and Gatherings and
+    # writes no SQL of its own
+    import inspect
+
+    from microgpt import report
+
+    source = inspect.getsource(report)
+    assert "SELECT" not in source and ".execute(" not in source
+
+
+def test_evaluations_come_back_in_the_runs_order_and_bad_rows_are_skipped(tmp_path):
+    res = hydra(tmp_path, *RUN, "--workers", "1")
+    assert res.returncode == 0, res.stderr
+    path = tmp_path / "experiments" / "microgpt.db"
+    db = sqlite3.connect(path)
+    db.execute("UPDATE evaluations SET scores = 'not json' WHERE organism = 'c1g1-Weaver-0'")
+    db.commit()
+    db.close()
+    store = Store(path, readonly=True)
+    try:
+        kept, skipped = store.evaluations(store.run(1))
+        order = [(e["cycle"], e["generation"], e["head"], e["idx"], e["trial"]) for e in kept]
+        total = store.db.execute("SELECT count(*) FROM evaluations").fetchone()[0]
+        assert order == sorted(order) and len(kept) + 1 == total
+        assert len(skipped) == 1 and "c1g1-Weaver-0" in skipped[0] and "scores" in skipped[0]
+        assert {g["cycle"] for g in store.gatherings(1)} == {1}
+    finally:
+        store.close()
