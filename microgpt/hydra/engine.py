@@ -23,22 +23,23 @@ LEAN = 2 / 3            # an island ranks on its head's percentile this much, th
 MAX_TRIALS = 2          # a survivor is re-judged on a fresh seed each generation, up to this many
 
 
-def rank(population, head, field=None):
+def rank(population, head, bred=None):
     """population sorted best first under head; ties keep their order (a stable sort).
 
-    With field ({head name: the sorted fitnesses of every organism born so far}), an island
-    ranks on `leaning`: its own head's percentile in the field, weighed LEAN, and the other heads'
-    for the rest, so each island breeds organisms good at its head without giving up the others."""
-    if field is None or len(field) < 2:
+    With bred ({head name: the sorted fitnesses of every organism born so far, `field_of`}),
+    an island ranks on `leaning`: its own head's percentile among them, weighed LEAN, and the
+    other heads' for the rest, so each island breeds organisms good at its head without giving
+    up the others."""
+    if bred is None or len(bred) < 2:
         return sorted(population, key=lambda o: -o.fitness(head))
-    return sorted(population, key=lambda o: -leaning(o, head, field))
+    return sorted(population, key=lambda o: -leaning(o, head, bred))
 
 
-def leaning(organism, head, field):
-    """LEAN times organism's percentile under head among field, plus (1 - LEAN) times its mean
+def leaning(organism, head, bred):
+    """LEAN times organism's percentile under head among those bred, plus (1 - LEAN) times its mean
     percentile under the other heads: a weighted sum of scale-free objectives, one weighting per
     island (MOEA/D's decomposition: Zhang & Li 2007)."""
-    shares = {h: percentile(organism.fitness(h), xs) for h, xs in field.items()}
+    shares = {h: percentile(organism.fitness(h), xs) for h, xs in bred.items()}
     others = [x for h, x in shares.items() if h != head]
     return LEAN * shares[head] + (1 - LEAN) * sum(others) / len(others)
 
@@ -61,7 +62,7 @@ def breed(ranked, rng, head, cycle, generation, run_seed):
     return champions + children
 
 
-def gather(populations, heads, field=None):
+def gather(populations, heads, bred=None):
     """The Gathering and cross-pollination: (pool of champions, {head: immigrants}, populations).
 
     populations are ranked. Each head takes in the other heads' champions (never its own, nor an
@@ -80,10 +81,10 @@ def gather(populations, heads, field=None):
                     present.add(o.id)
                     immigrants.append(o)
         room = len(populations[h.name]) - N_CHAMPIONS
-        immigrants = rank(immigrants, h.name, field)[:room]
+        immigrants = rank(immigrants, h.name, bred)[:room]
         natives = populations[h.name][:len(populations[h.name]) - len(immigrants)]
         received[h.name] = immigrants
-        after[h.name] = rank(natives + immigrants, h.name, field)
+        after[h.name] = rank(natives + immigrants, h.name, bred)
     return pool, received, after
 
 
@@ -189,11 +190,11 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
             observer.generation_started(cycle, gen, todo)
             evaluate_all(todo, evaluator, cfg, heads, observer, recall)
             evaluations.extend(todo)
-            field = field_of([o for o in evaluations if o.trial == 0], heads)
-            populations = {h.name: rank(populations[h.name], h.name, field) for h in heads}
+            bred = field_of([o for o in evaluations if o.trial == 0], heads)
+            populations = {h.name: rank(populations[h.name], h.name, bred) for h in heads}
             observer.generation(cycle, gen, populations)
         if len(heads) > 1 and cycle < cfg.cycles - 1:     # the last cycle's champions are final
-            pool, received, populations = gather(populations, heads, field)
+            pool, received, populations = gather(populations, heads, bred)
             observer.gathering(cycle, pool, received)
         observer.cycle_done(cycle, time.perf_counter() - start)
 
@@ -201,6 +202,6 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
     # and at several temperatures, the leader's genes tuned one at a time, the best few confirmed.
     finalists, stick = final_judgement(populations, evaluations, reference, heads, evaluator,
                                        cfg, observer, recall)
-    field = field_of([o for o in evaluations if o.trial == 0], heads)
-    populations = {h.name: rank(populations[h.name], h.name, field) for h in heads}   # new trials
+    bred = field_of([o for o in evaluations if o.trial == 0], heads)
+    populations = {h.name: rank(populations[h.name], h.name, bred) for h in heads}   # new trials
     return Evolution(list(heads), cfg, populations, evaluations, reference, stick, finalists)
