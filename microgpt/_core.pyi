@@ -62,6 +62,23 @@ class Vec:
     @property
     def grad(self) -> list[float]: ...
 
+class Decoder:
+    """A GPT's forward pass without a graph: the same logits as the graph's, as plain numbers."""
+
+    def __init__(
+        self,
+        wte: ValMatrix,
+        wpe: ValMatrix,
+        layers: Sequence[Sequence[ValMatrix]],
+        lm_head: ValMatrix,
+        n_head: int,
+        rms_eps: float = 1e-5,
+    ) -> None: ...
+    @property
+    def n_ctx(self) -> int: ...
+    def logits(self, token: int, pos: int) -> Vec: ...
+    def loss(self, tokens: Sequence[int]) -> float: ...
+
 def attention(
     q: Vec, keys: Sequence[Vec], values: Sequence[Vec], heads: int, scale: float | None = None
 ) -> Vec: ...

@@ -621,6 +621,53 @@ cdef extern from *:
                         int relu) nogil
 
 
+# The forward arithmetic of the other vector ops, over plain arrays: the graph's ops (Vec) and the
+# graph-free forward pass (Decoder, below) both call these, so the two compute the same numbers in
+# the same order, to the last bit.
+cdef extern from *:
+    """
+    /* y = x s with s = (mean(x^2) + eps)^-1/2, the squares summed left to right; returns s. */
+    static double mg_rmsnorm(const double* x, double* y, Py_ssize_t n, double eps) {
+        double ms = 0.0;
+        for (Py_ssize_t j = 0; j < n; j++) ms += x[j] * x[j];
+        double s = pow(ms / (double)n + eps, -0.5);
+        for (Py_ssize_t j = 0; j < n; j++) y[j] = x[j] * s;
+        return s;
+    }
+
+    /* p[0:n] (n >= 1) becomes softmax(p); returns log sum_j exp(p_j). The max is subtracted
+       first, so exp cannot overflow. */
+    static double mg_softmax(double* p, Py_ssize_t n) {
+        double m = p[0], s = 0.0;
+        for (Py_ssize_t j = 1; j < n; j++) if (p[j] > m) m = p[j];
+        for (Py_ssize_t j = 0; j < n; j++) { p[j] = exp(p[j] - m); s += p[j]; }
+        for (Py_ssize_t j = 0; j < n; j++) p[j] /= s;
+        return m + log(s);
+    }
+
+    /* One head of causal attention over T positions: a[t] = softmax_t(scale q . k[t]),
+       out = sum_t a[t] v[t]. q, out and each k[t] + off, v[t] + off are hd doubles. */
+    static void mg_attend(const double* q, const double* const* k, const double* const* v,
+                          Py_ssize_t off, Py_ssize_t T, Py_ssize_t hd, double scale,
+                          double* a, double* out) {
+        for (Py_ssize_t t = 0; t < T; t++) {
+            double y = 0.0;
+            for (Py_ssize_t j = 0; j < hd; j++) y += q[j] * k[t][off + j];
+            a[t] = y * scale;
+        }
+        mg_softmax(a, T);
+        for (Py_ssize_t j = 0; j < hd; j++) out[j] = 0.0;
+        for (Py_ssize_t t = 0; t < T; t++)
+            for (Py_ssize_t j = 0; j < hd; j++) out[j] += a[t] * v[t][off + j];
+    }
+    """
+    double mg_rmsnorm(const double* x, double* y, Py_ssize_t n, double eps) nogil
+    double mg_softmax(double* p, Py_ssize_t n) nogil
+    void mg_attend(const double* q, const double* const* k, const double* const* v,
+                   Py_ssize_t off, Py_ssize_t T, Py_ssize_t hd, double scale, double* a,
+                   double* out) nogil
+
+
 cdef struct QueueItem:
     unsigned long long seq
     PyObject* node
@@ -1250,17 +1297,10 @@ cdef Vec _vec_add(Vec a, Vec b):
 
 cdef Vec _vec_rmsnorm(Vec x, double eps):
     cdef Vec v
-    cdef Py_ssize_t j, n = x.n
-    cdef double ms = 0.0, s
-    if n == 0:
+    if x.n == 0:
         raise ValueError("rmsnorm of an empty Vec")
-    for j in range(n):
-        ms += x.d[j] * x.d[j]
-    s = pow(ms / n + eps, -0.5)
-    v = _vec_new(n, V_RMSNORM, 1)
-    for j in range(n):
-        v.d[j] = x.d[j] * s
-    v.scale = s
+    v = _vec_new(x.n, V_RMSNORM, 1)
+    v.scale = mg_rmsnorm(x.d, v.d, x.n, eps)
     _vec_parent(v, x)
     return v
 
@@ -1283,10 +1323,9 @@ cdef Vec _vec_linear(Vec x, ValMatrix W, double scale, bint relu):
 
 cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double scale):
     """Causal attention of one query over the cached keys and values, every head in one node."""
-    cdef Py_ssize_t T = len(keys), n = q.n, hd, h, t, j, lo
-    cdef Vec v, k, vt
-    cdef double y
-    cdef double* a
+    cdef Py_ssize_t T = len(keys), n = q.n, hd, h, t
+    cdef Vec v
+    cdef const double** kv
     if T == 0 or len(values) != T:
         raise ValueError(f"attention: {T} keys and {len(values)} values (need as many, at least 1)")
     if heads < 1 or n % heads:
@@ -1296,9 +1335,11 @@ cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double 
             raise ValueError(f"attention: every key and value must have {n} values, like q")
     hd = n // heads
     v = _vec_new(n, V_ATTENTION, 1 + 2 * T)
-    v.saved = <double*>malloc(heads * T * sizeof(double))
+    # the weights (heads x T, kept for backward), then the keys' and the values' arrays (2 T)
+    v.saved = <double*>malloc(heads * T * sizeof(double) + 2 * T * sizeof(double*))
     if v.saved == NULL:
         raise MemoryError()
+    kv = <const double**>(v.saved + heads * T)
     _vec_parent(v, q)
     for t in range(T):
         _vec_parent(v, <Vec>keys[t])
@@ -1306,22 +1347,10 @@ cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double 
         _vec_parent(v, <Vec>values[t])
     v.heads = heads
     v.scale = scale
-    for h in range(heads):
-        lo = h * hd
-        a = v.saved + h * T
-        for t in range(T):                     # logits: scale q_h . k_t,h
-            k = <Vec>v.parents[1 + t]
-            y = 0.0
-            for j in range(hd):
-                y += q.d[lo + j] * k.d[lo + j]
-            a[t] = y * scale
-        _softmax_inplace(a, T)                 # the attention weights
-        for j in range(hd):                    # out_h = sum_t a_t v_t,h
-            v.d[lo + j] = 0.0
-        for t in range(T):
-            vt = <Vec>v.parents[1 + T + t]
-            for j in range(hd):
-                v.d[lo + j] += a[t] * vt.d[lo + j]
+    for t in range(2 * T):
+        kv[t] = (<Vec>v.parents[1 + t]).d
+    for h in range(heads):                     # out_h = sum_t softmax_t(scale q_h . k_t,h) v_t,h
+        mg_attend(q.d + h * hd, kv, kv + T, h * hd, T, hd, scale, v.saved + h * T, v.d + h * hd)
     return v
 
 
@@ -1448,17 +1477,7 @@ def linear(x, W, double scale=1.0, bint relu=False):
 cdef double _softmax_inplace(double* p, Py_ssize_t n) noexcept:
     """log sum_j exp(p_j), turning p[0:n] (n >= 1) into softmax(p); the max is subtracted first,
     so exp cannot overflow."""
-    cdef double m = p[0], s = 0.0
-    cdef Py_ssize_t j
-    for j in range(1, n):
-        if p[j] > m:
-            m = p[j]
-    for j in range(n):
-        p[j] = exp(p[j] - m)
-        s += p[j]
-    for j in range(n):
-        p[j] /= s
-    return m + log(s)
+    return mg_softmax(p, n)
 
 
 def draw_index(logits, double temperature, double u):
@@ -1670,6 +1689,200 @@ def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
         (<Val>p).pg[0] = 0.0
 
 
+# ---------------------------------------------------------------------------------------------
+# Decoder: the GPT's forward pass without a graph, for sampling and for a loss nobody
+# differentiates. No nodes, no saved derivatives: plain arrays, a KV cache of plain arrays, and
+# the weights read in place from their ValMatrix arrays (so it follows training as Adam updates
+# them). Every op is the kernel the graph's op calls (mg_rmsnorm, mg_linear, mg_attend,
+# mg_softmax), in the same order, so the logits are the graph's to the last bit.
+
+cdef extern from *:
+    """
+    typedef struct {
+        Py_ssize_t vocab, n_ctx, n_emb, n_head, n_layer, n_ff;
+        double eps;
+        const double* wte;              /* vocab x n_emb */
+        const double* wpe;              /* n_ctx x n_emb */
+        const double* lm_head;          /* vocab x n_emb */
+        const double** layers;          /* per layer: wq, wk, wv, wo (n_emb x n_emb),
+                                           fc1 (n_ff x n_emb), fc2 (n_emb x n_ff) */
+        double* keys;                   /* per layer, n_ctx x n_emb */
+        double* values;                 /* per layer, n_ctx x n_emb */
+        const double** kp;              /* n_ctx: this layer's key rows so far */
+        const double** vp;              /* n_ctx: and its value rows */
+        double *x, *xn, *q, *att, *tmp, *hidden, *a, *logits;
+    } mg_gpt;
+
+    /* logits (vocab) after token at pos, the KV cache holding positions 0 .. pos-1; the model's
+       forward pass (model.py) op for op. */
+    static void mg_gpt_forward(mg_gpt* m, Py_ssize_t token, Py_ssize_t pos) {
+        Py_ssize_t E = m->n_emb, hd = E / m->n_head, T = pos + 1;
+        double scale = 1.0 / sqrt((double)hd);
+        for (Py_ssize_t j = 0; j < E; j++) m->x[j] = m->wte[token * E + j] + m->wpe[pos * E + j];
+        for (Py_ssize_t l = 0; l < m->n_layer; l++) {
+            const double** w = m->layers + 6 * l;
+            double* K = m->keys + l * m->n_ctx * E;
+            double* V = m->values + l * m->n_ctx * E;
+            /* attention block: x = x + wo . attention(q, keys, values) */
+            mg_rmsnorm(m->x, m->xn, E, m->eps);
+            mg_linear(w[1], m->xn, K + pos * E, E, E, 1.0, 0);
+            mg_linear(w[2], m->xn, V + pos * E, E, E, 1.0, 0);
+            mg_linear(w[0], m->xn, m->q, E, E, 1.0, 0);
+            for (Py_ssize_t t = 0; t < T; t++) { m->kp[t] = K + t * E; m->vp[t] = V + t * E; }
+            for (Py_ssize_t h = 0; h < m->n_head; h++)
+                mg_attend(m->q + h * hd, m->kp, m->vp, h * hd, T, hd, scale, m->a, m->att + h * hd);
+            mg_linear(w[3], m->att, m->tmp, E, E, 1.0, 0);
+            for (Py_ssize_t j = 0; j < E; j++) m->x[j] = m->x[j] + m->tmp[j];
+            /* MLP block: x = x + fc2 . relu(fc1 . rmsnorm(x)) */
+            mg_rmsnorm(m->x, m->xn, E, m->eps);
+            mg_linear(w[4], m->xn, m->hidden, m->n_ff, E, 1.0, 1);
+            mg_linear(w[5], m->hidden, m->tmp, E, m->n_ff, 1.0, 0);
+            for (Py_ssize_t j = 0; j < E; j++) m->x[j] = m->x[j] + m->tmp[j];
+        }
+        mg_rmsnorm(m->x, m->xn, E, m->eps);
+        mg_linear(m->lm_head, m->xn, m->logits, m->vocab, E, 1.0, 0);
+    }
+
+    /* -log softmax(logits)[target], as cross_entropy computes it; scratch holds vocab doubles. */
+    static double mg_gpt_nll(const mg_gpt* m, Py_ssize_t target, double* scratch) {
+        for (Py_ssize_t j = 0; j < m->vocab; j++) scratch[j] = m->logits[j];
+        return mg_softmax(scratch, m->vocab) - m->logits[target];
+    }
+    """
+    ctypedef struct mg_gpt:
+        Py_ssize_t vocab, n_ctx, n_emb, n_head, n_layer, n_ff
+        double eps
+        const double* wte
+        const double* wpe
+        const double* lm_head
+        const double** layers
+        double* keys
+        double* values
+        const double** kp
+        const double** vp
+        double* x
+        double* xn
+        double* q
+        double* att
+        double* tmp
+        double* hidden
+        double* a
+        double* logits
+    void mg_gpt_forward(mg_gpt* m, Py_ssize_t token, Py_ssize_t pos) nogil
+    double mg_gpt_nll(const mg_gpt* m, Py_ssize_t target, double* scratch) nogil
+
+
+cdef const double* _weights(object W, Py_ssize_t rows, Py_ssize_t cols, str name) except NULL:
+    """The contiguous values of W, a rows x cols ValMatrix of weights."""
+    if type(W) is not ValMatrix or (<ValMatrix>W).pk.st == NULL:
+        raise TypeError(f"Decoder: {name} must be a ValMatrix of weights (leaves)")
+    if (<ValMatrix>W).rows != rows or (<ValMatrix>W).cols != cols:
+        raise ValueError(f"Decoder: {name} is {(<ValMatrix>W).rows} x {(<ValMatrix>W).cols}, "
+                         f"expected {rows} x {cols}")
+    return (<ValMatrix>W).pk.st.data
+
+
+@cython.final
+cdef class Decoder:
+    """A GPT's forward pass without a graph: the same logits as the graph's, as plain numbers.
+
+    wte (vocab x n_emb), wpe (n_ctx x n_emb), lm_head (vocab x n_emb): ValMatrix weights;
+    layers: per layer (wq, wk, wv, wo, fc1, fc2), as `GPT.layers`. The weights are read where
+    they live, so the Decoder sees every later update; it keeps its own KV cache.
+    """
+    cdef mg_gpt m
+    cdef tuple mats                 # every matrix read, kept alive
+    cdef double* buf                # the KV cache and the scratch vectors
+    cdef Py_ssize_t filled          # positions in the KV cache
+
+    def __init__(self, wte, wpe, layers, lm_head, Py_ssize_t n_head, double rms_eps=1e-5):
+        cdef Py_ssize_t vocab, E, n_ctx, n_ff, l, i, n
+        cdef double* d
+        layers = [tuple(layer) for layer in layers]
+        if type(wte) is not ValMatrix or type(wpe) is not ValMatrix:
+            raise TypeError("Decoder: wte and wpe must be ValMatrix weights")
+        vocab, E, n_ctx = (<ValMatrix>wte).rows, (<ValMatrix>wte).cols, (<ValMatrix>wpe).rows
+        if n_head < 1 or E % n_head:
+            raise ValueError(f"Decoder: n_emb ({E}) does not split into {n_head} heads")
+        if any(len(layer) != 6 for layer in layers):
+            raise ValueError("Decoder: each layer is (wq, wk, wv, wo, fc1, fc2)")
+        n_ff = (<ValMatrix>layers[0][4]).rows if layers and type(layers[0][4]) is ValMatrix else 0
+        self.mats = (wte, wpe, lm_head, layers)
+        self.m.vocab, self.m.n_ctx, self.m.n_emb, self.m.n_head = vocab, n_ctx, E, n_head
+        self.m.n_layer, self.m.n_ff, self.m.eps = len(layers), n_ff, rms_eps
+        self.m.wte = _weights(wte, vocab, E, "wte")
+        self.m.wpe = _weights(wpe, n_ctx, E, "wpe")
+        self.m.lm_head = _weights(lm_head, vocab, E, "lm_head")
+        self.m.layers = <const double**>malloc((6 * len(layers) + 2 * n_ctx + 1) * sizeof(double*))
+        if self.m.layers == NULL:
+            raise MemoryError()
+        self.m.kp = self.m.layers + 6 * len(layers)
+        self.m.vp = self.m.kp + n_ctx
+        for l in range(len(layers)):
+            for i, (name, rows, cols) in enumerate((("wq", E, E), ("wk", E, E), ("wv", E, E),
+                                                    ("wo", E, E), ("fc1", n_ff, E), ("fc2", E, n_ff))):
+                self.m.layers[6 * l + i] = _weights(layers[l][i], rows, cols, f"layers.{l}.{name}")
+        # KV cache (2 n_layer n_ctx E), x xn q att tmp (5 E), hidden, attention weights, logits,
+        # and the scratch of a loss (vocab)
+        n = 2 * len(layers) * n_ctx * E + 5 * E + n_ff + n_ctx + 2 * vocab
+        self.buf = <double*>calloc(n, sizeof(double))
+        if self.buf == NULL:
+            raise MemoryError()
+        d = self.buf
+        self.m.keys = d
+        self.m.values = d + len(layers) * n_ctx * E
+        d += 2 * len(layers) * n_ctx * E
+        self.m.x, self.m.xn, self.m.q, self.m.att, self.m.tmp = d, d + E, d + 2 * E, d + 3 * E, d + 4 * E
+        d += 5 * E
+        self.m.hidden = d
+        self.m.a = d + n_ff
+        self.m.logits = d + n_ff + n_ctx
+
+    def __dealloc__(self):
+        free(self.m.layers)
+        free(self.buf)
+
+    @property
+    def n_ctx(self):
+        return self.m.n_ctx
+
+    cdef int _forward(self, Py_ssize_t token, Py_ssize_t pos) except -1:
+        if not 0 <= token < self.m.vocab:
+            raise IndexError(f"Decoder: token {token} outside the vocabulary of {self.m.vocab}")
+        if not 0 <= pos <= self.filled or pos >= self.m.n_ctx:
+            raise IndexError(f"Decoder: position {pos} with {self.filled} positions cached "
+                             f"(n_ctx {self.m.n_ctx})")
+        mg_gpt_forward(&self.m, token, pos)
+        self.filled = pos + 1
+        return 0
+
+    def logits(self, Py_ssize_t token, Py_ssize_t pos):
+        """The vocab logits (a constant Vec) after token at pos; positions 0 .. pos-1 must have
+        been fed since (pos 0 starts a new sequence); the cache keeps pos."""
+        cdef Vec out
+        self._forward(token, pos)
+        out = Vec.__new__(Vec)
+        _vec_alloc(out, self.m.vocab, V_LEAF)
+        memcpy(out.d, self.m.logits, self.m.vocab * sizeof(double))
+        return out
+
+    def loss(self, tokens):
+        """GPT.loss(tokens).data computed without a graph: the mean next-token cross-entropy
+        over tokens[:n_ctx], a float."""
+        cdef list toks = list(tokens)[:self.m.n_ctx]
+        cdef Py_ssize_t p, n = len(toks) - 1, target
+        cdef double s = 0.0
+        if n < 1:
+            raise ValueError("Decoder.loss needs at least two tokens")
+        for p in range(n):
+            target = toks[p + 1]
+            if not 0 <= target < self.m.vocab:
+                raise IndexError(f"cross_entropy: target {target} outside {self.m.vocab} logits")
+            self._forward(toks[p], p)
+            s += mg_gpt_nll(&self.m, target, self.m.logits + self.m.vocab)
+        return s * (1.0 / n)            # as vsum(losses, 1 / len(losses))
+
+
 # Cython keeps each cdef class's method table in its type's dict as `__pyx_vtable__`, for other
 # Cython modules that cimport the class. None does, and help() would list it: it goes.
 cdef extern from "Python.h":
@@ -1677,7 +1890,7 @@ cdef extern from "Python.h":
         PyObject* tp_dict
     void PyType_Modified(_TypeWithDict* t)
 
-for _cls in (Val, ValMatrix):
+for _cls in (Val, ValMatrix, Decoder):
     if (<_TypeWithDict*>_cls).tp_dict != NULL:
         (<dict>(<_TypeWithDict*>_cls).tp_dict).pop("__pyx_vtable__", None)
         PyType_Modified(<_TypeWithDict*>_cls)

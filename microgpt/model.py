@@ -4,14 +4,16 @@ Follows the seed's architecture (itself Karpathy's microGPT, a GPT-2 with RMSNor
 biases), one token at a time so the KV cache is explicit. Every weight is a `Val` in a
 `ValMatrix` with one row per output unit, so a layer is `linear(x, W) = W·x`. The activations are
 `Vec`s: each op of the forward pass is one node holding a whole vector, whose gradient flows back
-into the weights' Vals; the loss is a `Val`.
+into the weights' Vals; the loss is a `Val`. Where no gradient is wanted (sampling, a held-out
+loss), `decoder()` runs the same forward pass in the core without building a graph, to the same
+logits bit for bit.
 
 References: Vaswani et al. 2017 (attention), Zhang & Sennrich 2019 (RMSNorm),
 Radford et al. 2019 (GPT-2), Karpathy, "microGPT" (2026).
 """
 import random
 
-from microgpt._core import Val, ValMatrix, attention, cross_entropy, linear, rmsnorm, vadd, vsum
+from microgpt._core import Decoder, Val, ValMatrix, attention, cross_entropy, linear, rmsnorm, vadd, vsum
 
 LAYER_WEIGHTS = ("wq", "wk", "wv", "wo", "fc1", "fc2")
 
@@ -125,3 +127,11 @@ class GPT:
         losses = [cross_entropy(self.forward(tokens[p], p, cache), tokens[p + 1])
                   for p in range(len(tokens) - 1)]
         return vsum(losses, 1.0 / len(losses))
+
+    # The same forward pass without a graph.
+
+    def decoder(self):
+        """A `Decoder` over this model's weights: `logits(token, pos)` and `loss(tokens)` as
+        `forward` and `loss` compute them, bit for bit, with no nodes and its own KV cache."""
+        W = self.weights
+        return Decoder(W["wte"], W["wpe"], self.layers, W["lm_head"], self.n_head, self.rms_eps)

@@ -306,8 +306,9 @@ class Dataset:
 
 
 def mean_loss(model, tok, names):
-    """Mean of model.loss over names (plain float); the graph of each is dropped as it goes."""
-    return sum(model.loss(tok.encode(n)).data for n in names) / len(names)
+    """Mean of model.loss over names (plain float), each computed without a graph."""
+    dec = model.decoder()
+    return sum(dec.loss(tok.encode(n)) for n in names) / len(names)
 
 
 def draw(rng, logits, temperature, top_k=None):
@@ -334,12 +335,19 @@ def sample(model, tok, rng, temperature=1.0, top_k=None, prefix="", cooling=1.0)
 
     A name is never empty: a BOS drawn as the first letter is drawn again from the letters alone
     (one more draw, so the names before it are unchanged), as if the model had been asked for a
-    name of at least one letter."""
-    cache = model.new_cache()
+    name of at least one letter.
+
+    The logits come from `model.decoder()`, the forward pass without a graph."""
+    return _sample(model.decoder().logits, model.n_ctx, tok, rng, temperature, top_k, prefix,
+                   cooling)
+
+
+def _sample(logits_at, n_ctx, tok, rng, temperature, top_k, prefix, cooling):
+    """sample() with the logits from logits_at(token, pos) (so a test can use the graph's)."""
     fed = [tok.bos] + tok.encode(prefix)[1:-1]        # BOS, then the prefix
     token, out = fed[0], fed[1:]
-    for pos in range(model.n_ctx):
-        logits = model.forward(token, pos, cache)
+    for pos in range(n_ctx):
+        logits = logits_at(token, pos)
         if pos + 1 < len(fed):                        # still reading the prefix
             token = fed[pos + 1]
             continue
@@ -409,4 +417,6 @@ def generate(model, tok, n, temperature, seed, top_k=None, prefix="", cooling=1.
     after the prefix), the draws seeded from seed: the same seed gives the same names, so a
     trained model can be heard again at another temperature."""
     rng = random.Random(f"{seed}:sample")
-    return [sample(model, tok, rng, temperature, top_k, prefix, cooling) for _ in range(n)]
+    logits_at = model.decoder().logits                 # one KV cache, each name from position 0
+    return [_sample(logits_at, model.n_ctx, tok, rng, temperature, top_k, prefix, cooling)
+            for _ in range(n)]
