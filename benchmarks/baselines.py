@@ -233,7 +233,7 @@ def main():
                                               for j in range(args.judges))
           + "  " + " ".join(f"{h.name:>7}" for h in heads)
           + f" {'evals':>6} {'steps':>7} {'cpu s':>6} {'wall s':>6}  genome")
-    for label, method, seed, own, cost in rows:
+    for label, _method, _seed, own, cost in rows:
         stand = " ".join(f"{v[label]['seed']:8.2f} {v[label]['extended']:7.2f}" for v in verdicts)
         scores = " ".join(f"{statistics.mean(v[label]['scores'][h.name] for v in verdicts):7.2f}"
                           for h in heads)
