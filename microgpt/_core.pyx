@@ -214,6 +214,52 @@ cdef void _storage_release(Storage* st) noexcept:
         free(st)
 
 
+# The arrays of Vec nodes (values and gradients, parents, attention weights) and of losses come
+# from per-size free lists: a training step makes and frees the same sizes every time, so after
+# the first step no node costs a malloc. A block remembers its size class in a 16-byte header;
+# the lists keep at most MG_MEM_KEPT bytes, the rest goes back to malloc.
+cdef extern from *:
+    """
+    #include <stdlib.h>
+    enum { MG_MEM_UNIT = 64, MG_MEM_CLASSES = 256 };     /* classes of 64 .. 16384 bytes */
+    #define MG_MEM_KEPT ((size_t)32 << 20)
+    typedef struct mg_block { struct mg_block* next; size_t cls; } mg_block;
+    static mg_block* mg_mem_lists[MG_MEM_CLASSES + 1];
+    static size_t mg_mem_kept = 0;
+
+    /* n bytes (aligned as malloc's, 16), or NULL when memory runs out. */
+    static void* mg_mem_get(size_t n) {
+        size_t cls = (n + sizeof(mg_block) + MG_MEM_UNIT - 1) / MG_MEM_UNIT;
+        mg_block* b;
+        if (cls <= MG_MEM_CLASSES && mg_mem_lists[cls] != NULL) {
+            b = mg_mem_lists[cls];
+            mg_mem_lists[cls] = b->next;
+            mg_mem_kept -= cls * MG_MEM_UNIT;
+            return b + 1;
+        }
+        b = (mg_block*)malloc(cls <= MG_MEM_CLASSES ? cls * MG_MEM_UNIT : n + sizeof(mg_block));
+        if (b == NULL) return NULL;
+        b->cls = cls;
+        return b + 1;
+    }
+
+    /* Give back a block from mg_mem_get (NULL: nothing). */
+    static void mg_mem_put(void* p) {
+        if (p == NULL) return;
+        mg_block* b = (mg_block*)p - 1;
+        if (b->cls <= MG_MEM_CLASSES && mg_mem_kept + b->cls * MG_MEM_UNIT <= MG_MEM_KEPT) {
+            b->next = mg_mem_lists[b->cls];
+            mg_mem_lists[b->cls] = b;
+            mg_mem_kept += b->cls * MG_MEM_UNIT;
+        } else {
+            free(b);
+        }
+    }
+    """
+    void* mg_mem_get(size_t n) nogil
+    void mg_mem_put(void* p) nogil
+
+
 cdef Pack* _pack_new(Py_ssize_t n, bint buffered=False) except NULL:
     cdef Pack* pk = <Pack*>malloc(sizeof(Pack) + n * sizeof(PyObject*)
                                   + (2 * n * sizeof(double) if buffered else 0))
@@ -388,7 +434,7 @@ cdef class Val:
             free(e.r.w.ds)
             _pack_release(e.r.w.pa)
         elif e.kind == VEC:
-            free(e.r.vec.ds)
+            mg_mem_put(e.r.vec.ds)
             _release(e.r.vec.vec)
         else:
             _pack_release(e.r.dot.pa)
@@ -722,6 +768,10 @@ cdef struct Queue:
     Bucket b[65]                 # b[i]: keys whose highest bit differing from last is bit i-1
 
 
+# The buckets' arrays outlive a backward pass (the next one reuses them), unless they grew large.
+cdef Bucket _buckets[65]
+
+
 cdef inline int _q_append(Bucket* bk, unsigned long long s, PyObject* o) except -1:
     cdef QueueItem* grown
     if bk.n == bk.cap:
@@ -814,6 +864,9 @@ cdef int _backward(Val root) except -1:
         return 0
     _epoch += 1
     memset(&q, 0, sizeof(Queue))
+    for j in range(65):
+        q.b[j].items = _buckets[j].items
+        q.b[j].cap = _buckets[j].cap
     q.last = 2 * root.e.seq
     try:
         _visit(<PyObject*>root, &q, _epoch)
@@ -890,7 +943,12 @@ cdef int _backward(Val root) except -1:
                 _visit_pack(pa, e.r.dot.oa, n, &q, _epoch)
     finally:
         for j in range(65):
-            free(q.b[j].items)
+            if q.b[j].cap > 65536:             # a huge graph's: give it back
+                free(q.b[j].items)
+                q.b[j].items = NULL
+                q.b[j].cap = 0
+            _buckets[j].items = q.b[j].items
+            _buckets[j].cap = q.b[j].cap
     return 0
 
 
@@ -1219,12 +1277,12 @@ cdef class Vec:
     def __dealloc__(self):
         cdef Py_ssize_t j
         if self.owns:
-            free(self.d)
-        free(self.saved)
+            mg_mem_put(self.d)
+        mg_mem_put(self.saved)
         if self.parents != NULL:
             for j in range(self.n_parents):
                 _release(self.parents[j])
-            free(self.parents)
+            mg_mem_put(self.parents)
 
     def __len__(self):
         return self.n
@@ -1260,7 +1318,7 @@ cdef class Vec:
 cdef Vec _vec_alloc(Vec v, Py_ssize_t n, int op):
     """Give v n owned doubles (grads zero), op, and the next sequence number."""
     global _next_seq
-    v.d = <double*>malloc((2 * n if n > 0 else 1) * sizeof(double))
+    v.d = <double*>mg_mem_get((2 * n if n > 0 else 1) * sizeof(double))
     if v.d == NULL:
         raise MemoryError()
     v.g = v.d + n
@@ -1277,7 +1335,7 @@ cdef Vec _vec_new(Py_ssize_t n, int op, Py_ssize_t n_parents):
     """A fresh interior Vec of n values; the caller fills in its n_parents parents."""
     cdef Vec v = Vec.__new__(Vec)
     _vec_alloc(v, n, op)
-    v.parents = <PyObject**>malloc((n_parents if n_parents > 0 else 1) * sizeof(PyObject*))
+    v.parents = <PyObject**>mg_mem_get((n_parents if n_parents > 0 else 1) * sizeof(PyObject*))
     if v.parents == NULL:
         raise MemoryError()
     return v
@@ -1375,7 +1433,7 @@ cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double 
     hd = n // heads
     v = _vec_new(n, V_ATTENTION, 1 + 2 * T)
     # the weights (heads x T, kept for backward), then the keys' and the values' arrays (2 T)
-    v.saved = <double*>malloc(heads * T * sizeof(double) + 2 * T * sizeof(double*))
+    v.saved = <double*>mg_mem_get(heads * T * sizeof(double) + 2 * T * sizeof(double*))
     if v.saved == NULL:
         raise MemoryError()
     kv = <const double**>(v.saved + heads * T)
@@ -1437,7 +1495,7 @@ cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
         T = (v.n_parents - 1) // 2
         hd = n // v.heads
         qv = <Vec>v.parents[0]
-        ga = <double*>malloc((T if T > 0 else 1) * sizeof(double))
+        ga = <double*>mg_mem_get((T if T > 0 else 1) * sizeof(double))
         if ga == NULL:
             raise MemoryError()
         for h in range(v.heads):
@@ -1458,7 +1516,7 @@ cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
                 for j in range(hd):
                     qv.g[lo + j] += gi * k.d[lo + j]
                     k.g[lo + j] += gi * qv.d[lo + j]
-        free(ga)
+        mg_mem_put(ga)
     for i in range(v.n_parents):
         _visit_vec(v.parents[i], q, epoch)
     return 0
@@ -1532,7 +1590,7 @@ def draw_index(logits, double temperature, double u):
     n = (<Vec>logits).n if isinstance(logits, Vec) else len(logits)
     if n < 1:
         raise ValueError("draw_index: no logits to draw from")
-    w = <double*>malloc(n * sizeof(double))
+    w = <double*>mg_mem_get(n * sizeof(double))
     if w == NULL:
         raise MemoryError()
     try:
@@ -1560,7 +1618,7 @@ def draw_index(logits, double temperature, double u):
                 lo = mid + 1
         return lo
     finally:
-        free(w)
+        mg_mem_put(w)
 
 
 cdef double _log_sum_exp(Pack* pk, double* p):
@@ -1620,14 +1678,16 @@ cdef Val _vec_cross_entropy(Vec x, Py_ssize_t target):
     cdef Val out
     if not 0 <= target < x.n:
         raise IndexError(f"cross_entropy: target {target} outside {x.n} logits")
-    p = _doubles(x.n)
+    p = <double*>mg_mem_get(x.n * sizeof(double))
+    if p == NULL:
+        raise MemoryError()
     memcpy(p, x.d, x.n * sizeof(double))
     lse = _softmax_inplace(p, x.n)
     p[target] -= 1.0                           # d/dx_j = softmax_j - [j == target]
     try:
         out = _node(lse - x.d[target], VEC)
     except BaseException:
-        free(p)
+        mg_mem_put(p)
         raise
     out.e.n = x.n
     Py_INCREF(x)
