@@ -82,6 +82,18 @@ class Decoder:
 def attention(
     q: Vec, keys: Sequence[Vec], values: Sequence[Vec], heads: int, scale: float | None = None
 ) -> Vec: ...
+def attention_block(
+    x: Vec,
+    wq: ValMatrix,
+    wk: ValMatrix,
+    wv: ValMatrix,
+    wo: ValMatrix,
+    keys: list[Vec],
+    values: list[Vec],
+    heads: int,
+    eps: float = 1e-5,
+) -> Vec: ...
+def mlp_block(x: Vec, fc1: ValMatrix, fc2: ValMatrix, eps: float = 1e-5) -> Vec: ...
 def vsum(vals: Sequence[ValLike], scale: float = 1.0) -> Val: ...
 def dot(a: Sequence[ValLike], b: Sequence[ValLike], scale: float = 1.0) -> Val: ...
 @overload

@@ -637,7 +637,7 @@ cdef extern from *:
        reordered (a lane's multiply-adds stay in order; -ffp-contract=off keeps them unfused). */
     #if defined(__GNUC__) || defined(__clang__)
     typedef double mg_v4 __attribute__((vector_size(32)));
-    static inline mg_v4 mg_load4(const double* p) { mg_v4 v; memcpy(&v, p, sizeof v); return v; }
+    #define mg_load4(p) ({ mg_v4 v_; memcpy(&v_, (p), sizeof v_); v_; })   /* unaligned */
     #define MG_V4 1
     #endif
 
@@ -745,8 +745,61 @@ cdef extern from *:
         for (Py_ssize_t t = 0; t < T; t++)
             for (Py_ssize_t j = 0; j < hd; j++) out[j] += a[t] * v[t][off + j];
     }
+
+    /* The backward of y = x s (s from mg_rmsnorm): xg += s yg - x s^3/n (yg . x). */
+    static void mg_rmsnorm_back(const double* x, double* xg, const double* yg, Py_ssize_t n,
+                                double s) {
+        double dot = 0.0;
+        for (Py_ssize_t j = 0; j < n; j++) dot += yg[j] * x[j];
+        double s3 = s * s * s / (double)n;
+        for (Py_ssize_t j = 0; j < n; j++) xg[j] += s * yg[j] - x[j] * s3 * dot;
+    }
+
+    /* A transformer block's two halves, forward, in the order model.py writes them (each
+       vector op the kernel its Vec op calls). Both return the rmsnorm factor s.
+       Attention: xn = rmsnorm(x), k = wk xn, v = wv xn, q = wq xn, head h of att attends over
+       kp[0..T), vp[0..T) (kp[T-1] = k, vp[T-1] = v) with weights a[h T .. h T + T),
+       o = wo att, y = x + o. w: wq, wk, wv, wo, each E x E. */
+    static double mg_attention_block(const double* x, double* y, const double* const* w,
+                                     double* xn, double* q, double* k, double* v,
+                                     const double* const* kp, const double* const* vp,
+                                     Py_ssize_t T, Py_ssize_t E, Py_ssize_t heads, double eps,
+                                     double* a, double* att, double* o) {
+        Py_ssize_t hd = E / heads;
+        double scale = 1.0 / sqrt((double)hd);
+        double s = mg_rmsnorm(x, xn, E, eps);
+        mg_linear(w[1], xn, k, E, E, 1.0, 0);
+        mg_linear(w[2], xn, v, E, E, 1.0, 0);
+        mg_linear(w[0], xn, q, E, E, 1.0, 0);
+        for (Py_ssize_t h = 0; h < heads; h++)
+            mg_attend(q + h * hd, kp, vp, h * hd, T, hd, scale, a + h * T, att + h * hd);
+        mg_linear(w[3], att, o, E, E, 1.0, 0);
+        for (Py_ssize_t j = 0; j < E; j++) y[j] = x[j] + o[j];
+        return s;
+    }
+
+    /* MLP: xn = rmsnorm(x), h = relu(fc1 xn) (n_ff), o = fc2 h, y = x + o. */
+    static double mg_mlp_block(const double* x, double* y, const double* fc1, const double* fc2,
+                               double* xn, double* h, double* o, Py_ssize_t E, Py_ssize_t n_ff,
+                               double eps) {
+        double s = mg_rmsnorm(x, xn, E, eps);
+        mg_linear(fc1, xn, h, n_ff, E, 1.0, 1);
+        mg_linear(fc2, h, o, E, n_ff, 1.0, 0);
+        for (Py_ssize_t j = 0; j < E; j++) y[j] = x[j] + o[j];
+        return s;
+    }
     """
     double mg_rmsnorm(const double* x, double* y, Py_ssize_t n, double eps) nogil
+    void mg_rmsnorm_back(const double* x, double* xg, const double* yg, Py_ssize_t n,
+                         double s) nogil
+    double mg_attention_block(const double* x, double* y, const double* const* w, double* xn,
+                              double* q, double* k, double* v, const double* const* kp,
+                              const double* const* vp, Py_ssize_t T, Py_ssize_t E,
+                              Py_ssize_t heads, double eps, double* a, double* att,
+                              double* o) nogil
+    double mg_mlp_block(const double* x, double* y, const double* fc1, const double* fc2,
+                        double* xn, double* h, double* o, Py_ssize_t E, Py_ssize_t n_ff,
+                        double eps) nogil
     double mg_softmax(double* p, Py_ssize_t n) nogil
     void mg_attend(const double* q, const double* const* k, const double* const* v,
                    Py_ssize_t off, Py_ssize_t T, Py_ssize_t hd, double scale, double* a,
@@ -971,7 +1024,7 @@ def graph_size(Val root):
         if type(node) is Vec:
             w = <Vec>node
             parents = [<object>w.parents[j] for j in range(w.n_parents)]
-            edges += len(parents) + (w.W is not None)
+            edges += len(parents) + (w.W is not None) + (len(w.Ws) if w.Ws is not None else 0)
         else:
             v = <Val>node
             e = v.e
@@ -989,7 +1042,7 @@ def graph_size(Val root):
         for p in parents:
             if type(p) is Vec:
                 w = <Vec>p
-                if w.op != V_LEAF and w.mark != _epoch:
+                if w.op != V_LEAF and w.op != V_PART and w.mark != _epoch:
                     w.mark = _epoch
                     stack.append(p)
                 continue
@@ -1240,6 +1293,9 @@ cdef enum:
     V_RMSNORM = 2
     V_LINEAR = 3
     V_ATTENTION = 4
+    V_ATTENTION_BLOCK = 5   # x + wo . attention(wq . rmsnorm(x), keys, values)
+    V_MLP_BLOCK = 6         # x + fc2 . relu(fc1 . rmsnorm(x))
+    V_PART = 7              # a block's key or value: the block does its backward
 
 
 @cython.final
@@ -1264,7 +1320,8 @@ cdef class Vec:
     cdef double scale               # linear, attention: the scale; rmsnorm: the factor s
     cdef bint relu                  # linear: clamped at 0
     cdef Py_ssize_t heads           # attention
-    cdef double* saved              # attention: the weights, heads x steps
+    cdef double* saved              # attention: the weights, heads x steps; a block: its insides
+    cdef tuple Ws                   # a block: its weight matrices
 
     def __init__(self, values):
         """A constant Vec (a leaf) holding values."""
@@ -1356,7 +1413,7 @@ cdef inline Vec _vec_arg(object o, str where):
 cdef inline int _visit_vec(PyObject* o, Queue* q, unsigned long long epoch) except -1:
     """Queue an interior Vec the first time this pass reaches it."""
     cdef Vec v = <Vec>o
-    if v.op != V_LEAF and v.mark != epoch:
+    if v.op != V_LEAF and v.op != V_PART and v.mark != epoch:
         v.mark = epoch
         _q_push(q, o, 2 * v.seq)
     return 0
@@ -1451,6 +1508,102 @@ cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double 
     return v
 
 
+cdef int _attention_back(PyObject** kv, Py_ssize_t T, Py_ssize_t heads, Py_ssize_t hd,
+                         double scale, const double* weights, const double* g, const double* q,
+                         double* qg) except -1:
+    """The backward of attention (out_h = sum_t a_t v_t,h, a = softmax(scale q_h . k_t,h)):
+    from g (d out), into qg and the gradients of kv's Vecs (T keys, then T values)."""
+    cdef Py_ssize_t h, t, j, lo
+    cdef const double* a
+    cdef double gi, dot
+    cdef Vec k, vt
+    cdef double* ga = <double*>mg_mem_get((T if T > 0 else 1) * sizeof(double))
+    if ga == NULL:
+        raise MemoryError()
+    for h in range(heads):
+        lo = h * hd
+        a = weights + h * T
+        dot = 0.0
+        for t in range(T):                 # d out / d a_t, and into v_t
+            vt = <Vec>kv[T + t]
+            gi = 0.0
+            for j in range(hd):
+                gi += g[lo + j] * vt.d[lo + j]
+                vt.g[lo + j] += a[t] * g[lo + j]
+            ga[t] = gi
+            dot += a[t] * gi
+        for t in range(T):                 # through the softmax, into q and k_t
+            k = <Vec>kv[t]
+            gi = a[t] * (ga[t] - dot) * scale
+            for j in range(hd):
+                qg[lo + j] += gi * k.d[lo + j]
+                k.g[lo + j] += gi * q[lo + j]
+    mg_mem_put(ga)
+    return 0
+
+
+cdef inline double* _data(object W) noexcept:
+    return (<ValMatrix>W).pk.st.data
+
+
+cdef inline double* _grad(object W) noexcept:
+    return (<ValMatrix>W).pk.st.grad
+
+
+cdef int _attention_block_back(Vec v) except -1:
+    """The attention block's backward: each op's, in the order the separate nodes' backward
+    passes ran (the sum, wo, attention, wq, wv, wk, rmsnorm), so the gradients are theirs."""
+    cdef Py_ssize_t E = v.n, T = (v.n_parents - 1) // 2, j
+    cdef Vec x = <Vec>v.parents[0]
+    cdef Vec k = <Vec>v.parents[T]
+    cdef Vec vv = <Vec>v.parents[2 * T]
+    cdef double* a = v.saved                        # heads x T, then the insides, 8 E, then s
+    cdef double* xn = a + v.heads * T
+    cdef double* xng = xn + E
+    cdef double* qd = xng + E
+    cdef double* qg = qd + E
+    cdef double* att = qg + E
+    cdef double* attg = att + E
+    cdef double* o = attg + E
+    cdef double* og = o + E
+    cdef double s = og[E]
+    cdef object wq = v.Ws[0], wk = v.Ws[1], wv = v.Ws[2], wo = v.Ws[3]
+    for j in range(E):                              # y = x + o
+        x.g[j] += v.g[j]
+    for j in range(E):
+        og[j] += v.g[j]
+    mg_linear_back(_data(wo), _grad(wo), att, attg, og, o, E, E, 1.0, False)
+    _attention_back(v.parents + 1, T, v.heads, E // v.heads, v.scale, a, attg, qd, qg)
+    mg_linear_back(_data(wq), _grad(wq), xn, xng, qg, qd, E, E, 1.0, False)
+    mg_linear_back(_data(wv), _grad(wv), xn, xng, vv.g, vv.d, E, E, 1.0, False)
+    mg_linear_back(_data(wk), _grad(wk), xn, xng, k.g, k.d, E, E, 1.0, False)
+    mg_rmsnorm_back(x.d, x.g, xng, E, s)
+    return 0
+
+
+cdef int _mlp_block_back(Vec v) except -1:
+    """The MLP block's backward, op by op as the separate nodes' ran (the sum, fc2, fc1,
+    rmsnorm)."""
+    cdef Py_ssize_t E = v.n, j
+    cdef Vec x = <Vec>v.parents[0]
+    cdef object fc1 = v.Ws[0], fc2 = v.Ws[1]
+    cdef Py_ssize_t n_ff = (<ValMatrix>fc1).rows
+    cdef double* xn = v.saved                       # xn, xng, o, og (E each), h, hg (n_ff each)
+    cdef double* xng = xn + E
+    cdef double* o = xng + E
+    cdef double* og = o + E
+    cdef double* h = og + E
+    cdef double* hg = h + n_ff
+    for j in range(E):                              # y = x + o
+        x.g[j] += v.g[j]
+    for j in range(E):
+        og[j] += v.g[j]
+    mg_linear_back(_data(fc2), _grad(fc2), h, hg, og, o, E, n_ff, 1.0, False)
+    mg_linear_back(_data(fc1), _grad(fc1), xn, xng, hg, h, n_ff, E, 1.0, True)
+    mg_rmsnorm_back(x.d, x.g, xng, E, v.scale)
+    return 0
+
+
 cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
     """Add v's gradient into its parents' (and its weights'), and queue the parents."""
     cdef Py_ssize_t i, j, t, h, lo, hd, n = v.n, T, cols
@@ -1468,12 +1621,7 @@ cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
                 x.g[j] += v.g[j]
     elif v.op == V_RMSNORM:                    # y = x s, ds/dx_j = -x_j s^3 / n
         x = <Vec>v.parents[0]
-        dot = 0.0
-        for j in range(n):
-            dot += v.g[j] * x.d[j]
-        s3 = v.scale * v.scale * v.scale / n
-        for j in range(n):
-            x.g[j] += v.scale * v.g[j] - x.d[j] * s3 * dot
+        mg_rmsnorm_back(x.d, x.g, v.g, n, v.scale)
     elif v.op == V_LINEAR:                     # y_i = scale W_i . x
         x = <Vec>v.parents[0]
         cols = x.n
@@ -1492,34 +1640,102 @@ cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
                 x.g[j] += tmp[cols + j]
             free(tmp)
     elif v.op == V_ATTENTION:
-        T = (v.n_parents - 1) // 2
-        hd = n // v.heads
         qv = <Vec>v.parents[0]
-        ga = <double*>mg_mem_get((T if T > 0 else 1) * sizeof(double))
-        if ga == NULL:
-            raise MemoryError()
-        for h in range(v.heads):
-            lo = h * hd
-            a = v.saved + h * T
-            dot = 0.0
-            for t in range(T):                 # d out / d a_t, and into v_t
-                vt = <Vec>v.parents[1 + T + t]
-                gi = 0.0
-                for j in range(hd):
-                    gi += v.g[lo + j] * vt.d[lo + j]
-                    vt.g[lo + j] += a[t] * v.g[lo + j]
-                ga[t] = gi
-                dot += a[t] * gi
-            for t in range(T):                 # through the softmax, into q and k_t
-                k = <Vec>v.parents[1 + t]
-                gi = a[t] * (ga[t] - dot) * v.scale
-                for j in range(hd):
-                    qv.g[lo + j] += gi * k.d[lo + j]
-                    k.g[lo + j] += gi * qv.d[lo + j]
-        mg_mem_put(ga)
+        _attention_back(v.parents + 1, (v.n_parents - 1) // 2, v.heads, n // v.heads, v.scale,
+                        v.saved, v.g, qv.d, qv.g)
+    elif v.op == V_ATTENTION_BLOCK:
+        _attention_block_back(v)
+    elif v.op == V_MLP_BLOCK:
+        _mlp_block_back(v)
     for i in range(v.n_parents):
         _visit_vec(v.parents[i], q, epoch)
     return 0
+
+
+cdef ValMatrix _square(object W, Py_ssize_t rows, Py_ssize_t cols, str where):
+    """W, checked to be a rows x cols ValMatrix of weights."""
+    if type(W) is not ValMatrix or (<ValMatrix>W).pk.st == NULL:
+        raise TypeError(f"{where}: the weights must be ValMatrix weights (leaves)")
+    if (<ValMatrix>W).rows != rows or (<ValMatrix>W).cols != cols:
+        raise ValueError(f"{where}: a weight matrix is {(<ValMatrix>W).rows} x "
+                         f"{(<ValMatrix>W).cols}, expected {rows} x {cols}")
+    return <ValMatrix>W
+
+
+def attention_block(x, wq, wk, wv, wo, list keys, list values, Py_ssize_t heads,
+                    double eps=1e-5):
+    """x + wo . attention(wq . xn, keys + [wk . xn], values + [wv . xn]), xn = rmsnorm(x, eps),
+    as one Vec; appends this position's key and value (Vecs of n) to keys and values.
+
+    The same numbers, forward and backward, as the separate ops (rmsnorm, linear, attention,
+    vadd) in that order, with one node instead of seven; the key and the value are Vecs whose
+    gradient later positions' attention adds to, and whose backward this node does.
+    """
+    cdef Vec xv = _vec_arg(x, "attention_block"), v, k, vl
+    cdef Py_ssize_t E = xv.n, T = len(keys) + 1, t
+    cdef const double* w[4]
+    cdef const double** kv
+    cdef double* a
+    if heads < 1 or E % heads:
+        raise ValueError(f"attention_block: {E} values do not split into {heads} heads")
+    if len(values) != T - 1:
+        raise ValueError(f"attention_block: {T - 1} keys and {len(values)} values")
+    for t in range(T - 1):
+        if _vec_arg(keys[t], "attention_block").n != E or _vec_arg(values[t], "attention_block").n != E:
+            raise ValueError(f"attention_block: every key and value must have {E} values, like x")
+    Ws = (_square(wq, E, E, "attention_block"), _square(wk, E, E, "attention_block"),
+          _square(wv, E, E, "attention_block"), _square(wo, E, E, "attention_block"))
+    k = _vec_alloc(Vec.__new__(Vec), E, V_PART)
+    vl = _vec_alloc(Vec.__new__(Vec), E, V_PART)
+    v = _vec_new(E, V_ATTENTION_BLOCK, 1 + 2 * T)
+    # the weights (heads x T), xn xng q qg att attg o og (E each), s, then 2 T pointers
+    v.saved = <double*>mg_mem_get((heads * T + 8 * E + 1) * sizeof(double) + 2 * T * sizeof(double*))
+    if v.saved == NULL:
+        raise MemoryError()
+    memset(v.saved, 0, (heads * T + 8 * E + 1) * sizeof(double))
+    kv = <const double**>(v.saved + heads * T + 8 * E + 1)
+    _vec_parent(v, xv)
+    for t in range(T - 1):
+        _vec_parent(v, <Vec>keys[t])
+    _vec_parent(v, k)
+    for t in range(T - 1):
+        _vec_parent(v, <Vec>values[t])
+    _vec_parent(v, vl)
+    for t in range(2 * T):
+        kv[t] = (<Vec>v.parents[1 + t]).d
+    for t in range(4):
+        w[t] = _data(Ws[t])
+    v.Ws = Ws
+    v.heads = heads
+    v.scale = 1.0 / sqrt(<double>(E // heads))
+    a = v.saved
+    a[heads * T + 8 * E] = mg_attention_block(xv.d, v.d, w, a + heads * T, a + heads * T + 2 * E,
+                                              k.d, vl.d, kv, kv + T, T, E, heads, eps, a,
+                                              a + heads * T + 4 * E, a + heads * T + 6 * E)
+    keys.append(k)
+    values.append(vl)
+    return v
+
+
+def mlp_block(x, fc1, fc2, double eps=1e-5):
+    """x + fc2 . relu(fc1 . rmsnorm(x, eps)) as one Vec: the same numbers, forward and backward,
+    as the separate ops (rmsnorm, linear, linear, vadd), with one node instead of four."""
+    cdef Vec xv = _vec_arg(x, "mlp_block"), v
+    cdef Py_ssize_t E = xv.n, n_ff
+    if type(fc1) is not ValMatrix:
+        raise TypeError("mlp_block: the weights must be ValMatrix weights (leaves)")
+    n_ff = (<ValMatrix>fc1).rows
+    Ws = (_square(fc1, n_ff, E, "mlp_block"), _square(fc2, E, n_ff, "mlp_block"))
+    v = _vec_new(E, V_MLP_BLOCK, 1)
+    v.saved = <double*>mg_mem_get((4 * E + 2 * n_ff) * sizeof(double))    # xn xng o og, h hg
+    if v.saved == NULL:
+        raise MemoryError()
+    memset(v.saved, 0, (4 * E + 2 * n_ff) * sizeof(double))
+    _vec_parent(v, xv)
+    v.Ws = Ws
+    v.scale = mg_mlp_block(xv.d, v.d, _data(fc1), _data(fc2), v.saved, v.saved + 4 * E,
+                           v.saved + 2 * E, E, n_ff, eps)
+    return v
 
 
 def attention(q, keys, values, Py_ssize_t heads, scale=None):
@@ -1809,34 +2025,23 @@ cdef extern from *:
         double* values;                 /* per layer, n_ctx x n_emb */
         const double** kp;              /* n_ctx: this layer's key rows so far */
         const double** vp;              /* n_ctx: and its value rows */
-        double *x, *xn, *q, *att, *tmp, *hidden, *a, *logits;
+        double *x, *xn, *q, *att, *tmp, *hidden, *logits;
+        double* a;                      /* n_head x n_ctx: attention weights */
     } mg_gpt;
 
     /* logits (vocab) after token at pos, the KV cache holding positions 0 .. pos-1; the model's
-       forward pass (model.py) op for op. */
+       forward pass (model.py) block for block. */
     static void mg_gpt_forward(mg_gpt* m, Py_ssize_t token, Py_ssize_t pos) {
-        Py_ssize_t E = m->n_emb, hd = E / m->n_head, T = pos + 1;
-        double scale = 1.0 / sqrt((double)hd);
+        Py_ssize_t E = m->n_emb, T = pos + 1;
         for (Py_ssize_t j = 0; j < E; j++) m->x[j] = m->wte[token * E + j] + m->wpe[pos * E + j];
         for (Py_ssize_t l = 0; l < m->n_layer; l++) {
             const double** w = m->layers + 6 * l;
             double* K = m->keys + l * m->n_ctx * E;
             double* V = m->values + l * m->n_ctx * E;
-            /* attention block: x = x + wo . attention(q, keys, values) */
-            mg_rmsnorm(m->x, m->xn, E, m->eps);
-            mg_linear(w[1], m->xn, K + pos * E, E, E, 1.0, 0);
-            mg_linear(w[2], m->xn, V + pos * E, E, E, 1.0, 0);
-            mg_linear(w[0], m->xn, m->q, E, E, 1.0, 0);
             for (Py_ssize_t t = 0; t < T; t++) { m->kp[t] = K + t * E; m->vp[t] = V + t * E; }
-            for (Py_ssize_t h = 0; h < m->n_head; h++)
-                mg_attend(m->q + h * hd, m->kp, m->vp, h * hd, T, hd, scale, m->a, m->att + h * hd);
-            mg_linear(w[3], m->att, m->tmp, E, E, 1.0, 0);
-            for (Py_ssize_t j = 0; j < E; j++) m->x[j] = m->x[j] + m->tmp[j];
-            /* MLP block: x = x + fc2 . relu(fc1 . rmsnorm(x)) */
-            mg_rmsnorm(m->x, m->xn, E, m->eps);
-            mg_linear(w[4], m->xn, m->hidden, m->n_ff, E, 1.0, 1);
-            mg_linear(w[5], m->hidden, m->tmp, E, m->n_ff, 1.0, 0);
-            for (Py_ssize_t j = 0; j < E; j++) m->x[j] = m->x[j] + m->tmp[j];
+            mg_attention_block(m->x, m->x, w, m->xn, m->q, K + pos * E, V + pos * E, m->kp, m->vp,
+                               T, E, m->n_head, m->eps, m->a, m->att, m->tmp);
+            mg_mlp_block(m->x, m->x, w[4], w[5], m->xn, m->hidden, m->tmp, E, m->n_ff, m->eps);
         }
         mg_rmsnorm(m->x, m->xn, E, m->eps);
         mg_linear(m->lm_head, m->xn, m->logits, m->vocab, E, 1.0, 0);
@@ -1921,9 +2126,9 @@ cdef class Decoder:
             for i, (name, rows, cols) in enumerate((("wq", E, E), ("wk", E, E), ("wv", E, E),
                                                     ("wo", E, E), ("fc1", n_ff, E), ("fc2", E, n_ff))):
                 self.m.layers[6 * l + i] = _weights(layers[l][i], rows, cols, f"layers.{l}.{name}")
-        # KV cache (2 n_layer n_ctx E), x xn q att tmp (5 E), hidden, attention weights, logits,
-        # and the scratch of a loss (vocab)
-        n = 2 * len(layers) * n_ctx * E + 5 * E + n_ff + n_ctx + 2 * vocab
+        # KV cache (2 n_layer n_ctx E), x xn q att tmp (5 E), hidden, attention weights
+        # (n_head n_ctx), logits, and the scratch of a loss (vocab)
+        n = 2 * len(layers) * n_ctx * E + 5 * E + n_ff + n_head * n_ctx + 2 * vocab
         self.buf = <double*>calloc(n, sizeof(double))
         if self.buf == NULL:
             raise MemoryError()
@@ -1935,7 +2140,7 @@ cdef class Decoder:
         d += 5 * E
         self.m.hidden = d
         self.m.a = d + n_ff
-        self.m.logits = d + n_ff + n_ctx
+        self.m.logits = d + n_ff + n_head * n_ctx
 
     def __dealloc__(self):
         free(self.m.layers)

@@ -13,7 +13,18 @@ Radford et al. 2019 (GPT-2), Karpathy, "microGPT" (2026).
 """
 import random
 
-from microgpt._core import Decoder, Val, ValMatrix, attention, cross_entropy, linear, rmsnorm, vadd, vsum
+from microgpt._core import (
+    Decoder,
+    Val,
+    ValMatrix,
+    attention_block,
+    cross_entropy,
+    linear,
+    mlp_block,
+    rmsnorm,
+    vadd,
+    vsum,
+)
 
 LAYER_WEIGHTS = ("wq", "wk", "wv", "wo", "fc1", "fc2")
 
@@ -101,21 +112,19 @@ class GPT:
     def forward(self, token, pos, cache):
         """The vocab_size logits (a Vec) after `token` at position `pos`; appends to `cache`.
 
-        Every step below is one node holding a whole vector (a `Vec`): the layer is written as
-        the maths is, and the compiled core does each op's loops and its backward.
+        Every step below is one node holding a whole vector (a `Vec`); each half of a layer is one
+        node too (`attention_block`, `mlp_block`), whose backward sits beside its forward in the
+        compiled core and gives the same numbers as the layer built from `rmsnorm`, `linear`,
+        `attention` and `vadd` one op at a time.
         """
         W = self.weights
         x = vadd(W["wte"].row(token), W["wpe"].row(pos))                # n_emb
         for (wq, wk, wv, wo, fc1, fc2), (keys, values) in zip(self.layers, cache):
-            # Attention block: x = x + wo · attention(q, the cached keys, the cached values)
-            xn = rmsnorm(x, self.rms_eps)
-            keys.append(linear(xn, wk))
-            values.append(linear(xn, wv))
-            heads = attention(linear(xn, wq), keys, values, self.n_head)   # n_head slices of hd
-            x = vadd(x, linear(heads, wo))
-            # MLP block: x = x + fc2 · relu(fc1 · rmsnorm(x))
-            hidden = linear(rmsnorm(x, self.rms_eps), fc1, relu=True)  # n_ff_exp * n_emb
-            x = vadd(x, linear(hidden, fc2))
+            # Attention block: with xn = rmsnorm(x), keys += [wk · xn], values += [wv · xn],
+            # x = x + wo · attention(wq · xn, keys, values)   (n_head slices of head_dim)
+            x = attention_block(x, wq, wk, wv, wo, keys, values, self.n_head, self.rms_eps)
+            # MLP block: x = x + fc2 · relu(fc1 · rmsnorm(x))   (hidden: n_ff_exp * n_emb)
+            x = mlp_block(x, fc1, fc2, self.rms_eps)
         return linear(rmsnorm(x, self.rms_eps), W["lm_head"])           # vocab_size
 
     def loss(self, tokens):

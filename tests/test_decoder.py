@@ -148,3 +148,64 @@ def test_decoder_errors_are_clear():
     with pytest.raises(TypeError, match="fc2"):
         Decoder(W["wte"], W["wpe"], [model.layers[0][:5] + ([[1.0]],)], W["lm_head"], 2)
     assert isinstance(W["wte"], ValMatrix)
+
+
+def unfused_forward(model, token, pos, cache):
+    """GPT.forward as it was before the blocks: every op its own node."""
+    from microgpt import attention, linear, rmsnorm, vadd
+
+    W = model.weights
+    x = vadd(W["wte"].row(token), W["wpe"].row(pos))
+    for (wq, wk, wv, wo, fc1, fc2), (keys, values) in zip(model.layers, cache):
+        xn = rmsnorm(x, model.rms_eps)
+        keys.append(linear(xn, wk))
+        values.append(linear(xn, wv))
+        x = vadd(x, linear(attention(linear(xn, wq), keys, values, model.n_head), wo))
+        x = vadd(x, linear(linear(rmsnorm(x, model.rms_eps), fc1, relu=True), fc2))
+    return linear(rmsnorm(x, model.rms_eps), W["lm_head"])
+
+
+@pytest.mark.parametrize("weights", ["init", 0.5, 3.0])
+@pytest.mark.parametrize("config", CONFIGS)
+def test_the_blocks_give_the_separate_ops_numbers_bit_for_bit(config, weights):
+    # attention_block and mlp_block against the ops they fuse: logits, loss and every gradient
+    from microgpt import cross_entropy, vsum
+
+    for seed in range(2):
+        model = model_of(config, weights, seed)
+        rng = random.Random(seed)
+        tokens = [rng.randrange(config[0]) for _ in range(rng.randint(2, config[1] + 2))][:config[1]]
+        cache, losses = model.new_cache(), []
+        for p in range(len(tokens) - 1):
+            losses.append(cross_entropy(unfused_forward(model, tokens[p], p, cache), tokens[p + 1]))
+        want = vsum(losses, 1.0 / len(losses))
+        want.backward()
+        want_grads = {k: W.grads() for k, W in model.weights.items()}
+        for W in model.weights.values():
+            W.zero_grad()
+        got = model.loss(tokens)
+        got.backward()
+        assert got.data == want.data
+        assert {k: W.grads() for k, W in model.weights.items()} == want_grads
+
+
+def test_block_errors_are_clear():
+    from microgpt import Vec, attention_block, mlp_block
+
+    model = GPT(5, 4, 4, 1, 2, 2, seed=0)
+    wq, wk, wv, wo, fc1, fc2 = model.layers[0]             # fc1 8 x 4, fc2 4 x 8
+    x = Vec([0.1, 0.2, 0.3, 0.4])
+    with pytest.raises(ValueError, match="heads"):
+        attention_block(x, wq, wk, wv, wo, [], [], 3)
+    with pytest.raises(ValueError, match="1 keys and 0 values"):
+        attention_block(x, wq, wk, wv, wo, [x], [], 2)
+    with pytest.raises(ValueError, match="expected 4 x 4"):
+        attention_block(x, wq, wk, wv, fc1, [], [], 2)
+    with pytest.raises(TypeError, match="Vec"):
+        attention_block([0.1] * 4, wq, wk, wv, wo, [], [], 2)
+    with pytest.raises(ValueError, match="expected 4 x 8"):
+        mlp_block(x, fc1, fc1)
+    keys, values = [], []
+    y = attention_block(x, wq, wk, wv, wo, keys, values, 2)
+    assert len(keys) == len(values) == 1 and len(y) == 4
+    assert len(mlp_block(y, fc1, fc2)) == 4
