@@ -639,6 +639,11 @@ cdef extern from *:
     typedef double mg_v4 __attribute__((vector_size(32)));
     #define mg_load4(p) ({ mg_v4 v_; memcpy(&v_, (p), sizeof v_); v_; })   /* unaligned */
     #define MG_V4 1
+    #if defined(__has_builtin)
+    #if __has_builtin(__builtin_shufflevector)
+    #define MG_SHUFFLE 1
+    #endif
+    #endif
     #endif
 
     MG_CLONES static void mg_linear(const double* restrict w, const double* restrict x,
@@ -666,8 +671,14 @@ cdef extern from *:
                 s2[0] += w2[j] * x[j];
                 s3[0] += w3[j] * x[j];
             }
-            double out[4] = {(s0[0] + s0[1]) + (s0[2] + s0[3]), (s1[0] + s1[1]) + (s1[2] + s1[3]),
-                             (s2[0] + s2[1]) + (s2[2] + s2[3]), (s3[0] + s3[1]) + (s3[2] + s3[3])};
+    #ifdef MG_SHUFFLE   /* the four rows' (s[0] + s[1]) + (s[2] + s[3]) as two vector adds */
+            mg_v4 t0 = __builtin_shufflevector(s0, s1, 0, 4, 2, 6) + __builtin_shufflevector(s0, s1, 1, 5, 3, 7);
+            mg_v4 t1 = __builtin_shufflevector(s2, s3, 0, 4, 2, 6) + __builtin_shufflevector(s2, s3, 1, 5, 3, 7);
+            mg_v4 out = __builtin_shufflevector(t0, t1, 0, 1, 4, 5) + __builtin_shufflevector(t0, t1, 2, 3, 6, 7);
+    #else
+            mg_v4 out = {(s0[0] + s0[1]) + (s0[2] + s0[3]), (s1[0] + s1[1]) + (s1[2] + s1[3]),
+                         (s2[0] + s2[1]) + (s2[2] + s2[3]), (s3[0] + s3[1]) + (s3[2] + s3[3])};
+    #endif
             for (int r = 0; r < 4; r++) {
                 double o = scale * out[r];
                 y[i + r] = (!relu || o > 0.0) ? o : 0.0;
