@@ -13,6 +13,10 @@ engine, re-derived for speed:
 - `backward` visits nodes newest first (creation order is a topological order: a node is always
   made after its parents) with a radix heap; visited marks live in the node.
 - Freeing a deep graph defers every release to an explicit stack: it never recurses in C.
+- `Vec` nodes hold whole vectors; a transformer block's halves are one node each
+  (`attention_block`, `mlp_block`), their backward beside their forward. `Decoder` runs the same
+  forward over plain arrays with no graph at all, for sampling and losses nobody differentiates.
+  Both call the C kernels the single ops call, so every path gives the same numbers to the bit.
 
 Compiler directives are set in setup.py, in one place.
 """
@@ -1629,13 +1633,10 @@ cdef int _mlp_block_back(Vec v) except -1:
 
 cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
     """Add v's gradient into its parents' (and its weights'), and queue the parents."""
-    cdef Py_ssize_t i, j, t, h, lo, hd, n = v.n, T, cols
-    cdef Vec x, k, vt, qv
-    cdef double gi, s3, dot
+    cdef Py_ssize_t i, j, n = v.n, cols
+    cdef Vec x, qv
     cdef double* w
     cdef double* wg
-    cdef double* a
-    cdef double* ga
     cdef double* tmp
     if v.op == V_ADD:
         for i in range(2):

@@ -311,6 +311,9 @@ def mean_loss(model, tok, names):
     return sum(dec.loss(tok.encode(n)) for n in names) / len(names)
 
 
+TINY = sys.float_info.min
+
+
 def draw(rng, logits, temperature, top_k=None):
     """A token id drawn from softmax(logits / temperature), for any positive temperature, among
     the top_k largest logits only when top_k is given. logits: a Vec or a list of floats.
@@ -344,22 +347,25 @@ def sample(model, tok, rng, temperature=1.0, top_k=None, prefix="", cooling=1.0)
 
 def _sample(logits_at, n_ctx, tok, rng, temperature, top_k, prefix, cooling):
     """sample() with the logits from logits_at(token, pos) (so a test can use the graph's)."""
-    fed = [tok.bos] + tok.encode(prefix)[1:-1]        # BOS, then the prefix
-    token, out = fed[0], fed[1:]
+    bos = tok.bos
+    fed = [bos] + tok.encode(prefix)[1:-1]            # BOS, then the prefix
+    token, out, n_fed = fed[0], fed[1:], len(fed)
     for pos in range(n_ctx):
         logits = logits_at(token, pos)
-        if pos + 1 < len(fed):                        # still reading the prefix
+        if pos + 1 < n_fed:                           # still reading the prefix
             token = fed[pos + 1]
             continue
-        # (a temperature cooled below the smallest float would be 0: it is argmax all the same)
-        t = max(temperature * cooling ** pos, sys.float_info.min)
-        token = draw(rng, logits, t, top_k)
-        if token == tok.bos and not out:              # an empty name: draw a letter instead
-            letters = list(logits.data if isinstance(logits, Vec) else logits)
-            letters[tok.bos] = -math.inf
-            token = draw(rng, letters, t, top_k)
-        if token == tok.bos:
-            break
+        t = temperature * cooling ** pos
+        if TINY > t:                                  # max(t, TINY): a temperature cooled below
+            t = TINY                                  # the smallest float is argmax all the same
+        token = draw_index(logits, t, rng.random()) if top_k is None else draw(rng, logits, t, top_k)
+        if token == bos:
+            if not out:                               # an empty name: draw a letter instead
+                letters = list(logits.data if isinstance(logits, Vec) else logits)
+                letters[bos] = -math.inf
+                token = draw(rng, letters, t, top_k)
+            if token == bos:
+                break
         out.append(token)
     return tok.decode(out)
 

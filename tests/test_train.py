@@ -192,13 +192,13 @@ def test_cooling_multiplies_the_temperature_letter_by_letter(monkeypatch):
     data = train.Dataset(NAMES)
     model = GPT(data.tok.vocab_size, 8, 8, 1, 2, 1, seed=3)
     seen = []
-    real = train.draw
+    real = train.draw_index
 
-    def spy(rng, logits, temperature, top_k=None):
+    def spy(logits, temperature, u):
         seen.append(temperature)
-        return real(rng, logits, temperature, top_k)
+        return real(logits, temperature, u)
 
-    monkeypatch.setattr(train, "draw", spy)
+    monkeypatch.setattr(train, "draw_index", spy)
     name = sample(model, data.tok, random.Random(1), temperature=2.0, cooling=0.5)
     assert seen == [2.0 * 0.5 ** i for i in range(len(seen))]
     assert len(seen) == min(len(name) + 1, 8)      # every letter, then the end, if it came
