@@ -759,18 +759,22 @@ cdef extern from *:
 
     /* One head of causal attention over T positions: a[t] = softmax_t(scale q . k[t]),
        out = sum_t a[t] v[t]. q, out and each k[t] + off, v[t] + off are hd doubles. */
-    static void mg_attend(const double* q, const double* const* k, const double* const* v,
-                          Py_ssize_t off, Py_ssize_t T, Py_ssize_t hd, double scale,
-                          double* a, double* out) {
+    static void mg_attend(const double* restrict q, const double* const* k,
+                          const double* const* v, Py_ssize_t off, Py_ssize_t T, Py_ssize_t hd,
+                          double scale, double* restrict a, double* restrict out) {
         for (Py_ssize_t t = 0; t < T; t++) {
+            const double* restrict kt = k[t] + off;
             double y = 0.0;
-            for (Py_ssize_t j = 0; j < hd; j++) y += q[j] * k[t][off + j];
+            for (Py_ssize_t j = 0; j < hd; j++) y += q[j] * kt[j];
             a[t] = y * scale;
         }
         mg_softmax(a, T);
         for (Py_ssize_t j = 0; j < hd; j++) out[j] = 0.0;
-        for (Py_ssize_t t = 0; t < T; t++)
-            for (Py_ssize_t j = 0; j < hd; j++) out[j] += a[t] * v[t][off + j];
+        for (Py_ssize_t t = 0; t < T; t++) {
+            const double* restrict vt = v[t] + off;
+            double at = a[t];
+            for (Py_ssize_t j = 0; j < hd; j++) out[j] += at * vt[j];
+        }
     }
 
     /* The backward of y = x s (s from mg_rmsnorm): xg += s yg - x s^3/n (yg . x). */
@@ -1542,8 +1546,9 @@ cdef int _attention_back(PyObject** kv, Py_ssize_t T, Py_ssize_t heads, Py_ssize
     from g (d out), into qg and the gradients of kv's Vecs (T keys, then T values)."""
     cdef Py_ssize_t h, t, j, lo
     cdef const double* a
+    cdef const double* d
+    cdef double* dg
     cdef double gi, dot
-    cdef Vec k, vt
     cdef double* ga = <double*>mg_mem_get((T if T > 0 else 1) * sizeof(double))
     if ga == NULL:
         raise MemoryError()
@@ -1552,19 +1557,21 @@ cdef int _attention_back(PyObject** kv, Py_ssize_t T, Py_ssize_t heads, Py_ssize
         a = weights + h * T
         dot = 0.0
         for t in range(T):                 # d out / d a_t, and into v_t
-            vt = <Vec>kv[T + t]
+            d = (<Vec>kv[T + t]).d + lo
+            dg = (<Vec>kv[T + t]).g + lo
             gi = 0.0
             for j in range(hd):
-                gi += g[lo + j] * vt.d[lo + j]
-                vt.g[lo + j] += a[t] * g[lo + j]
+                gi += g[lo + j] * d[j]
+                dg[j] += a[t] * g[lo + j]
             ga[t] = gi
             dot += a[t] * gi
         for t in range(T):                 # through the softmax, into q and k_t
-            k = <Vec>kv[t]
+            d = (<Vec>kv[t]).d + lo
+            dg = (<Vec>kv[t]).g + lo
             gi = a[t] * (ga[t] - dot) * scale
             for j in range(hd):
-                qg[lo + j] += gi * k.d[lo + j]
-                k.g[lo + j] += gi * q[lo + j]
+                qg[lo + j] += gi * d[j]
+                dg[j] += gi * q[lo + j]
     mg_mem_put(ga)
     return 0
 
