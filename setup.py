@@ -40,7 +40,8 @@ class BuildPyWithNames(build_py):
 setup(
     ext_modules=cythonize(
         [Extension("microgpt._core", ["microgpt/_core.pyx"],
-                   extra_compile_args=[] if sys.platform == "win32" else ["-O3", "-fno-math-errno"])],
+                   extra_compile_args=[] if sys.platform == "win32"
+                   else ["-O3", "-fno-math-errno", "-ffp-contract=off"])],
         compiler_directives=DIRECTIVES,
     ),
     cmdclass={"build_py": BuildPyWithNames},

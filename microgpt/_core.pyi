@@ -62,9 +62,38 @@ class Vec:
     @property
     def grad(self) -> list[float]: ...
 
+class Decoder:
+    """A GPT's forward pass without a graph: the same logits as the graph's, as plain numbers."""
+
+    def __init__(
+        self,
+        wte: ValMatrix,
+        wpe: ValMatrix,
+        layers: Sequence[Sequence[ValMatrix]],
+        lm_head: ValMatrix,
+        n_head: int,
+        rms_eps: float = 1e-5,
+    ) -> None: ...
+    @property
+    def n_ctx(self) -> int: ...
+    def logits(self, token: int, pos: int) -> Vec: ...
+    def loss(self, tokens: Sequence[int]) -> float: ...
+
 def attention(
     q: Vec, keys: Sequence[Vec], values: Sequence[Vec], heads: int, scale: float | None = None
 ) -> Vec: ...
+def attention_block(
+    x: Vec,
+    wq: ValMatrix,
+    wk: ValMatrix,
+    wv: ValMatrix,
+    wo: ValMatrix,
+    keys: list[Vec],
+    values: list[Vec],
+    heads: int,
+    eps: float = 1e-5,
+) -> Vec: ...
+def mlp_block(x: Vec, fc1: ValMatrix, fc2: ValMatrix, eps: float = 1e-5) -> Vec: ...
 def vsum(vals: Sequence[ValLike], scale: float = 1.0) -> Val: ...
 def dot(a: Sequence[ValLike], b: Sequence[ValLike], scale: float = 1.0) -> Val: ...
 @overload

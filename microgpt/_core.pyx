@@ -13,6 +13,10 @@ engine, re-derived for speed:
 - `backward` visits nodes newest first (creation order is a topological order: a node is always
   made after its parents) with a radix heap; visited marks live in the node.
 - Freeing a deep graph defers every release to an explicit stack: it never recurses in C.
+- `Vec` nodes hold whole vectors; a transformer block's halves are one node each
+  (`attention_block`, `mlp_block`), their backward beside their forward. `Decoder` runs the same
+  forward over plain arrays with no graph at all, for sampling and losses nobody differentiates.
+  Both call the C kernels the single ops call, so every path gives the same numbers to the bit.
 
 Compiler directives are set in setup.py, in one place.
 """
@@ -214,6 +218,52 @@ cdef void _storage_release(Storage* st) noexcept:
         free(st)
 
 
+# The arrays of Vec nodes (values and gradients, parents, attention weights) and of losses come
+# from per-size free lists: a training step makes and frees the same sizes every time, so after
+# the first step no node costs a malloc. A block remembers its size class in a 16-byte header;
+# the lists keep at most MG_MEM_KEPT bytes, the rest goes back to malloc.
+cdef extern from *:
+    """
+    #include <stdlib.h>
+    enum { MG_MEM_UNIT = 64, MG_MEM_CLASSES = 256 };     /* classes of 64 .. 16384 bytes */
+    #define MG_MEM_KEPT ((size_t)32 << 20)
+    typedef struct mg_block { struct mg_block* next; size_t cls; } mg_block;
+    static mg_block* mg_mem_lists[MG_MEM_CLASSES + 1];
+    static size_t mg_mem_kept = 0;
+
+    /* n bytes (aligned as malloc's, 16), or NULL when memory runs out. */
+    static void* mg_mem_get(size_t n) {
+        size_t cls = (n + sizeof(mg_block) + MG_MEM_UNIT - 1) / MG_MEM_UNIT;
+        mg_block* b;
+        if (cls <= MG_MEM_CLASSES && mg_mem_lists[cls] != NULL) {
+            b = mg_mem_lists[cls];
+            mg_mem_lists[cls] = b->next;
+            mg_mem_kept -= cls * MG_MEM_UNIT;
+            return b + 1;
+        }
+        b = (mg_block*)malloc(cls <= MG_MEM_CLASSES ? cls * MG_MEM_UNIT : n + sizeof(mg_block));
+        if (b == NULL) return NULL;
+        b->cls = cls;
+        return b + 1;
+    }
+
+    /* Give back a block from mg_mem_get (NULL: nothing). */
+    static void mg_mem_put(void* p) {
+        if (p == NULL) return;
+        mg_block* b = (mg_block*)p - 1;
+        if (b->cls <= MG_MEM_CLASSES && mg_mem_kept + b->cls * MG_MEM_UNIT <= MG_MEM_KEPT) {
+            b->next = mg_mem_lists[b->cls];
+            mg_mem_lists[b->cls] = b;
+            mg_mem_kept += b->cls * MG_MEM_UNIT;
+        } else {
+            free(b);
+        }
+    }
+    """
+    void* mg_mem_get(size_t n) nogil
+    void mg_mem_put(void* p) nogil
+
+
 cdef Pack* _pack_new(Py_ssize_t n, bint buffered=False) except NULL:
     cdef Pack* pk = <Pack*>malloc(sizeof(Pack) + n * sizeof(PyObject*)
                                   + (2 * n * sizeof(double) if buffered else 0))
@@ -388,7 +438,7 @@ cdef class Val:
             free(e.r.w.ds)
             _pack_release(e.r.w.pa)
         elif e.kind == VEC:
-            free(e.r.vec.ds)
+            mg_mem_put(e.r.vec.ds)
             _release(e.r.vec.vec)
         else:
             _pack_release(e.r.dot.pa)
@@ -585,11 +635,61 @@ cdef extern from *:
         return (s[0] + s[1]) + (s[2] + s[3]);
     }
 
-    /* y = relu?(scale W x), a row at a time. */
+    /* y = relu?(scale W x), y_i = scale mg_dot(W_i, x) bit for bit. With GCC or Clang, four
+       rows at a time: a vector of 4 doubles holds a row's four running sums (lane k takes the
+       terms j = k mod 4, as in mg_dot), the four rows share each load of x, and nothing is
+       reordered (a lane's multiply-adds stay in order; -ffp-contract=off keeps them unfused). */
+    #if defined(__GNUC__) || defined(__clang__)
+    typedef double mg_v4 __attribute__((vector_size(32)));
+    #define mg_load4(p) ({ mg_v4 v_; memcpy(&v_, (p), sizeof v_); v_; })   /* unaligned */
+    #define MG_V4 1
+    #if defined(__has_builtin)
+    #if __has_builtin(__builtin_shufflevector)
+    #define MG_SHUFFLE 1
+    #endif
+    #endif
+    #endif
+
     MG_CLONES static void mg_linear(const double* restrict w, const double* restrict x,
                                     double* restrict y, Py_ssize_t rows, Py_ssize_t cols,
                                     double scale, int relu) {
-        for (Py_ssize_t i = 0; i < rows; i++) {
+        Py_ssize_t i = 0;
+    #ifdef MG_V4
+        Py_ssize_t m = cols - cols % 4;
+        for (; i + 4 <= rows; i += 4) {
+            const double* w0 = w + i * cols;
+            const double* w1 = w0 + cols;
+            const double* w2 = w1 + cols;
+            const double* w3 = w2 + cols;
+            mg_v4 s0 = {0.0, 0.0, 0.0, 0.0}, s1 = s0, s2 = s0, s3 = s0;
+            for (Py_ssize_t j = 0; j < m; j += 4) {
+                mg_v4 xj = mg_load4(x + j);
+                s0 += mg_load4(w0 + j) * xj;
+                s1 += mg_load4(w1 + j) * xj;
+                s2 += mg_load4(w2 + j) * xj;
+                s3 += mg_load4(w3 + j) * xj;
+            }
+            for (Py_ssize_t j = m; j < cols; j++) {
+                s0[0] += w0[j] * x[j];
+                s1[0] += w1[j] * x[j];
+                s2[0] += w2[j] * x[j];
+                s3[0] += w3[j] * x[j];
+            }
+    #ifdef MG_SHUFFLE   /* the four rows' (s[0] + s[1]) + (s[2] + s[3]) as two vector adds */
+            mg_v4 t0 = __builtin_shufflevector(s0, s1, 0, 4, 2, 6) + __builtin_shufflevector(s0, s1, 1, 5, 3, 7);
+            mg_v4 t1 = __builtin_shufflevector(s2, s3, 0, 4, 2, 6) + __builtin_shufflevector(s2, s3, 1, 5, 3, 7);
+            mg_v4 out = __builtin_shufflevector(t0, t1, 0, 1, 4, 5) + __builtin_shufflevector(t0, t1, 2, 3, 6, 7);
+    #else
+            mg_v4 out = {(s0[0] + s0[1]) + (s0[2] + s0[3]), (s1[0] + s1[1]) + (s1[2] + s1[3]),
+                         (s2[0] + s2[1]) + (s2[2] + s2[3]), (s3[0] + s3[1]) + (s3[2] + s3[3])};
+    #endif
+            for (int r = 0; r < 4; r++) {
+                double o = scale * out[r];
+                y[i + r] = (!relu || o > 0.0) ? o : 0.0;
+            }
+        }
+    #endif
+        for (; i < rows; i++) {
             double out = scale * mg_dot(w + i * cols, x, cols);
             y[i] = (!relu || out > 0.0) ? out : 0.0;
         }
@@ -606,8 +706,20 @@ cdef extern from *:
             if (gi == 0.0) continue;
             const double* restrict wi = w + i * cols;
             double* restrict wgi = wg + i * cols;
-            for (Py_ssize_t j = 0; j < cols; j++) xg[j] += gi * wi[j];
-            for (Py_ssize_t j = 0; j < cols; j++) wgi[j] += gi * x[j];
+            Py_ssize_t j = 0;
+    #ifdef MG_V4
+            mg_v4 g4 = {gi, gi, gi, gi};
+            for (; j + 4 <= cols; j += 4) {      /* the same adds, four columns at a time */
+                mg_v4 xg4 = mg_load4(xg + j) + g4 * mg_load4(wi + j);
+                mg_v4 wg4 = mg_load4(wgi + j) + g4 * mg_load4(x + j);
+                memcpy(xg + j, &xg4, sizeof xg4);
+                memcpy(wgi + j, &wg4, sizeof wg4);
+            }
+    #endif
+            for (; j < cols; j++) {
+                xg[j] += gi * wi[j];
+                wgi[j] += gi * x[j];
+            }
         }
     }
     """
@@ -619,6 +731,110 @@ cdef extern from *:
     void mg_linear_back(const double* w, double* wg, const double* x, double* xg, const double* gy,
                         const double* y, Py_ssize_t rows, Py_ssize_t cols, double scale,
                         int relu) nogil
+
+
+# The forward arithmetic of the other vector ops, over plain arrays: the graph's ops (Vec) and the
+# graph-free forward pass (Decoder, below) both call these, so the two compute the same numbers in
+# the same order, to the last bit.
+cdef extern from *:
+    """
+    /* y = x s with s = (mean(x^2) + eps)^-1/2, the squares summed left to right; returns s. */
+    static double mg_rmsnorm(const double* x, double* y, Py_ssize_t n, double eps) {
+        double ms = 0.0;
+        for (Py_ssize_t j = 0; j < n; j++) ms += x[j] * x[j];
+        double s = pow(ms / (double)n + eps, -0.5);
+        for (Py_ssize_t j = 0; j < n; j++) y[j] = x[j] * s;
+        return s;
+    }
+
+    /* p[0:n] (n >= 1) becomes softmax(p); returns log sum_j exp(p_j). The max is subtracted
+       first, so exp cannot overflow. */
+    static double mg_softmax(double* p, Py_ssize_t n) {
+        double m = p[0], s = 0.0;
+        for (Py_ssize_t j = 1; j < n; j++) if (p[j] > m) m = p[j];
+        for (Py_ssize_t j = 0; j < n; j++) { p[j] = exp(p[j] - m); s += p[j]; }
+        for (Py_ssize_t j = 0; j < n; j++) p[j] /= s;
+        return m + log(s);
+    }
+
+    /* One head of causal attention over T positions: a[t] = softmax_t(scale q . k[t]),
+       out = sum_t a[t] v[t]. q, out and each k[t] + off, v[t] + off are hd doubles. */
+    static void mg_attend(const double* restrict q, const double* const* k,
+                          const double* const* v, Py_ssize_t off, Py_ssize_t T, Py_ssize_t hd,
+                          double scale, double* restrict a, double* restrict out) {
+        for (Py_ssize_t t = 0; t < T; t++) {
+            const double* restrict kt = k[t] + off;
+            double y = 0.0;
+            for (Py_ssize_t j = 0; j < hd; j++) y += q[j] * kt[j];
+            a[t] = y * scale;
+        }
+        mg_softmax(a, T);
+        for (Py_ssize_t j = 0; j < hd; j++) out[j] = 0.0;
+        for (Py_ssize_t t = 0; t < T; t++) {
+            const double* restrict vt = v[t] + off;
+            double at = a[t];
+            for (Py_ssize_t j = 0; j < hd; j++) out[j] += at * vt[j];
+        }
+    }
+
+    /* The backward of y = x s (s from mg_rmsnorm): xg += s yg - x s^3/n (yg . x). */
+    static void mg_rmsnorm_back(const double* x, double* xg, const double* yg, Py_ssize_t n,
+                                double s) {
+        double dot = 0.0;
+        for (Py_ssize_t j = 0; j < n; j++) dot += yg[j] * x[j];
+        double s3 = s * s * s / (double)n;
+        for (Py_ssize_t j = 0; j < n; j++) xg[j] += s * yg[j] - x[j] * s3 * dot;
+    }
+
+    /* A transformer block's two halves, forward, in the order model.py writes them (each
+       vector op the kernel its Vec op calls). Both return the rmsnorm factor s.
+       Attention: xn = rmsnorm(x), k = wk xn, v = wv xn, q = wq xn, head h of att attends over
+       kp[0..T), vp[0..T) (kp[T-1] = k, vp[T-1] = v) with weights a[h T .. h T + T),
+       o = wo att, y = x + o. w: wq, wk, wv, wo, each E x E. */
+    static double mg_attention_block(const double* x, double* y, const double* const* w,
+                                     double* xn, double* q, double* k, double* v,
+                                     const double* const* kp, const double* const* vp,
+                                     Py_ssize_t T, Py_ssize_t E, Py_ssize_t heads, double eps,
+                                     double* a, double* att, double* o) {
+        Py_ssize_t hd = E / heads;
+        double scale = 1.0 / sqrt((double)hd);
+        double s = mg_rmsnorm(x, xn, E, eps);
+        mg_linear(w[1], xn, k, E, E, 1.0, 0);
+        mg_linear(w[2], xn, v, E, E, 1.0, 0);
+        mg_linear(w[0], xn, q, E, E, 1.0, 0);
+        for (Py_ssize_t h = 0; h < heads; h++)
+            mg_attend(q + h * hd, kp, vp, h * hd, T, hd, scale, a + h * T, att + h * hd);
+        mg_linear(w[3], att, o, E, E, 1.0, 0);
+        for (Py_ssize_t j = 0; j < E; j++) y[j] = x[j] + o[j];
+        return s;
+    }
+
+    /* MLP: xn = rmsnorm(x), h = relu(fc1 xn) (n_ff), o = fc2 h, y = x + o. */
+    static double mg_mlp_block(const double* x, double* y, const double* fc1, const double* fc2,
+                               double* xn, double* h, double* o, Py_ssize_t E, Py_ssize_t n_ff,
+                               double eps) {
+        double s = mg_rmsnorm(x, xn, E, eps);
+        mg_linear(fc1, xn, h, n_ff, E, 1.0, 1);
+        mg_linear(fc2, h, o, E, n_ff, 1.0, 0);
+        for (Py_ssize_t j = 0; j < E; j++) y[j] = x[j] + o[j];
+        return s;
+    }
+    """
+    double mg_rmsnorm(const double* x, double* y, Py_ssize_t n, double eps) nogil
+    void mg_rmsnorm_back(const double* x, double* xg, const double* yg, Py_ssize_t n,
+                         double s) nogil
+    double mg_attention_block(const double* x, double* y, const double* const* w, double* xn,
+                              double* q, double* k, double* v, const double* const* kp,
+                              const double* const* vp, Py_ssize_t T, Py_ssize_t E,
+                              Py_ssize_t heads, double eps, double* a, double* att,
+                              double* o) nogil
+    double mg_mlp_block(const double* x, double* y, const double* fc1, const double* fc2,
+                        double* xn, double* h, double* o, Py_ssize_t E, Py_ssize_t n_ff,
+                        double eps) nogil
+    double mg_softmax(double* p, Py_ssize_t n) nogil
+    void mg_attend(const double* q, const double* const* k, const double* const* v,
+                   Py_ssize_t off, Py_ssize_t T, Py_ssize_t hd, double scale, double* a,
+                   double* out) nogil
 
 
 cdef struct QueueItem:
@@ -634,6 +850,10 @@ cdef struct Queue:
     unsigned long long last      # the last key popped; every key queued is <= last
     Py_ssize_t size
     Bucket b[65]                 # b[i]: keys whose highest bit differing from last is bit i-1
+
+
+# The buckets' arrays outlive a backward pass (the next one reuses them), unless they grew large.
+cdef Bucket _buckets[65]
 
 
 cdef inline int _q_append(Bucket* bk, unsigned long long s, PyObject* o) except -1:
@@ -728,6 +948,9 @@ cdef int _backward(Val root) except -1:
         return 0
     _epoch += 1
     memset(&q, 0, sizeof(Queue))
+    for j in range(65):
+        q.b[j].items = _buckets[j].items
+        q.b[j].cap = _buckets[j].cap
     q.last = 2 * root.e.seq
     try:
         _visit(<PyObject*>root, &q, _epoch)
@@ -804,7 +1027,12 @@ cdef int _backward(Val root) except -1:
                 _visit_pack(pa, e.r.dot.oa, n, &q, _epoch)
     finally:
         for j in range(65):
-            free(q.b[j].items)
+            if q.b[j].cap > 65536:             # a huge graph's: give it back
+                free(q.b[j].items)
+                q.b[j].items = NULL
+                q.b[j].cap = 0
+            _buckets[j].items = q.b[j].items
+            _buckets[j].cap = q.b[j].cap
     return 0
 
 
@@ -827,7 +1055,7 @@ def graph_size(Val root):
         if type(node) is Vec:
             w = <Vec>node
             parents = [<object>w.parents[j] for j in range(w.n_parents)]
-            edges += len(parents) + (w.W is not None)
+            edges += len(parents) + (w.W is not None) + (len(w.Ws) if w.Ws is not None else 0)
         else:
             v = <Val>node
             e = v.e
@@ -845,7 +1073,7 @@ def graph_size(Val root):
         for p in parents:
             if type(p) is Vec:
                 w = <Vec>p
-                if w.op != V_LEAF and w.mark != _epoch:
+                if w.op != V_LEAF and w.op != V_PART and w.mark != _epoch:
                     w.mark = _epoch
                     stack.append(p)
                 continue
@@ -1096,6 +1324,9 @@ cdef enum:
     V_RMSNORM = 2
     V_LINEAR = 3
     V_ATTENTION = 4
+    V_ATTENTION_BLOCK = 5   # x + wo . attention(wq . rmsnorm(x), keys, values)
+    V_MLP_BLOCK = 6         # x + fc2 . relu(fc1 . rmsnorm(x))
+    V_PART = 7              # a block's key or value: the block does its backward
 
 
 @cython.final
@@ -1120,7 +1351,8 @@ cdef class Vec:
     cdef double scale               # linear, attention: the scale; rmsnorm: the factor s
     cdef bint relu                  # linear: clamped at 0
     cdef Py_ssize_t heads           # attention
-    cdef double* saved              # attention: the weights, heads x steps
+    cdef double* saved              # attention: the weights, heads x steps; a block: its insides
+    cdef tuple Ws                   # a block: its weight matrices
 
     def __init__(self, values):
         """A constant Vec (a leaf) holding values."""
@@ -1133,12 +1365,12 @@ cdef class Vec:
     def __dealloc__(self):
         cdef Py_ssize_t j
         if self.owns:
-            free(self.d)
-        free(self.saved)
+            mg_mem_put(self.d)
+        mg_mem_put(self.saved)
         if self.parents != NULL:
             for j in range(self.n_parents):
                 _release(self.parents[j])
-            free(self.parents)
+            mg_mem_put(self.parents)
 
     def __len__(self):
         return self.n
@@ -1174,7 +1406,7 @@ cdef class Vec:
 cdef Vec _vec_alloc(Vec v, Py_ssize_t n, int op):
     """Give v n owned doubles (grads zero), op, and the next sequence number."""
     global _next_seq
-    v.d = <double*>malloc((2 * n if n > 0 else 1) * sizeof(double))
+    v.d = <double*>mg_mem_get((2 * n if n > 0 else 1) * sizeof(double))
     if v.d == NULL:
         raise MemoryError()
     v.g = v.d + n
@@ -1191,7 +1423,7 @@ cdef Vec _vec_new(Py_ssize_t n, int op, Py_ssize_t n_parents):
     """A fresh interior Vec of n values; the caller fills in its n_parents parents."""
     cdef Vec v = Vec.__new__(Vec)
     _vec_alloc(v, n, op)
-    v.parents = <PyObject**>malloc((n_parents if n_parents > 0 else 1) * sizeof(PyObject*))
+    v.parents = <PyObject**>mg_mem_get((n_parents if n_parents > 0 else 1) * sizeof(PyObject*))
     if v.parents == NULL:
         raise MemoryError()
     return v
@@ -1212,7 +1444,7 @@ cdef inline Vec _vec_arg(object o, str where):
 cdef inline int _visit_vec(PyObject* o, Queue* q, unsigned long long epoch) except -1:
     """Queue an interior Vec the first time this pass reaches it."""
     cdef Vec v = <Vec>o
-    if v.op != V_LEAF and v.mark != epoch:
+    if v.op != V_LEAF and v.op != V_PART and v.mark != epoch:
         v.mark = epoch
         _q_push(q, o, 2 * v.seq)
     return 0
@@ -1250,17 +1482,10 @@ cdef Vec _vec_add(Vec a, Vec b):
 
 cdef Vec _vec_rmsnorm(Vec x, double eps):
     cdef Vec v
-    cdef Py_ssize_t j, n = x.n
-    cdef double ms = 0.0, s
-    if n == 0:
+    if x.n == 0:
         raise ValueError("rmsnorm of an empty Vec")
-    for j in range(n):
-        ms += x.d[j] * x.d[j]
-    s = pow(ms / n + eps, -0.5)
-    v = _vec_new(n, V_RMSNORM, 1)
-    for j in range(n):
-        v.d[j] = x.d[j] * s
-    v.scale = s
+    v = _vec_new(x.n, V_RMSNORM, 1)
+    v.scale = mg_rmsnorm(x.d, v.d, x.n, eps)
     _vec_parent(v, x)
     return v
 
@@ -1283,10 +1508,9 @@ cdef Vec _vec_linear(Vec x, ValMatrix W, double scale, bint relu):
 
 cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double scale):
     """Causal attention of one query over the cached keys and values, every head in one node."""
-    cdef Py_ssize_t T = len(keys), n = q.n, hd, h, t, j, lo
-    cdef Vec v, k, vt
-    cdef double y
-    cdef double* a
+    cdef Py_ssize_t T = len(keys), n = q.n, hd, h, t
+    cdef Vec v
+    cdef const double** kv
     if T == 0 or len(values) != T:
         raise ValueError(f"attention: {T} keys and {len(values)} values (need as many, at least 1)")
     if heads < 1 or n % heads:
@@ -1296,9 +1520,11 @@ cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double 
             raise ValueError(f"attention: every key and value must have {n} values, like q")
     hd = n // heads
     v = _vec_new(n, V_ATTENTION, 1 + 2 * T)
-    v.saved = <double*>malloc(heads * T * sizeof(double))
+    # the weights (heads x T, kept for backward), then the keys' and the values' arrays (2 T)
+    v.saved = <double*>mg_mem_get(heads * T * sizeof(double) + 2 * T * sizeof(double*))
     if v.saved == NULL:
         raise MemoryError()
+    kv = <const double**>(v.saved + heads * T)
     _vec_parent(v, q)
     for t in range(T):
         _vec_parent(v, <Vec>keys[t])
@@ -1306,34 +1532,118 @@ cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double 
         _vec_parent(v, <Vec>values[t])
     v.heads = heads
     v.scale = scale
+    for t in range(2 * T):
+        kv[t] = (<Vec>v.parents[1 + t]).d
+    for h in range(heads):                     # out_h = sum_t softmax_t(scale q_h . k_t,h) v_t,h
+        mg_attend(q.d + h * hd, kv, kv + T, h * hd, T, hd, scale, v.saved + h * T, v.d + h * hd)
+    return v
+
+
+cdef int _attention_back(PyObject** kv, Py_ssize_t T, Py_ssize_t heads, Py_ssize_t hd,
+                         double scale, const double* weights, const double* g, const double* q,
+                         double* qg) except -1:
+    """The backward of attention (out_h = sum_t a_t v_t,h, a = softmax(scale q_h . k_t,h)):
+    from g (d out), into qg and the gradients of kv's Vecs (T keys, then T values)."""
+    cdef Py_ssize_t h, t, j, lo
+    cdef const double* a
+    cdef const double* d
+    cdef double* dg
+    cdef double gi, dot
+    cdef double* ga = <double*>mg_mem_get((T if T > 0 else 1) * sizeof(double))
+    if ga == NULL:
+        raise MemoryError()
     for h in range(heads):
         lo = h * hd
-        a = v.saved + h * T
-        for t in range(T):                     # logits: scale q_h . k_t,h
-            k = <Vec>v.parents[1 + t]
-            y = 0.0
+        a = weights + h * T
+        dot = 0.0
+        for t in range(T):                 # d out / d a_t, and into v_t
+            d = (<Vec>kv[T + t]).d + lo
+            dg = (<Vec>kv[T + t]).g + lo
+            gi = 0.0
             for j in range(hd):
-                y += q.d[lo + j] * k.d[lo + j]
-            a[t] = y * scale
-        _softmax_inplace(a, T)                 # the attention weights
-        for j in range(hd):                    # out_h = sum_t a_t v_t,h
-            v.d[lo + j] = 0.0
-        for t in range(T):
-            vt = <Vec>v.parents[1 + T + t]
+                gi += g[lo + j] * d[j]
+                dg[j] += a[t] * g[lo + j]
+            ga[t] = gi
+            dot += a[t] * gi
+        for t in range(T):                 # through the softmax, into q and k_t
+            d = (<Vec>kv[t]).d + lo
+            dg = (<Vec>kv[t]).g + lo
+            gi = a[t] * (ga[t] - dot) * scale
             for j in range(hd):
-                v.d[lo + j] += a[t] * vt.d[lo + j]
-    return v
+                qg[lo + j] += gi * d[j]
+                dg[j] += gi * q[lo + j]
+    mg_mem_put(ga)
+    return 0
+
+
+cdef inline double* _data(object W) noexcept:
+    return (<ValMatrix>W).pk.st.data
+
+
+cdef inline double* _grad(object W) noexcept:
+    return (<ValMatrix>W).pk.st.grad
+
+
+cdef int _attention_block_back(Vec v) except -1:
+    """The attention block's backward: each op's, in the order the separate nodes' backward
+    passes ran (the sum, wo, attention, wq, wv, wk, rmsnorm), so the gradients are theirs."""
+    cdef Py_ssize_t E = v.n, T = (v.n_parents - 1) // 2, j
+    cdef Vec x = <Vec>v.parents[0]
+    cdef Vec k = <Vec>v.parents[T]
+    cdef Vec vv = <Vec>v.parents[2 * T]
+    cdef double* a = v.saved                        # heads x T, then the insides, 8 E, then s
+    cdef double* xn = a + v.heads * T
+    cdef double* xng = xn + E
+    cdef double* qd = xng + E
+    cdef double* qg = qd + E
+    cdef double* att = qg + E
+    cdef double* attg = att + E
+    cdef double* o = attg + E
+    cdef double* og = o + E
+    cdef double s = og[E]
+    cdef object wq = v.Ws[0], wk = v.Ws[1], wv = v.Ws[2], wo = v.Ws[3]
+    for j in range(E):                              # y = x + o
+        x.g[j] += v.g[j]
+    for j in range(E):
+        og[j] += v.g[j]
+    mg_linear_back(_data(wo), _grad(wo), att, attg, og, o, E, E, 1.0, False)
+    _attention_back(v.parents + 1, T, v.heads, E // v.heads, v.scale, a, attg, qd, qg)
+    mg_linear_back(_data(wq), _grad(wq), xn, xng, qg, qd, E, E, 1.0, False)
+    mg_linear_back(_data(wv), _grad(wv), xn, xng, vv.g, vv.d, E, E, 1.0, False)
+    mg_linear_back(_data(wk), _grad(wk), xn, xng, k.g, k.d, E, E, 1.0, False)
+    mg_rmsnorm_back(x.d, x.g, xng, E, s)
+    return 0
+
+
+cdef int _mlp_block_back(Vec v) except -1:
+    """The MLP block's backward, op by op as the separate nodes' ran (the sum, fc2, fc1,
+    rmsnorm)."""
+    cdef Py_ssize_t E = v.n, j
+    cdef Vec x = <Vec>v.parents[0]
+    cdef object fc1 = v.Ws[0], fc2 = v.Ws[1]
+    cdef Py_ssize_t n_ff = (<ValMatrix>fc1).rows
+    cdef double* xn = v.saved                       # xn, xng, o, og (E each), h, hg (n_ff each)
+    cdef double* xng = xn + E
+    cdef double* o = xng + E
+    cdef double* og = o + E
+    cdef double* h = og + E
+    cdef double* hg = h + n_ff
+    for j in range(E):                              # y = x + o
+        x.g[j] += v.g[j]
+    for j in range(E):
+        og[j] += v.g[j]
+    mg_linear_back(_data(fc2), _grad(fc2), h, hg, og, o, E, n_ff, 1.0, False)
+    mg_linear_back(_data(fc1), _grad(fc1), xn, xng, hg, h, n_ff, E, 1.0, True)
+    mg_rmsnorm_back(x.d, x.g, xng, E, v.scale)
+    return 0
 
 
 cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
     """Add v's gradient into its parents' (and its weights'), and queue the parents."""
-    cdef Py_ssize_t i, j, t, h, lo, hd, n = v.n, T, cols
-    cdef Vec x, k, vt, qv
-    cdef double gi, s3, dot
+    cdef Py_ssize_t i, j, n = v.n, cols
+    cdef Vec x, qv
     cdef double* w
     cdef double* wg
-    cdef double* a
-    cdef double* ga
     cdef double* tmp
     if v.op == V_ADD:
         for i in range(2):
@@ -1342,12 +1652,7 @@ cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
                 x.g[j] += v.g[j]
     elif v.op == V_RMSNORM:                    # y = x s, ds/dx_j = -x_j s^3 / n
         x = <Vec>v.parents[0]
-        dot = 0.0
-        for j in range(n):
-            dot += v.g[j] * x.d[j]
-        s3 = v.scale * v.scale * v.scale / n
-        for j in range(n):
-            x.g[j] += v.scale * v.g[j] - x.d[j] * s3 * dot
+        mg_rmsnorm_back(x.d, x.g, v.g, n, v.scale)
     elif v.op == V_LINEAR:                     # y_i = scale W_i . x
         x = <Vec>v.parents[0]
         cols = x.n
@@ -1366,34 +1671,102 @@ cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
                 x.g[j] += tmp[cols + j]
             free(tmp)
     elif v.op == V_ATTENTION:
-        T = (v.n_parents - 1) // 2
-        hd = n // v.heads
         qv = <Vec>v.parents[0]
-        ga = <double*>malloc((T if T > 0 else 1) * sizeof(double))
-        if ga == NULL:
-            raise MemoryError()
-        for h in range(v.heads):
-            lo = h * hd
-            a = v.saved + h * T
-            dot = 0.0
-            for t in range(T):                 # d out / d a_t, and into v_t
-                vt = <Vec>v.parents[1 + T + t]
-                gi = 0.0
-                for j in range(hd):
-                    gi += v.g[lo + j] * vt.d[lo + j]
-                    vt.g[lo + j] += a[t] * v.g[lo + j]
-                ga[t] = gi
-                dot += a[t] * gi
-            for t in range(T):                 # through the softmax, into q and k_t
-                k = <Vec>v.parents[1 + t]
-                gi = a[t] * (ga[t] - dot) * v.scale
-                for j in range(hd):
-                    qv.g[lo + j] += gi * k.d[lo + j]
-                    k.g[lo + j] += gi * qv.d[lo + j]
-        free(ga)
+        _attention_back(v.parents + 1, (v.n_parents - 1) // 2, v.heads, n // v.heads, v.scale,
+                        v.saved, v.g, qv.d, qv.g)
+    elif v.op == V_ATTENTION_BLOCK:
+        _attention_block_back(v)
+    elif v.op == V_MLP_BLOCK:
+        _mlp_block_back(v)
     for i in range(v.n_parents):
         _visit_vec(v.parents[i], q, epoch)
     return 0
+
+
+cdef ValMatrix _square(object W, Py_ssize_t rows, Py_ssize_t cols, str where):
+    """W, checked to be a rows x cols ValMatrix of weights."""
+    if type(W) is not ValMatrix or (<ValMatrix>W).pk.st == NULL:
+        raise TypeError(f"{where}: the weights must be ValMatrix weights (leaves)")
+    if (<ValMatrix>W).rows != rows or (<ValMatrix>W).cols != cols:
+        raise ValueError(f"{where}: a weight matrix is {(<ValMatrix>W).rows} x "
+                         f"{(<ValMatrix>W).cols}, expected {rows} x {cols}")
+    return <ValMatrix>W
+
+
+def attention_block(x, wq, wk, wv, wo, list keys, list values, Py_ssize_t heads,
+                    double eps=1e-5):
+    """x + wo . attention(wq . xn, keys + [wk . xn], values + [wv . xn]), xn = rmsnorm(x, eps),
+    as one Vec; appends this position's key and value (Vecs of n) to keys and values.
+
+    The same numbers, forward and backward, as the separate ops (rmsnorm, linear, attention,
+    vadd) in that order, with one node instead of seven; the key and the value are Vecs whose
+    gradient later positions' attention adds to, and whose backward this node does.
+    """
+    cdef Vec xv = _vec_arg(x, "attention_block"), v, k, vl
+    cdef Py_ssize_t E = xv.n, T = len(keys) + 1, t
+    cdef const double* w[4]
+    cdef const double** kv
+    cdef double* a
+    if heads < 1 or E % heads:
+        raise ValueError(f"attention_block: {E} values do not split into {heads} heads")
+    if len(values) != T - 1:
+        raise ValueError(f"attention_block: {T - 1} keys and {len(values)} values")
+    for t in range(T - 1):
+        if _vec_arg(keys[t], "attention_block").n != E or _vec_arg(values[t], "attention_block").n != E:
+            raise ValueError(f"attention_block: every key and value must have {E} values, like x")
+    Ws = (_square(wq, E, E, "attention_block"), _square(wk, E, E, "attention_block"),
+          _square(wv, E, E, "attention_block"), _square(wo, E, E, "attention_block"))
+    k = _vec_alloc(Vec.__new__(Vec), E, V_PART)
+    vl = _vec_alloc(Vec.__new__(Vec), E, V_PART)
+    v = _vec_new(E, V_ATTENTION_BLOCK, 1 + 2 * T)
+    # the weights (heads x T), xn xng q qg att attg o og (E each), s, then 2 T pointers
+    v.saved = <double*>mg_mem_get((heads * T + 8 * E + 1) * sizeof(double) + 2 * T * sizeof(double*))
+    if v.saved == NULL:
+        raise MemoryError()
+    memset(v.saved, 0, (heads * T + 8 * E + 1) * sizeof(double))
+    kv = <const double**>(v.saved + heads * T + 8 * E + 1)
+    _vec_parent(v, xv)
+    for t in range(T - 1):
+        _vec_parent(v, <Vec>keys[t])
+    _vec_parent(v, k)
+    for t in range(T - 1):
+        _vec_parent(v, <Vec>values[t])
+    _vec_parent(v, vl)
+    for t in range(2 * T):
+        kv[t] = (<Vec>v.parents[1 + t]).d
+    for t in range(4):
+        w[t] = _data(Ws[t])
+    v.Ws = Ws
+    v.heads = heads
+    v.scale = 1.0 / sqrt(<double>(E // heads))
+    a = v.saved
+    a[heads * T + 8 * E] = mg_attention_block(xv.d, v.d, w, a + heads * T, a + heads * T + 2 * E,
+                                              k.d, vl.d, kv, kv + T, T, E, heads, eps, a,
+                                              a + heads * T + 4 * E, a + heads * T + 6 * E)
+    keys.append(k)
+    values.append(vl)
+    return v
+
+
+def mlp_block(x, fc1, fc2, double eps=1e-5):
+    """x + fc2 . relu(fc1 . rmsnorm(x, eps)) as one Vec: the same numbers, forward and backward,
+    as the separate ops (rmsnorm, linear, linear, vadd), with one node instead of four."""
+    cdef Vec xv = _vec_arg(x, "mlp_block"), v
+    cdef Py_ssize_t E = xv.n, n_ff
+    if type(fc1) is not ValMatrix:
+        raise TypeError("mlp_block: the weights must be ValMatrix weights (leaves)")
+    n_ff = (<ValMatrix>fc1).rows
+    Ws = (_square(fc1, n_ff, E, "mlp_block"), _square(fc2, E, n_ff, "mlp_block"))
+    v = _vec_new(E, V_MLP_BLOCK, 1)
+    v.saved = <double*>mg_mem_get((4 * E + 2 * n_ff) * sizeof(double))    # xn xng o og, h hg
+    if v.saved == NULL:
+        raise MemoryError()
+    memset(v.saved, 0, (4 * E + 2 * n_ff) * sizeof(double))
+    _vec_parent(v, xv)
+    v.Ws = Ws
+    v.scale = mg_mlp_block(xv.d, v.d, _data(fc1), _data(fc2), v.saved, v.saved + 4 * E,
+                           v.saved + 2 * E, E, n_ff, eps)
+    return v
 
 
 def attention(q, keys, values, Py_ssize_t heads, scale=None):
@@ -1448,17 +1821,7 @@ def linear(x, W, double scale=1.0, bint relu=False):
 cdef double _softmax_inplace(double* p, Py_ssize_t n) noexcept:
     """log sum_j exp(p_j), turning p[0:n] (n >= 1) into softmax(p); the max is subtracted first,
     so exp cannot overflow."""
-    cdef double m = p[0], s = 0.0
-    cdef Py_ssize_t j
-    for j in range(1, n):
-        if p[j] > m:
-            m = p[j]
-    for j in range(n):
-        p[j] = exp(p[j] - m)
-        s += p[j]
-    for j in range(n):
-        p[j] /= s
-    return m + log(s)
+    return mg_softmax(p, n)
 
 
 def draw_index(logits, double temperature, double u):
@@ -1474,7 +1837,7 @@ def draw_index(logits, double temperature, double u):
     n = (<Vec>logits).n if isinstance(logits, Vec) else len(logits)
     if n < 1:
         raise ValueError("draw_index: no logits to draw from")
-    w = <double*>malloc(n * sizeof(double))
+    w = <double*>mg_mem_get(n * sizeof(double))
     if w == NULL:
         raise MemoryError()
     try:
@@ -1502,7 +1865,7 @@ def draw_index(logits, double temperature, double u):
                 lo = mid + 1
         return lo
     finally:
-        free(w)
+        mg_mem_put(w)
 
 
 cdef double _log_sum_exp(Pack* pk, double* p):
@@ -1562,14 +1925,16 @@ cdef Val _vec_cross_entropy(Vec x, Py_ssize_t target):
     cdef Val out
     if not 0 <= target < x.n:
         raise IndexError(f"cross_entropy: target {target} outside {x.n} logits")
-    p = _doubles(x.n)
+    p = <double*>mg_mem_get(x.n * sizeof(double))
+    if p == NULL:
+        raise MemoryError()
     memcpy(p, x.d, x.n * sizeof(double))
     lse = _softmax_inplace(p, x.n)
     p[target] -= 1.0                           # d/dx_j = softmax_j - [j == target]
     try:
         out = _node(lse - x.d[target], VEC)
     except BaseException:
-        free(p)
+        mg_mem_put(p)
         raise
     out.e.n = x.n
     Py_INCREF(x)
@@ -1670,6 +2035,189 @@ def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
         (<Val>p).pg[0] = 0.0
 
 
+# ---------------------------------------------------------------------------------------------
+# Decoder: the GPT's forward pass without a graph, for sampling and for a loss nobody
+# differentiates. No nodes, no saved derivatives: plain arrays, a KV cache of plain arrays, and
+# the weights read in place from their ValMatrix arrays (so it follows training as Adam updates
+# them). Every op is the kernel the graph's op calls (mg_rmsnorm, mg_linear, mg_attend,
+# mg_softmax), in the same order, so the logits are the graph's to the last bit.
+
+cdef extern from *:
+    """
+    typedef struct {
+        Py_ssize_t vocab, n_ctx, n_emb, n_head, n_layer, n_ff;
+        double eps;
+        const double* wte;              /* vocab x n_emb */
+        const double* wpe;              /* n_ctx x n_emb */
+        const double* lm_head;          /* vocab x n_emb */
+        const double** layers;          /* per layer: wq, wk, wv, wo (n_emb x n_emb),
+                                           fc1 (n_ff x n_emb), fc2 (n_emb x n_ff) */
+        double* keys;                   /* per layer, n_ctx x n_emb */
+        double* values;                 /* per layer, n_ctx x n_emb */
+        const double** kp;              /* n_ctx: this layer's key rows so far */
+        const double** vp;              /* n_ctx: and its value rows */
+        double *x, *xn, *q, *att, *tmp, *hidden, *logits;
+        double* a;                      /* n_head x n_ctx: attention weights */
+    } mg_gpt;
+
+    /* logits (vocab) after token at pos, the KV cache holding positions 0 .. pos-1; the model's
+       forward pass (model.py) block for block. */
+    static void mg_gpt_forward(mg_gpt* m, Py_ssize_t token, Py_ssize_t pos) {
+        Py_ssize_t E = m->n_emb, T = pos + 1;
+        for (Py_ssize_t j = 0; j < E; j++) m->x[j] = m->wte[token * E + j] + m->wpe[pos * E + j];
+        for (Py_ssize_t l = 0; l < m->n_layer; l++) {
+            const double** w = m->layers + 6 * l;
+            double* K = m->keys + l * m->n_ctx * E;
+            double* V = m->values + l * m->n_ctx * E;
+            for (Py_ssize_t t = 0; t < T; t++) { m->kp[t] = K + t * E; m->vp[t] = V + t * E; }
+            mg_attention_block(m->x, m->x, w, m->xn, m->q, K + pos * E, V + pos * E, m->kp, m->vp,
+                               T, E, m->n_head, m->eps, m->a, m->att, m->tmp);
+            mg_mlp_block(m->x, m->x, w[4], w[5], m->xn, m->hidden, m->tmp, E, m->n_ff, m->eps);
+        }
+        mg_rmsnorm(m->x, m->xn, E, m->eps);
+        mg_linear(m->lm_head, m->xn, m->logits, m->vocab, E, 1.0, 0);
+    }
+
+    /* -log softmax(logits)[target], as cross_entropy computes it; scratch holds vocab doubles. */
+    static double mg_gpt_nll(const mg_gpt* m, Py_ssize_t target, double* scratch) {
+        for (Py_ssize_t j = 0; j < m->vocab; j++) scratch[j] = m->logits[j];
+        return mg_softmax(scratch, m->vocab) - m->logits[target];
+    }
+    """
+    ctypedef struct mg_gpt:
+        Py_ssize_t vocab, n_ctx, n_emb, n_head, n_layer, n_ff
+        double eps
+        const double* wte
+        const double* wpe
+        const double* lm_head
+        const double** layers
+        double* keys
+        double* values
+        const double** kp
+        const double** vp
+        double* x
+        double* xn
+        double* q
+        double* att
+        double* tmp
+        double* hidden
+        double* a
+        double* logits
+    void mg_gpt_forward(mg_gpt* m, Py_ssize_t token, Py_ssize_t pos) nogil
+    double mg_gpt_nll(const mg_gpt* m, Py_ssize_t target, double* scratch) nogil
+
+
+cdef const double* _weights(object W, Py_ssize_t rows, Py_ssize_t cols, str name) except NULL:
+    """The contiguous values of W, a rows x cols ValMatrix of weights."""
+    if type(W) is not ValMatrix or (<ValMatrix>W).pk.st == NULL:
+        raise TypeError(f"Decoder: {name} must be a ValMatrix of weights (leaves)")
+    if (<ValMatrix>W).rows != rows or (<ValMatrix>W).cols != cols:
+        raise ValueError(f"Decoder: {name} is {(<ValMatrix>W).rows} x {(<ValMatrix>W).cols}, "
+                         f"expected {rows} x {cols}")
+    return (<ValMatrix>W).pk.st.data
+
+
+@cython.final
+cdef class Decoder:
+    """A GPT's forward pass without a graph: the same logits as the graph's, as plain numbers.
+
+    wte (vocab x n_emb), wpe (n_ctx x n_emb), lm_head (vocab x n_emb): ValMatrix weights;
+    layers: per layer (wq, wk, wv, wo, fc1, fc2), as `GPT.layers`. The weights are read where
+    they live, so the Decoder sees every later update; it keeps its own KV cache.
+    """
+    cdef mg_gpt m
+    cdef tuple mats                 # every matrix read, kept alive
+    cdef double* buf                # the KV cache and the scratch vectors
+    cdef Py_ssize_t filled          # positions in the KV cache
+
+    def __init__(self, wte, wpe, layers, lm_head, Py_ssize_t n_head, double rms_eps=1e-5):
+        cdef Py_ssize_t vocab, E, n_ctx, n_ff, l, i, n
+        cdef double* d
+        layers = [tuple(layer) for layer in layers]
+        if type(wte) is not ValMatrix or type(wpe) is not ValMatrix:
+            raise TypeError("Decoder: wte and wpe must be ValMatrix weights")
+        vocab, E, n_ctx = (<ValMatrix>wte).rows, (<ValMatrix>wte).cols, (<ValMatrix>wpe).rows
+        if n_head < 1 or E % n_head:
+            raise ValueError(f"Decoder: n_emb ({E}) does not split into {n_head} heads")
+        if any(len(layer) != 6 for layer in layers):
+            raise ValueError("Decoder: each layer is (wq, wk, wv, wo, fc1, fc2)")
+        n_ff = (<ValMatrix>layers[0][4]).rows if layers and type(layers[0][4]) is ValMatrix else 0
+        self.mats = (wte, wpe, lm_head, layers)
+        self.m.vocab, self.m.n_ctx, self.m.n_emb, self.m.n_head = vocab, n_ctx, E, n_head
+        self.m.n_layer, self.m.n_ff, self.m.eps = len(layers), n_ff, rms_eps
+        self.m.wte = _weights(wte, vocab, E, "wte")
+        self.m.wpe = _weights(wpe, n_ctx, E, "wpe")
+        self.m.lm_head = _weights(lm_head, vocab, E, "lm_head")
+        self.m.layers = <const double**>malloc((6 * len(layers) + 2 * n_ctx + 1) * sizeof(double*))
+        if self.m.layers == NULL:
+            raise MemoryError()
+        self.m.kp = self.m.layers + 6 * len(layers)
+        self.m.vp = self.m.kp + n_ctx
+        for l in range(len(layers)):
+            for i, (name, rows, cols) in enumerate((("wq", E, E), ("wk", E, E), ("wv", E, E),
+                                                    ("wo", E, E), ("fc1", n_ff, E), ("fc2", E, n_ff))):
+                self.m.layers[6 * l + i] = _weights(layers[l][i], rows, cols, f"layers.{l}.{name}")
+        # KV cache (2 n_layer n_ctx E), x xn q att tmp (5 E), hidden, attention weights
+        # (n_head n_ctx), logits, and the scratch of a loss (vocab)
+        n = 2 * len(layers) * n_ctx * E + 5 * E + n_ff + n_head * n_ctx + 2 * vocab
+        self.buf = <double*>calloc(n, sizeof(double))
+        if self.buf == NULL:
+            raise MemoryError()
+        d = self.buf
+        self.m.keys = d
+        self.m.values = d + len(layers) * n_ctx * E
+        d += 2 * len(layers) * n_ctx * E
+        self.m.x, self.m.xn, self.m.q, self.m.att, self.m.tmp = d, d + E, d + 2 * E, d + 3 * E, d + 4 * E
+        d += 5 * E
+        self.m.hidden = d
+        self.m.a = d + n_ff
+        self.m.logits = d + n_ff + n_head * n_ctx
+
+    def __dealloc__(self):
+        free(self.m.layers)
+        free(self.buf)
+
+    @property
+    def n_ctx(self):
+        return self.m.n_ctx
+
+    cdef int _forward(self, Py_ssize_t token, Py_ssize_t pos) except -1:
+        if not 0 <= token < self.m.vocab:
+            raise IndexError(f"Decoder: token {token} outside the vocabulary of {self.m.vocab}")
+        if not 0 <= pos <= self.filled or pos >= self.m.n_ctx:
+            raise IndexError(f"Decoder: position {pos} with {self.filled} positions cached "
+                             f"(n_ctx {self.m.n_ctx})")
+        mg_gpt_forward(&self.m, token, pos)
+        self.filled = pos + 1
+        return 0
+
+    def logits(self, Py_ssize_t token, Py_ssize_t pos):
+        """The vocab logits (a constant Vec) after token at pos; positions 0 .. pos-1 must have
+        been fed since (pos 0 starts a new sequence); the cache keeps pos."""
+        cdef Vec out
+        self._forward(token, pos)
+        out = Vec.__new__(Vec)
+        _vec_alloc(out, self.m.vocab, V_LEAF)
+        memcpy(out.d, self.m.logits, self.m.vocab * sizeof(double))
+        return out
+
+    def loss(self, tokens):
+        """GPT.loss(tokens).data computed without a graph: the mean next-token cross-entropy
+        over tokens[:n_ctx], a float."""
+        cdef list toks = list(tokens)[:self.m.n_ctx]
+        cdef Py_ssize_t p, n = len(toks) - 1, target
+        cdef double s = 0.0
+        if n < 1:
+            raise ValueError("Decoder.loss needs at least two tokens")
+        for p in range(n):
+            target = toks[p + 1]
+            if not 0 <= target < self.m.vocab:
+                raise IndexError(f"cross_entropy: target {target} outside {self.m.vocab} logits")
+            self._forward(toks[p], p)
+            s += mg_gpt_nll(&self.m, target, self.m.logits + self.m.vocab)
+        return s * (1.0 / n)            # as vsum(losses, 1 / len(losses))
+
+
 # Cython keeps each cdef class's method table in its type's dict as `__pyx_vtable__`, for other
 # Cython modules that cimport the class. None does, and help() would list it: it goes.
 cdef extern from "Python.h":
@@ -1677,7 +2225,7 @@ cdef extern from "Python.h":
         PyObject* tp_dict
     void PyType_Modified(_TypeWithDict* t)
 
-for _cls in (Val, ValMatrix):
+for _cls in (Val, ValMatrix, Decoder):
     if (<_TypeWithDict*>_cls).tp_dict != NULL:
         (<dict>(<_TypeWithDict*>_cls).tp_dict).pop("__pyx_vtable__", None)
         PyType_Modified(<_TypeWithDict*>_cls)

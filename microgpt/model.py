@@ -4,14 +4,27 @@ Follows the seed's architecture (itself Karpathy's microGPT, a GPT-2 with RMSNor
 biases), one token at a time so the KV cache is explicit. Every weight is a `Val` in a
 `ValMatrix` with one row per output unit, so a layer is `linear(x, W) = W·x`. The activations are
 `Vec`s: each op of the forward pass is one node holding a whole vector, whose gradient flows back
-into the weights' Vals; the loss is a `Val`.
+into the weights' Vals; the loss is a `Val`. Where no gradient is wanted (sampling, a held-out
+loss), `decoder()` runs the same forward pass in the core without building a graph, to the same
+logits bit for bit.
 
 References: Vaswani et al. 2017 (attention), Zhang & Sennrich 2019 (RMSNorm),
 Radford et al. 2019 (GPT-2), Karpathy, "microGPT" (2026).
 """
 import random
 
-from microgpt._core import Val, ValMatrix, attention, cross_entropy, linear, rmsnorm, vadd, vsum
+from microgpt._core import (
+    Decoder,
+    Val,
+    ValMatrix,
+    attention_block,
+    cross_entropy,
+    linear,
+    mlp_block,
+    rmsnorm,
+    vadd,
+    vsum,
+)
 
 LAYER_WEIGHTS = ("wq", "wk", "wv", "wo", "fc1", "fc2")
 
@@ -99,21 +112,19 @@ class GPT:
     def forward(self, token, pos, cache):
         """The vocab_size logits (a Vec) after `token` at position `pos`; appends to `cache`.
 
-        Every step below is one node holding a whole vector (a `Vec`): the layer is written as
-        the maths is, and the compiled core does each op's loops and its backward.
+        Every step below is one node holding a whole vector (a `Vec`); each half of a layer is one
+        node too (`attention_block`, `mlp_block`), whose backward sits beside its forward in the
+        compiled core and gives the same numbers as the layer built from `rmsnorm`, `linear`,
+        `attention` and `vadd` one op at a time.
         """
         W = self.weights
         x = vadd(W["wte"].row(token), W["wpe"].row(pos))                # n_emb
         for (wq, wk, wv, wo, fc1, fc2), (keys, values) in zip(self.layers, cache):
-            # Attention block: x = x + wo · attention(q, the cached keys, the cached values)
-            xn = rmsnorm(x, self.rms_eps)
-            keys.append(linear(xn, wk))
-            values.append(linear(xn, wv))
-            heads = attention(linear(xn, wq), keys, values, self.n_head)   # n_head slices of hd
-            x = vadd(x, linear(heads, wo))
-            # MLP block: x = x + fc2 · relu(fc1 · rmsnorm(x))
-            hidden = linear(rmsnorm(x, self.rms_eps), fc1, relu=True)  # n_ff_exp * n_emb
-            x = vadd(x, linear(hidden, fc2))
+            # Attention block: with xn = rmsnorm(x), keys += [wk · xn], values += [wv · xn],
+            # x = x + wo · attention(wq · xn, keys, values)   (n_head slices of head_dim)
+            x = attention_block(x, wq, wk, wv, wo, keys, values, self.n_head, self.rms_eps)
+            # MLP block: x = x + fc2 · relu(fc1 · rmsnorm(x))   (hidden: n_ff_exp * n_emb)
+            x = mlp_block(x, fc1, fc2, self.rms_eps)
         return linear(rmsnorm(x, self.rms_eps), W["lm_head"])           # vocab_size
 
     def loss(self, tokens):
@@ -125,3 +136,11 @@ class GPT:
         losses = [cross_entropy(self.forward(tokens[p], p, cache), tokens[p + 1])
                   for p in range(len(tokens) - 1)]
         return vsum(losses, 1.0 / len(losses))
+
+    # The same forward pass without a graph.
+
+    def decoder(self):
+        """A `Decoder` over this model's weights: `logits(token, pos)` and `loss(tokens)` as
+        `forward` and `loss` compute them, bit for bit, with no nodes and its own KV cache."""
+        W = self.weights
+        return Decoder(W["wte"], W["wpe"], self.layers, W["lm_head"], self.n_head, self.rms_eps)

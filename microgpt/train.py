@@ -307,8 +307,12 @@ class Dataset:
 
 
 def mean_loss(model, tok, names):
-    """Mean of model.loss over names (plain float); the graph of each is dropped as it goes."""
-    return sum(model.loss(tok.encode(n)).data for n in names) / len(names)
+    """Mean of model.loss over names (plain float), each computed without a graph."""
+    dec = model.decoder()
+    return sum(dec.loss(tok.encode(n)) for n in names) / len(names)
+
+
+TINY = sys.float_info.min
 
 
 def draw(rng, logits, temperature, top_k=None):
@@ -335,24 +339,34 @@ def sample(model, tok, rng, temperature=1.0, top_k=None, prefix="", cooling=1.0)
 
     A name is never empty: a BOS drawn as the first letter is drawn again from the letters alone
     (one more draw, so the names before it are unchanged), as if the model had been asked for a
-    name of at least one letter."""
-    cache = model.new_cache()
-    fed = [tok.bos] + tok.encode(prefix)[1:-1]        # BOS, then the prefix
-    token, out = fed[0], fed[1:]
-    for pos in range(model.n_ctx):
-        logits = model.forward(token, pos, cache)
-        if pos + 1 < len(fed):                        # still reading the prefix
+    name of at least one letter.
+
+    The logits come from `model.decoder()`, the forward pass without a graph."""
+    return _sample(model.decoder().logits, model.n_ctx, tok, rng, temperature, top_k, prefix,
+                   cooling)
+
+
+def _sample(logits_at, n_ctx, tok, rng, temperature, top_k, prefix, cooling):
+    """sample() with the logits from logits_at(token, pos) (so a test can use the graph's)."""
+    bos = tok.bos
+    fed = [bos] + tok.encode(prefix)[1:-1]            # BOS, then the prefix
+    token, out, n_fed = fed[0], fed[1:], len(fed)
+    for pos in range(n_ctx):
+        logits = logits_at(token, pos)
+        if pos + 1 < n_fed:                           # still reading the prefix
             token = fed[pos + 1]
             continue
-        # (a temperature cooled below the smallest float would be 0: it is argmax all the same)
-        t = max(temperature * cooling ** pos, sys.float_info.min)
-        token = draw(rng, logits, t, top_k)
-        if token == tok.bos and not out:              # an empty name: draw a letter instead
-            letters = list(logits.data if isinstance(logits, Vec) else logits)
-            letters[tok.bos] = -math.inf
-            token = draw(rng, letters, t, top_k)
-        if token == tok.bos:
-            break
+        t = temperature * cooling ** pos
+        if TINY > t:                                  # max(t, TINY): a temperature cooled below
+            t = TINY                                  # the smallest float is argmax all the same
+        token = draw_index(logits, t, rng.random()) if top_k is None else draw(rng, logits, t, top_k)
+        if token == bos:
+            if not out:                               # an empty name: draw a letter instead
+                letters = list(logits.data if isinstance(logits, Vec) else logits)
+                letters[bos] = -math.inf
+                token = draw(rng, letters, t, top_k)
+            if token == bos:
+                break
         out.append(token)
     return tok.decode(out)
 
@@ -410,4 +424,6 @@ def generate(model, tok, n, temperature, seed, top_k=None, prefix="", cooling=1.
     after the prefix), the draws seeded from seed: the same seed gives the same names, so a
     trained model can be heard again at another temperature."""
     rng = random.Random(f"{seed}:sample")
-    return [sample(model, tok, rng, temperature, top_k, prefix, cooling) for _ in range(n)]
+    logits_at = model.decoder().logits                 # one KV cache, each name from position 0
+    return [_sample(logits_at, model.n_ctx, tok, rng, temperature, top_k, prefix, cooling)
+            for _ in range(n)]

@@ -192,13 +192,13 @@ def test_cooling_multiplies_the_temperature_letter_by_letter(monkeypatch):
     data = train.Dataset(NAMES)
     model = GPT(data.tok.vocab_size, 8, 8, 1, 2, 1, seed=3)
     seen = []
-    real = train.draw
+    real = train.draw_index
 
-    def spy(rng, logits, temperature, top_k=None):
+    def spy(logits, temperature, u):
         seen.append(temperature)
-        return real(rng, logits, temperature, top_k)
+        return real(logits, temperature, u)
 
-    monkeypatch.setattr(train, "draw", spy)
+    monkeypatch.setattr(train, "draw_index", spy)
     name = sample(model, data.tok, random.Random(1), temperature=2.0, cooling=0.5)
     assert seen == [2.0 * 0.5 ** i for i in range(len(seen))]
     assert len(seen) == min(len(name) + 1, 8)      # every letter, then the end, if it came
@@ -221,14 +221,14 @@ class _Mute:
     n_ctx = 4
 
     def __init__(self, vocab_size, bos):
-        self.logits = [0.0] * vocab_size
-        self.logits[bos] = 8.0
+        self.values = [0.0] * vocab_size
+        self.values[bos] = 8.0
 
-    def new_cache(self):
-        return None
+    def decoder(self):
+        return self
 
-    def forward(self, token, pos, cache):
-        return list(self.logits)
+    def logits(self, token, pos):
+        return list(self.values)
 
 
 def test_a_sampled_name_is_never_empty():
