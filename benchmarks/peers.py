@@ -34,6 +34,23 @@ CONFIGS = {  # name: (n_emb, n_layer); all n_head 4, n_ctx 16, MLP 4x
 }
 
 
+def cpu_model():
+    """The CPU's model and its widest vector extensions (the ratios depend on both: a port built
+    with -march=native uses AVX-512 where there is one), from /proc/cpuinfo where there is one."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        import platform
+
+        return platform.processor() or "unknown"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                  if line.startswith("model name")), "unknown")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
+                  if line.startswith("flags")), [])
+    wide = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512vl") if f in flags]
+    return f"{model}; {' '.join(wide) or 'no SSE4.2/AVX'}"
+
+
 def ours(steps, config):
     n_emb, n_layer = CONFIGS[config]
     exe = shutil.which("microgpt")
@@ -78,7 +95,8 @@ def main():
     for name in ("input.txt", "c_names.txt"):          # microgpt-c reads the latter
         shutil.copyfile(str(resources.files("microgpt") / "input.txt"), scratch / name)
     print(f"{args.rounds} rounds; steps {args.long} - {args.short}; load {os.getloadavg()[0]:.1f}; "
-          f"{os.cpu_count()} CPUs; every impl interleaved in each round\n")
+          f"{os.cpu_count()} CPUs; every impl interleaved in each round")
+    print(f"CPU: {cpu_model()}\n")
     results, rng = {}, random.Random(0)
     try:
         for config in args.configs:
