@@ -3,11 +3,12 @@
 They live in a module of their own (tests/ is on sys.path, see conftest.py) so that a worker
 process can import them by name; the tests bind their arguments with functools.partial.
 """
+import math
 import os
 import random
 from pathlib import Path
 
-from microgpt.worker import evaluate_genome
+from microgpt.worker import evaluate_genome, voice
 
 LETTERS = "aeiouy" + "bcdklmnrst"
 
@@ -27,8 +28,8 @@ def fake_evaluate(genome, samples, seed, data=None, temperatures=()):
     if temperatures:
         # a voice is a temperature or a (temperature, cooling) pair; cooling shortens the names
         result["names_at"] = [fake_names(random.Random(f"{seed}:names"), samples,
-                                         t[0] * t[1] if isinstance(t, tuple) else t)
-                              for t in temperatures]
+                                         math.prod(voice(v, 1.0)))
+                              for v in temperatures]
     return result
 
 

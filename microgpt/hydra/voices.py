@@ -2,6 +2,7 @@
 temperature at the organism's cooling, or a (temperature, cooling) pair), which costs no training;
 `at_temperatures` turns those into organisms heard at each voice."""
 from microgpt.hydra.organism import Organism
+from microgpt.worker import voice
 
 VOICES = (0.7, 0.8, 0.9, 1.0)   # every evaluation also samples at these temperatures (mid-name)
 MID_NAME = 3                    # the letter (from 0) at which a cooled voice is at these
@@ -50,8 +51,8 @@ def at_temperatures(finalist, heads, trials=None):
         return []
     trials = [t for t in trials if t.temperatures == trials[0].temperatures]
     variants = []
-    for k, voice in enumerate(trials[0].temperatures):
-        temperature, cooling = voice if isinstance(voice, tuple) else (voice, finalist.genome["cooling"])
+    for k, spoken in enumerate(trials[0].temperatures):
+        temperature, cooling = voice(spoken, finalist.genome["cooling"])
         heard = []
         for t in trials:
             v = Organism(dict(finalist.genome, temperature=temperature, cooling=cooling), finalist.head,
