@@ -135,7 +135,7 @@ class Console(Observer):
         self.say(f"  mean of {plural(genome['trials'], 'trial')}: {scores}; standing "
                  f"{winner_standing:.2f} among the first generation's random genomes", chatter=False)
         if len(evolution.heads) > 1:
-            front = evolution.pareto_front()
+            front = evolution.front
             self.say(f"Pareto front: {plural(len(front), 'organism')} that no other beats on every "
                      f"head (kept in the store)", chatter=False)
 

@@ -300,7 +300,7 @@ def write_winner(evolution, console, store, run_id, mode, out):
     genome = {**winner_genome(winner, winner_standing, evolution, mode), "microgpt": __version__}
     console.ascended(evolution, mode, winner, winner_standing, genome)
     store.set_winner(run_id, genome)                    # kept even if writing out fails
-    store.set_front(run_id, evolution.pareto_front(), evolution.heads, evolution.config.steps)
+    store.set_front(run_id, evolution.front, evolution.heads, evolution.config.steps)
     try:
         _, kept = save_genome(out, genome, "--out")
     except (MicrogptError, OSError) as exc:

@@ -851,7 +851,7 @@ def test_a_run_keeps_its_pareto_front_and_the_front_is_non_dominated():
     heads = make_heads("weaver,mirror,spark", ["anna"])
     with threads(2) as ex:
         evo = evolve(heads, ex, fast_cfg())
-    front = evo.pareto_front()
+    front = evo.front
     names = [h.name for h in heads]
     everyone = evo.organisms()
     assert front and set(front) <= set(everyone)

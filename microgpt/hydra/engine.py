@@ -104,8 +104,9 @@ def expected_evaluations(population, generations, cycles, n_heads):
 class Evolution:
     """What a run leaves: the final populations (ranked), every evaluation in identity order (births
     and re-judgings), the random first generation, what it scores (`yardstick`), against which
-    standings are measured, and the finalists: the final judgement's confirmed organisms, each a
-    genome at a temperature, ranked best first: the first is the winner."""
+    standings are measured, the finalists: the final judgement's confirmed organisms, each a
+    genome at a voice, ranked best first: the first is the winner; and the run's Pareto front
+    across its heads (`pareto_front` of `organisms()`)."""
     heads: list
     config: HydraConfig
     populations: dict
@@ -113,6 +114,7 @@ class Evolution:
     reference: list = field(default_factory=list)
     yardstick: dict = field(default_factory=dict)
     finalists: list = field(default_factory=list)
+    front: list = field(default_factory=list)
 
     @property
     def champions(self):
@@ -123,10 +125,6 @@ class Evolution:
         """Every distinct organism the run judged (births, then the final judgement's tuned
         genomes), in the order of their first evaluation."""
         return list(dict.fromkeys(t.of or t for t in self.evaluations if t.result is not None))
-
-    def pareto_front(self):
-        """`pareto_front` of the run's organisms under its heads."""
-        return pareto_front(self.organisms(), [h.name for h in self.heads])
 
 
 def pareto_front(organisms, heads):
@@ -204,4 +202,6 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
                                        cfg, observer, recall)
     bred = field_of([o for o in evaluations if o.trial == 0], heads)
     populations = {h.name: rank(populations[h.name], h.name, bred) for h in heads}   # new trials
-    return Evolution(list(heads), cfg, populations, evaluations, reference, stick, finalists)
+    evolution = Evolution(list(heads), cfg, populations, evaluations, reference, stick, finalists)
+    evolution.front = pareto_front(evolution.organisms(), [h.name for h in heads])
+    return evolution
