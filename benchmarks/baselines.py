@@ -41,14 +41,7 @@ from microgpt.heads import DEFAULT_HEADS, make_heads
 from microgpt.hydra import (
     CONFIRM_TRIALS,
     CONFIRMED,
-    MUTANT_COOLING,
-    MUTANT_CTX,
-    MUTANT_EMB,
-    MUTANT_FF,
-    MUTANT_LAYERS,
-    MUTANT_LR,
-    MUTANT_TEMPERATURE,
-    N_HEADS,
+    SPACE,
     HydraConfig,
     Observer,
     evaluate_all,
@@ -86,16 +79,32 @@ def run_hydra(seed, workers, where):
     return json.loads((where / "genome.json").read_text()), evaluations, steps
 
 
-def suggest(trial):
-    """A genome from an Optuna trial over the space Hydra's mutants reach (n_head repaired)."""
-    genome = {"n_emb": trial.suggest_categorical("n_emb", MUTANT_EMB),
-              "n_head": trial.suggest_categorical("n_head", N_HEADS),
-              "n_layer": trial.suggest_int("n_layer", *MUTANT_LAYERS),
-              "lr": trial.suggest_float("lr", *MUTANT_LR, log=True),
-              "temperature": trial.suggest_float("temperature", *MUTANT_TEMPERATURE, log=True),
-              "cooling": trial.suggest_float("cooling", *MUTANT_COOLING),
-              "n_ctx": trial.suggest_int("n_ctx", *MUTANT_CTX),
-              "n_ff_exp": trial.suggest_categorical("n_ff_exp", MUTANT_FF)}
+def distributions():
+    """{gene: its Optuna distribution}: the space Hydra's mutants reach, read from each gene's
+    span in microgpt.hydra.SPACE (the same space random search draws from)."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    space = {}
+    for g in SPACE:
+        kind, *bounds = g.span
+        space[g.name] = (CategoricalDistribution(bounds[0]) if kind == "choice"
+                         else IntDistribution(*bounds) if kind == "int"
+                         else FloatDistribution(bounds[0], bounds[1], log=bounds[2]))
+    return space
+
+
+def suggest(trial, space):
+    """A genome from an Optuna trial over space (`distributions`), n_head repaired."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    genome = {}
+    for name, d in space.items():           # in SPACE's order, as Hydra draws them
+        if isinstance(d, CategoricalDistribution):
+            genome[name] = trial.suggest_categorical(name, d.choices)
+        elif isinstance(d, IntDistribution):
+            genome[name] = trial.suggest_int(name, d.low, d.high)
+        else:
+            genome[name] = trial.suggest_float(name, d.low, d.high, log=d.log)
     return repair(genome)
 
 
@@ -103,22 +112,17 @@ def optuna_search(heads, evaluator, cfg, evaluations, batch):
     """Optuna's multi-objective TPE (ask and tell, `batch` trials at a time) with the same
     machinery as random search; (winner, its standing, evaluations made)."""
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     names = [h.name for h in heads]
     study = optuna.create_study(directions=["maximize"] * len(heads),
                                 sampler=optuna.samplers.TPESampler(seed=cfg.seed))
-    space = {"n_emb": CategoricalDistribution(MUTANT_EMB), "n_head": CategoricalDistribution(N_HEADS),
-             "n_layer": IntDistribution(*MUTANT_LAYERS), "lr": FloatDistribution(*MUTANT_LR, log=True),
-             "temperature": FloatDistribution(*MUTANT_TEMPERATURE, log=True),
-             "cooling": FloatDistribution(*MUTANT_COOLING), "n_ctx": IntDistribution(*MUTANT_CTX),
-             "n_ff_exp": CategoricalDistribution(MUTANT_FF)}
+    space = distributions()
 
     def tell_voices(o):
         """Each voice o was heard at, told as a finished trial (hearing costs no training)."""
         for k, t in enumerate(o.temperatures):
-            lo, hi = MUTANT_TEMPERATURE
+            lo, hi = space["temperature"].low, space["temperature"].high
             if t != o.genome["temperature"] and lo <= t <= hi and o.result is not None:
                 values = [o.scores_at[k][n] for n in names]
                 if all(v > -1e9 for v in values):
@@ -135,7 +139,8 @@ def optuna_search(heads, evaluator, cfg, evaluations, batch):
     searched, left = [], evaluations - REFERENCE - CONFIRMED * CONFIRM_TRIALS
     while left > 0:
         trials = [study.ask() for _ in range(min(batch, left))]
-        todo = [organism(suggest(t), "optuna", len(searched) + i, cfg.seed) for i, t in enumerate(trials)]
+        todo = [organism(suggest(t, space), "optuna", len(searched) + i, cfg.seed)
+                for i, t in enumerate(trials)]
         evaluate_all(todo, evaluator, cfg, heads, Observer())
         for t, o in zip(trials, todo):
             values = [o.scores[n] for n in names]

@@ -887,7 +887,7 @@ def test_a_gene_added_to_the_table_is_drawn_mutated_shown_and_written(monkeypatc
 
     extra = genes.Gene("dropout", "Drop", "dropout (share of units)", False,
                        mutate=lambda rng, x: min(max(x + rng.uniform(-0.1, 0.1), 0.0), 0.5),
-                       extended=lambda rng: rng.uniform(0.0, 0.5),
+                       span=("float", 0.0, 0.5, False),
                        new=lambda rng: 0.0, tune=lambda genome: (0.0, 0.1, 0.2), shown="{:.2f}")
     space = (*genes.SPACE, extra)
     monkeypatch.setattr(genes, "SPACE", space)

@@ -65,7 +65,8 @@ class Gene:
     about: str                      # the report's label
     whole: bool                     # a whole number (the report draws its counts, not a median)
     mutate: Callable                # (rng, value) -> a mutant's value
-    extended: Callable              # rng -> a value anywhere mutants reach (random search)
+    span: tuple                     # where mutants reach: ("choice", values), ("int", lo, hi)
+                                    # (inclusive) or ("float", lo, hi, log): `extended`
     new: Optional[Callable] = None  # rng -> a new organism's value (None: TrainingConfig's default)
     tune: Optional[Callable] = None   # genome -> the values the final judgement tries
     shown: str = "{}"               # how the console prints a value
@@ -73,37 +74,46 @@ class Gene:
     def default(self):
         return getattr(TrainingConfig(), self.name)
 
+    def extended(self, rng):
+        """A value anywhere mutants reach, drawn uniformly (log-uniformly for a "log" float):
+        what a random search draws."""
+        kind, *bounds = self.span
+        if kind == "choice":
+            return rng.choice(bounds[0])
+        if kind == "int":
+            return rng.randint(*bounds)
+        lo, hi, log = bounds
+        return log_uniform(rng, (lo, hi)) if log else rng.uniform(lo, hi)
+
 
 SPACE = (
     Gene("n_emb", "Emb", "n_emb (embedding width)", True,
          mutate=_afresh(lambda rng: rng.choice(MUTANT_EMB)),
-         extended=lambda rng: rng.choice(MUTANT_EMB),
-         new=lambda rng: rng.choice(NEW_EMB), tune=lambda genome: MUTANT_EMB),
+         span=("choice", MUTANT_EMB), new=lambda rng: rng.choice(NEW_EMB),
+         tune=lambda genome: MUTANT_EMB),
     Gene("n_head", "Head", "n_head (attention heads)", True,
          mutate=_afresh(lambda rng: rng.choice(N_HEADS)),
-         extended=lambda rng: rng.choice(N_HEADS), new=lambda rng: rng.choice(N_HEADS)),
+         span=("choice", N_HEADS), new=lambda rng: rng.choice(N_HEADS)),
     Gene("n_layer", "Lay", "n_layer (layers)", True, mutate=_step(MUTANT_LAYERS),
-         extended=lambda rng: rng.randint(*MUTANT_LAYERS),
-         new=lambda rng: rng.randint(*NEW_LAYERS),
+         span=("int", *MUTANT_LAYERS), new=lambda rng: rng.randint(*NEW_LAYERS),
          tune=lambda genome: range(MUTANT_LAYERS[0], MUTANT_LAYERS[1] + 1)),
     Gene("lr", "LR", "lr (learning rate)", False, mutate=_scale(LR_FACTOR, MUTANT_LR),
-         extended=lambda rng: log_uniform(rng, MUTANT_LR),
+         span=("float", *MUTANT_LR, True),
          new=lambda rng: NEW_LR[0] + (NEW_LR[1] - NEW_LR[0]) * rng.random(),
          tune=lambda genome: [_clamp(genome["lr"] * f, MUTANT_LR) for f in LR_TUNING],
          shown="{:.4f}"),
     Gene("temperature", "T", "temperature", False,
          mutate=_scale(TEMPERATURE_FACTOR, MUTANT_TEMPERATURE),
-         extended=lambda rng: log_uniform(rng, MUTANT_TEMPERATURE), shown="{:.2f}"),
+         span=("float", *MUTANT_TEMPERATURE, True), shown="{:.2f}"),
     Gene("cooling", "Cool", "cooling (temperature x, by letter)", False,
          mutate=_scale(COOLING_FACTOR, MUTANT_COOLING),
-         extended=lambda rng: rng.uniform(*MUTANT_COOLING), shown="{:.2f}"),
+         span=("float", *MUTANT_COOLING, False), shown="{:.2f}"),
     Gene("n_ctx", "Ctx", "n_ctx (context)", True,
          mutate=_afresh(lambda rng: rng.randint(*MUTANT_CTX)),
-         extended=lambda rng: rng.randint(*MUTANT_CTX),
-         tune=lambda genome: range(MUTANT_CTX[0], MUTANT_CTX[1] + 1)),
+         span=("int", *MUTANT_CTX), tune=lambda genome: range(MUTANT_CTX[0], MUTANT_CTX[1] + 1)),
     Gene("n_ff_exp", "FF", "n_ff_exp (MLP width x)", True,
          mutate=_afresh(lambda rng: rng.choice(MUTANT_FF)),
-         extended=lambda rng: rng.choice(MUTANT_FF)),
+         span=("choice", MUTANT_FF)),
 )
 BY_NAME = {g.name: g for g in SPACE}
 GENES = tuple(g.name for g in SPACE)
