@@ -871,6 +871,8 @@ def test_a_genome_tuned_from_a_voice_that_cools_otherwise_keeps_that_voice_and_s
     same = Organism(dict(o.genome, temperature=0.8), "Weaver", 0, 0, 0, 0, of=o)
     assert o.retuned("n_ctx", 7, 3, same).tuned == "@n_ctx=7"
     assert hydra.voice_of(heard) == (1.9, 0.8) and hydra.voice_of(same) == 0.8
+    # its own value from another voice trains the model it already has: nothing to retrain
+    assert o.retuned("n_ctx", 16, 3, heard) is None and o.retuned("n_ctx", 16, 3, same) is None
 
 
 def test_the_worker_hears_a_voice_at_its_own_cooling_or_at_the_one_it_names():

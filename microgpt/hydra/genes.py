@@ -70,6 +70,7 @@ class Gene:
     new: Optional[Callable] = None  # rng -> a new organism's value (None: TrainingConfig's default)
     tune: Optional[Callable] = None   # genome -> the values the final judgement tries
     shown: str = "{}"               # how the console prints a value
+    voice: bool = False             # it shapes only how a trained model speaks, not its training
 
     def default(self):
         return getattr(TrainingConfig(), self.name)
@@ -104,10 +105,10 @@ SPACE = (
          shown="{:.4f}"),
     Gene("temperature", "T", "temperature", False,
          mutate=_scale(TEMPERATURE_FACTOR, MUTANT_TEMPERATURE),
-         span=("float", *MUTANT_TEMPERATURE, True), shown="{:.2f}"),
+         span=("float", *MUTANT_TEMPERATURE, True), shown="{:.2f}", voice=True),
     Gene("cooling", "Cool", "cooling (temperature x, by letter)", False,
          mutate=_scale(COOLING_FACTOR, MUTANT_COOLING),
-         span=("float", *MUTANT_COOLING, False), shown="{:.2f}"),
+         span=("float", *MUTANT_COOLING, False), shown="{:.2f}", voice=True),
     Gene("n_ctx", "Ctx", "n_ctx (context)", True,
          mutate=_afresh(lambda rng: rng.randint(*MUTANT_CTX)),
          span=("int", *MUTANT_CTX), tune=lambda genome: range(MUTANT_CTX[0], MUTANT_CTX[1] + 1)),
@@ -143,6 +144,11 @@ def mutate(genome, rng):
 def tuning_values(gene, genome):
     """The values the final judgement tries for gene (one with a `tune`) of genome."""
     return BY_NAME[gene].tune(genome)
+
+
+def trains_alike(genome, other):
+    """Whether two genomes train the same model: they differ at most in genes of the voice."""
+    return all(genome[g.name] == other[g.name] for g in SPACE if not g.voice)
 
 
 def describe(genome):

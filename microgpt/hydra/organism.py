@@ -4,7 +4,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from microgpt.hydra.genes import derive_seed, repair
+from microgpt.hydra.genes import derive_seed, repair, trains_alike
 
 N_CHAMPIONS = 2                                     # kept each generation, sent to the Gathering
 MIN_POPULATION = N_CHAMPIONS + 1                    # room for at least one mutant
@@ -64,9 +64,10 @@ class Organism:
 
     def retuned(self, gene, value, run_seed, voice=None):
         """This genome with gene set to value (repaired), as an organism yet to be judged (its
-        trials are its re-judgings); None when that is its own genome. voice (a heard variant
-        of this organism): start from its temperature and cooling, which then show in the id
-        when the cooling is another."""
+        trials are its re-judgings); None when it would train as this one does (the genes that
+        only shape the voice aside: its trials, heard at every voice, already say how that
+        speaks). voice (a heard variant of this organism): start from its temperature and
+        cooling, which then show in the id when the cooling is another."""
         start, tuned = self.genome, self.tuned
         if voice is not None:
             start = dict(self.genome, temperature=voice.genome["temperature"],
@@ -74,7 +75,7 @@ class Organism:
             if start["cooling"] != self.genome["cooling"]:
                 tuned += f"@cooling={start['cooling']:.4g}"
         genome = repair(dict(start, **{gene: value}))
-        if genome == self.genome:
+        if trains_alike(genome, self.genome):
             return None
         tuned = f"{tuned}@{gene}={value:.4g}"
         return Organism(genome, self.head, self.cycle, self.generation, self.index,
