@@ -106,28 +106,21 @@ CREATE TABLE gatherings (
     organism TEXT NOT NULL,
     PRIMARY KEY (run_id, cycle, head, organism)
 );
-CREATE TABLE front (
+"""
+FRONT = """
+CREATE TABLE IF NOT EXISTS front (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     organism TEXT NOT NULL,
     genome TEXT NOT NULL,
     scores TEXT NOT NULL,            -- JSON {head: its mean score over the organism's trials}
     trials INTEGER NOT NULL,
     PRIMARY KEY (run_id, organism)
-);
-"""
-# What turns a schema-1 store (before counted heads) into a schema-2 one: its runs were scored
-# by the mean, and have no front.
-MIGRATE_1_TO_2 = """
-ALTER TABLE runs ADD COLUMN scoring TEXT NOT NULL DEFAULT 'mean';
-CREATE TABLE IF NOT EXISTS front (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    organism TEXT NOT NULL,
-    genome TEXT NOT NULL,
-    scores TEXT NOT NULL,
-    trials INTEGER NOT NULL,
-    PRIMARY KEY (run_id, organism)
 )
 """
+SCHEMA += FRONT
+# What turns a schema-1 store (before counted heads) into a schema-2 one: its runs were scored
+# by the mean, and have no front.
+MIGRATE_1_TO_2 = "ALTER TABLE runs ADD COLUMN scoring TEXT NOT NULL DEFAULT 'mean';" + FRONT
 
 
 STATUSES = ("running", "interrupted", "failed", "completed")
