@@ -14,6 +14,10 @@ Tables, for the `sqlite3` shell as much as for microgpt:
        scores, names, names_at, val_loss, final_loss, num_params, seconds, error, attempts, finished)
   gatherings(run_id, cycle, head, organism)   the immigrants each head took in
   front(run_id, organism, genome, scores, trials)   the run's Pareto front across its heads
+  champions(run_id, cycle, generation, head, organism, scores, trials)   each head's champion
+       after each generation, as the console prints it (scores: the means over its trials)
+Since schema 3 an evaluation also records when it started (`started`, seconds since the epoch),
+the process that ran it (`worker`, host:pid) and its stage (`evolution` or `final judgement`).
 JSON columns (genome, scores, names, names_at, heads, argv, winner_genome) hold JSON text:
 `json_extract(scores, '$.Weaver')` reads one head's score. Cycles and generations count from 1.
 
@@ -46,7 +50,8 @@ try:
 except ImportError:          # Windows: no record locks; a run's pid says whether it runs
     fcntl = None
 
-SCHEMA_VERSION = 2          # 2: runs.scoring and the front table
+SCHEMA_VERSION = 3          # 2: runs.scoring and the front table; 3: champions, and
+                            # evaluations' started, worker and stage
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 SCHEMA = """
@@ -97,6 +102,9 @@ CREATE TABLE evaluations (
     error TEXT,
     attempts INTEGER NOT NULL,
     finished TEXT NOT NULL,
+    started REAL,                    -- seconds since the epoch (schema 3)
+    worker TEXT,                     -- host:pid of the process that ran it (schema 3)
+    stage TEXT,                      -- evolution or final judgement (schema 3)
     PRIMARY KEY (run_id, organism)
 );
 CREATE TABLE gatherings (
@@ -117,10 +125,27 @@ CREATE TABLE IF NOT EXISTS front (
     PRIMARY KEY (run_id, organism)
 )
 """
-SCHEMA += FRONT
-# What turns a schema-1 store (before counted heads) into a schema-2 one: its runs were scored
-# by the mean, and have no front.
-MIGRATE_1_TO_2 = "ALTER TABLE runs ADD COLUMN scoring TEXT NOT NULL DEFAULT 'mean';" + FRONT
+CHAMPIONS = """
+CREATE TABLE IF NOT EXISTS champions (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    cycle INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    head TEXT NOT NULL,
+    organism TEXT NOT NULL,
+    scores TEXT NOT NULL,            -- JSON {head: its mean score over its trials so far}
+    trials INTEGER NOT NULL,
+    PRIMARY KEY (run_id, cycle, generation, head)
+)
+"""
+SCHEMA += FRONT + ";" + CHAMPIONS
+# What turns an older store into the next schema's: schema-1 runs (before counted heads) were
+# scored by the mean and have no front; schema-2 runs have no champions, and their evaluations
+# no start, worker or stage (NULL).
+MIGRATIONS = {
+    1: "ALTER TABLE runs ADD COLUMN scoring TEXT NOT NULL DEFAULT 'mean';" + FRONT,
+    2: ("ALTER TABLE evaluations ADD COLUMN started REAL; ALTER TABLE evaluations ADD COLUMN"
+        " worker TEXT; ALTER TABLE evaluations ADD COLUMN stage TEXT;" + CHAMPIONS),
+}
 
 
 STATUSES = ("running", "interrupted", "failed", "completed")
@@ -206,7 +231,7 @@ class Store:
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
-            return
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "meta" not in tables or "runs" not in tables:
             raise StoreError(f"{self.path}: not a microgpt store (an SQLite database with tables "
                              f"{', '.join(sorted(tables))})")
@@ -218,21 +243,23 @@ class Store:
             raise StoreError(f"{self.path}: written by a newer microgpt (store schema {version}; "
                              f"this one reads up to {SCHEMA_VERSION}); upgrade microgpt")
         self.version = version
-        if version == 1 and not self.readonly:
+        if version < SCHEMA_VERSION and not self.readonly:
             self._migrate()
-            self.version = 2
+            self.version = SCHEMA_VERSION
 
     def _migrate(self):
-        """Bring a schema-1 store to schema 2, in one transaction (another process may be doing
-        the same: whoever comes second finds it done)."""
+        """Bring an older store to this schema, one version after another, in one transaction
+        (another process may be doing the same: whoever comes second finds it done)."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row and str(row[0]) == "1":
-                for statement in MIGRATE_1_TO_2.split(";"):
+            version = int(row[0])
+            while version < SCHEMA_VERSION:
+                for statement in MIGRATIONS[version].split(";"):
                     if statement.strip():
                         self.db.execute(statement)
-                self.db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+                version += 1
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -436,7 +463,7 @@ class Store:
 
     # Evaluations.
 
-    def add_evaluation(self, run_id, org, steps):
+    def add_evaluation(self, run_id, org, steps, stage="evolution"):
         """Record a finished evaluation (once: a recalled one is already there)."""
         result = org.result or {}
         row = {"run_id": run_id, "organism": org.id, "head": org.head, "cycle": org.cycle + 1,
@@ -449,7 +476,8 @@ class Store:
                "names_at": json.dumps(result["names_at"]) if "names_at" in result else None,
                "val_loss": result.get("val_loss"), "final_loss": result.get("final_loss"),
                "num_params": result.get("num_params"), "seconds": result.get("seconds"),
-               "error": org.error, "attempts": org.attempts, "finished": now()}
+               "error": org.error, "attempts": org.attempts, "finished": now(),
+               "started": result.get("started"), "worker": result.get("worker"), "stage": stage}
         self.db.execute(f"INSERT OR IGNORE INTO evaluations ({', '.join(row)})"
                         f" VALUES ({', '.join(':' + k for k in row)})", row)
 
@@ -530,6 +558,35 @@ class Store:
                 skipped.append(str(exc))
         return kept, skipped
 
+    def add_champions(self, run_id, cycle, generation, populations, heads):
+        """Record each head's champion after a generation (populations ranked best first), with
+        its scores as the console prints them: the means over its trials so far."""
+        for h in heads:
+            o = populations[h][0]
+            scores = {k: finite_or_none(o.fitness(k)) for k in heads}
+            self.db.execute("INSERT OR REPLACE INTO champions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (run_id, cycle + 1, generation + 1, h, o.id, json.dumps(scores),
+                             len(o.judged())))
+
+    def champions(self, run_id):
+        """Each head's champion after each generation: [{cycle, generation, head, organism,
+        scores, trials}] (none for a run stored before schema 3), rows of the wrong types left
+        out."""
+        if self.version < 3:
+            return []
+        out = []
+        for r in self.db.execute("SELECT * FROM champions WHERE run_id = ? ORDER BY cycle,"
+                                 " generation, head", (run_id,)):
+            try:
+                scores = json.loads(r["scores"])
+            except (TypeError, ValueError):
+                continue
+            if (_whole(r["cycle"]) and _whole(r["generation"]) and isinstance(r["head"], str)
+                    and isinstance(r["organism"], str) and isinstance(scores, dict)
+                    and all(x is None or (_number(x) and math.isfinite(x)) for x in scores.values())):
+                out.append(dict(r, scores=scores))
+        return out
+
     def gatherings(self, run_id):
         """The run's Gatherings: [{cycle, head, organism}] (a head's immigrants in each cycle),
         rows of the wrong types left out."""
@@ -575,9 +632,16 @@ class Recorder(Observer):
 
     def __init__(self, store, run_id, cfg):
         self.store, self.run_id, self.cfg = store, run_id, cfg
+        self.stage = "evolution"
+
+    def final_started(self, organisms, todo, what):
+        self.stage = "final judgement"
 
     def evaluated(self, organism):
-        self.store.add_evaluation(self.run_id, organism, self.cfg.steps)
+        self.store.add_evaluation(self.run_id, organism, self.cfg.steps, self.stage)
+
+    def generation(self, cycle, generation, populations):
+        self.store.add_champions(self.run_id, cycle, generation, populations, list(populations))
 
     def gathering(self, cycle, pool, received):
         self.store.add_gathering(self.run_id, cycle, received)

@@ -5,6 +5,9 @@ Dask worker) can run it by name. Nothing here knows of the engine, files it writ
 """
 import functools
 import hashlib
+import os
+import socket
+import time
 
 from microgpt.errors import DataError
 from microgpt.files import read_bytes
@@ -42,8 +45,8 @@ def voice(v, cooling):
 
 
 def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=None):
-    """Train one organism and sample its names: {names, val_loss, final_loss, num_params, seconds},
-    and with temperatures, names_at: the same model's names at each of them, in order (a
+    """Train one organism and sample its names: {names, val_loss, final_loss, num_params, seconds,
+    started (seconds since the epoch), worker (host:pid)}, and with temperatures, names_at: the same model's names at each of them, in order (a
     temperature at the genome's cooling, or a (temperature, cooling) pair).
 
     genome holds the seven genes, the temperature and the cooling; data is a path to the names
@@ -51,6 +54,7 @@ def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=Non
     exactly as `microgpt` does with that genome and --seed seed, and the names at a temperature
     are those `microgpt -t` prints (with the genome's cooling).
     """
+    started = time.time()
     own = genome["temperature"] in temperatures         # then its names are sampled only once
     cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, temperature=genome["temperature"],
                          cooling=genome["cooling"], gen_samples=0 if own else samples,
@@ -59,7 +63,8 @@ def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=Non
     result = train_and_generate(cfg, dataset=dataset)
     out = {"names": list(result.names), "val_loss": float(result.val_loss),
            "final_loss": float(result.final_loss), "num_params": int(result.num_params),
-           "seconds": float(result.seconds)}
+           "seconds": float(result.seconds), "started": started,
+           "worker": f"{socket.gethostname()}:{os.getpid()}"}
     if temperatures:           # each a temperature at the genome's cooling, or (temperature, cooling)
         out["names_at"] = []
         for v in temperatures:

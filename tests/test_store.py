@@ -210,6 +210,7 @@ def test_a_schema_1_store_is_migrated_its_runs_scored_by_the_mean(tmp_path):
     path = tmp_path / "old.db"
     Store(path).close()
     db = sqlite3.connect(path)                # make it what microgpt 0.1 wrote
+    to_schema_2(db)
     db.execute("DROP TABLE front")
     db.execute("ALTER TABLE runs DROP COLUMN scoring")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
@@ -223,6 +224,35 @@ def test_a_schema_1_store_is_migrated_its_runs_scored_by_the_mean(tmp_path):
     try:
         assert store.run(1)["scoring"] == "mean" and store.front(1) == []
         assert store.db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
+    finally:
+        store.close()
+
+
+def to_schema_2(db):
+    """Make a new store what microgpt 0.2.0 wrote: no champions, no start, worker or stage."""
+    db.execute("DROP TABLE champions")
+    for column in ("started", "worker", "stage"):
+        db.execute(f"ALTER TABLE evaluations DROP COLUMN {column}")
+    db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+
+
+def test_a_schema_2_store_is_read_as_it_is_and_migrated_when_written(tmp_path):
+    path = tmp_path / "old.db"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    to_schema_2(db)
+    db.commit()
+    db.close()
+    store = Store(path, readonly=True)            # read-only: read as schema 2, not changed
+    try:
+        assert store.version == 2 and store.champions(1) == []
+    finally:
+        store.close()
+    store = Store(path)
+    try:
+        assert store.version == SCHEMA_VERSION and store.champions(1) == []
+        columns = {r[1] for r in store.db.execute("PRAGMA table_info(evaluations)")}
+        assert {"started", "worker", "stage"} <= columns
     finally:
         store.close()
 
