@@ -137,8 +137,9 @@ def main():
     verdicts = []
     for judge in fresh:
         own = judge.hear(chosen, [(g["temperature"], g["cooling"]) for g in chosen])
-        verdicts.append([judge.verdict(own[(i, (g["temperature"], g["cooling"]))])
-                         for i, g in enumerate(chosen)])
+        verdicts.append([judge.verdict(own[key]) if key in own else {"seed": 0.0, "extended": 0.0}
+                         for key in ((i, (g["temperature"], g["cooling"]))
+                                     for i, g in enumerate(chosen))])     # failed: stands nowhere
     print(f"the best {len(top)} by judge A (mean of both standings), judged again by "
           f"{args.judges} fresh judge(s); seed-distribution / extended yardstick:")
     print(f"{'A':>11} " + " ".join(f"{chr(ord('B') + j):>11}" for j in range(args.judges))
