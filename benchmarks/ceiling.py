@@ -136,7 +136,7 @@ def main():
     fresh = [Judge(chr(ord("B") + j), args, heads) for j in range(args.judges)]
     verdicts = []
     for judge in fresh:
-        own = judge.hear(chosen, [(g["temperature"], g["cooling"]) for g in chosen])
+        own = judge.hear(chosen, sorted({(g["temperature"], g["cooling"]) for g in chosen}))
         verdicts.append([judge.verdict(own[key]) if key in own else {"seed": 0.0, "extended": 0.0}
                          for key in ((i, (g["temperature"], g["cooling"]))
                                      for i, g in enumerate(chosen))])     # failed: stands nowhere
