@@ -244,12 +244,13 @@ def _keep_old(target):
     raise OSError(f"{target}: too many kept copies named {target.stem}.{stamp}*")
 
 
-def write_atomic(path, data, flag=None):
+def write_atomic(path, data, flag=None, keep=True):
     """Write data (bytes) to path: (the file written, where the old file was kept or None).
 
     Symlinks are written through; a non-regular file is refused (UsageError); the temporary file
     is made beside the target and moved over it, with the old file's permission bits. An old
-    file that holds exactly data is replaced without a kept copy (nothing would be lost).
+    file that holds exactly data is replaced without a kept copy (nothing would be lost), and so
+    is any with keep False (a file this process wrote itself, written again).
     """
     target = writable_target(path, flag)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -261,7 +262,7 @@ def write_atomic(path, data, flag=None):
         with _locked(target.parent):
             try:
                 mode = stat.S_IMODE(os.stat(target).st_mode)
-                kept = None if _holds(target, data) else _keep_old(target)
+                kept = None if not keep or _holds(target, data) else _keep_old(target)
             except FileNotFoundError:
                 mode, kept = 0o666 & ~_umask(), None     # mkstemp makes it private; ours is not
             os.chmod(tmp, mode)

@@ -477,9 +477,13 @@ def build_report_parser():
     p = argparse.ArgumentParser(
         prog="microgpt-hydra report",
         description="Pictures of a run, read from the store (nothing runs again): a self-contained "
-                    "HTML page and a PNG per figure (fitness per generation, loss against size, "
-                    "the genes, the winner's lineage, where the time went), and a summary here. "
-                    "Two runs: their fitness curves overlaid, head by head. Needs matplotlib: "
+                    "HTML page, verdict first (the winner against the random genomes the run began "
+                    "with), then a PNG per figure (champions per generation, the heads' Pareto "
+                    "front, which genes mattered, standing against each gene, temperature x "
+                    "cooling, the winner's lineage, the genes, loss against size, the timeline), "
+                    "and a summary here. Two runs: their winners and champions compared, and both "
+                    "runs' figures. --watch keeps the page current while the run goes on (the "
+                    "page reloads itself; open it in a browser). Needs matplotlib: "
                     "pip install 'microgpt-hydra[report]' (in a checkout: pip install '.[report]').")
     p.add_argument("runs", metavar="RUN", nargs="*", type=_run_id,
                    help="one run, or two to compare (default: the newest)")
@@ -488,8 +492,21 @@ def build_report_parser():
     p.add_argument("--experiments", metavar="DIR", type=Path, default=Path("experiments"),
                    help="the runs' directory (experiments)")
     p.add_argument("--store", metavar="PATH", type=Path, help=f"the store (DIR/{STORE_NAME})")
+    p.add_argument("--watch", metavar="SECONDS", type=_watch_seconds, nargs="?", const=3.0,
+                   help="write the report again every SECONDS (3) while the run goes on, the page "
+                        "reloading itself as often; stop when the run ends (or on Ctrl-C)")
     p.add_argument("--debug", action="store_true", help="show a traceback on errors")
     return p
+
+
+def _watch_seconds(text):
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not 0.5 <= x <= 3600:
+        raise argparse.ArgumentTypeError(f"must be from 0.5 to 3600 seconds, got {text}")
+    return x
 
 
 def run_report(args, parser):
@@ -504,9 +521,12 @@ def run_report(args, parser):
     except ImportError:
         raise UsageError("the report needs matplotlib: pip install 'microgpt-hydra[report]' "
                          "(in a checkout: pip install '.[report]')") from None
-    from microgpt.report import report
+    from microgpt.report import report, watch
 
-    lines, paths = report(store_path, args.runs, args.out)
+    if args.watch is not None:
+        lines, paths = watch(store_path, args.runs, args.out, args.watch)
+    else:
+        lines, paths = report(store_path, args.runs, args.out)
     for line in lines:
         print(line)
     print(f"Report: {paths[0]} ({len(paths) - 1} figures beside it)")

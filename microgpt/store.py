@@ -16,8 +16,8 @@ Tables, for the `sqlite3` shell as much as for microgpt:
   front(run_id, organism, genome, scores, trials)   the run's Pareto front across its heads
   champions(run_id, cycle, generation, head, organism, scores, trials)   each head's champion
        after each generation, as the console prints it (scores: the means over its trials)
-Since schema 3 an evaluation also records when it started (`started`, seconds since the epoch),
-the process that ran it (`worker`, host:pid) and its stage (`evolution` or `final judgement`).
+Since schema 3 an evaluation also records when it started and ended on its worker (`started`,
+`ended`, seconds since the epoch), the process that ran it (`worker`, host:pid) and its stage (`evolution` or `final judgement`).
 JSON columns (genome, scores, names, names_at, heads, argv, winner_genome) hold JSON text:
 `json_extract(scores, '$.Weaver')` reads one head's score. Cycles and generations count from 1.
 
@@ -103,6 +103,7 @@ CREATE TABLE evaluations (
     attempts INTEGER NOT NULL,
     finished TEXT NOT NULL,
     started REAL,                    -- seconds since the epoch (schema 3)
+    ended REAL,                      -- the same, when the worker was done with it (schema 3)
     worker TEXT,                     -- host:pid of the process that ran it (schema 3)
     stage TEXT,                      -- evolution or final judgement (schema 3)
     PRIMARY KEY (run_id, organism)
@@ -140,11 +141,12 @@ CREATE TABLE IF NOT EXISTS champions (
 SCHEMA += FRONT + ";" + CHAMPIONS
 # What turns an older store into the next schema's: schema-1 runs (before counted heads) were
 # scored by the mean and have no front; schema-2 runs have no champions, and their evaluations
-# no start, worker or stage (NULL).
+# no start, end, worker or stage (NULL).
 MIGRATIONS = {
     1: "ALTER TABLE runs ADD COLUMN scoring TEXT NOT NULL DEFAULT 'mean';" + FRONT,
     2: ("ALTER TABLE evaluations ADD COLUMN started REAL; ALTER TABLE evaluations ADD COLUMN"
-        " worker TEXT; ALTER TABLE evaluations ADD COLUMN stage TEXT;" + CHAMPIONS),
+        " worker TEXT; ALTER TABLE evaluations ADD COLUMN stage TEXT;"
+        " ALTER TABLE evaluations ADD COLUMN ended REAL;" + CHAMPIONS),
 }
 
 
@@ -477,7 +479,7 @@ class Store:
                "val_loss": result.get("val_loss"), "final_loss": result.get("final_loss"),
                "num_params": result.get("num_params"), "seconds": result.get("seconds"),
                "error": org.error, "attempts": org.attempts, "finished": now(),
-               "started": result.get("started"), "worker": result.get("worker"), "stage": stage}
+               "started": result.get("started"), "ended": result.get("ended"), "worker": result.get("worker"), "stage": stage}
         self.db.execute(f"INSERT OR IGNORE INTO evaluations ({', '.join(row)})"
                         f" VALUES ({', '.join(':' + k for k in row)})", row)
 

@@ -46,7 +46,7 @@ def voice(v, cooling):
 
 def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=None):
     """Train one organism and sample its names: {names, val_loss, final_loss, num_params, seconds,
-    started (seconds since the epoch), worker (host:pid)}, and with temperatures, names_at: the same model's names at each of them, in order (a
+    started and ended (seconds since the epoch), worker (host:pid)}, and with temperatures, names_at: the same model's names at each of them, in order (a
     temperature at the genome's cooling, or a (temperature, cooling) pair).
 
     genome holds the seven genes, the temperature and the cooling; data is a path to the names
@@ -72,4 +72,5 @@ def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=Non
             out["names_at"].append(generate(result.model, result.tok, samples, t, seed, cooling=c))
     if own:
         out["names"] = list(out["names_at"][temperatures.index(genome["temperature"])])
+    out["ended"] = time.time()
     return out

@@ -229,9 +229,9 @@ def test_a_schema_1_store_is_migrated_its_runs_scored_by_the_mean(tmp_path):
 
 
 def to_schema_2(db):
-    """Make a new store what microgpt 0.2.0 wrote: no champions, no start, worker or stage."""
+    """Make a new store what microgpt 0.2.0 wrote: no champions, no start, end, worker or stage."""
     db.execute("DROP TABLE champions")
-    for column in ("started", "worker", "stage"):
+    for column in ("started", "ended", "worker", "stage"):
         db.execute(f"ALTER TABLE evaluations DROP COLUMN {column}")
     db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
@@ -252,7 +252,7 @@ def test_a_schema_2_store_is_read_as_it_is_and_migrated_when_written(tmp_path):
     try:
         assert store.version == SCHEMA_VERSION and store.champions(1) == []
         columns = {r[1] for r in store.db.execute("PRAGMA table_info(evaluations)")}
-        assert {"started", "worker", "stage"} <= columns
+        assert {"started", "ended", "worker", "stage"} <= columns
     finally:
         store.close()
 

@@ -1,0 +1,461 @@
+"""The run's figures, each a matplotlib Figure of WIDTH x HEIGHT inches, drawn from a `Run`.
+
+Every head keeps one colour in every figure; the winner is a gold star wherever it is drawn; the
+random first generation (the yardstick of every standing) is the baseline where a score is.
+"""
+import random
+import statistics
+
+from microgpt.hydra import GENES, SPACE
+from microgpt.report.data import (
+    best_so_far,
+    champions,
+    changes,
+    drawable,
+    gene_of,
+    heard_voices,
+    importance,
+    lineage,
+    organism_of,
+    reference_scores,
+    score,
+    standing,
+    trial_means,
+)
+
+COLOURS = {"Weaver": "#1f77b4", "Mirror": "#9467bd", "Spark": "#ff7f0e", "Origin": "#2ca02c",
+           "Classic": "#8c564b"}
+WIDTH, HEIGHT, DPI = 9.0, 4.5, 100          # inches; every PNG is 900 x 450 pixels
+GENE_LABELS = {g.name: g.about for g in SPACE}
+WHOLE = {g.name for g in SPACE if g.whole}
+WINNER = dict(marker="*", s=220, color="gold", edgecolor="black", zorder=6)
+
+
+def _figure(nrows=1, ncols=1, **kw):
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+
+    fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
+
+
+def _grid(n):
+    """(rows, columns) for n panels in a wide figure: two rows from four panels on."""
+    rows = 1 if n < 4 else 2
+    return rows, -(-n // rows)
+
+
+def _empty(ax, text):
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _log_scale(set_scale, values):
+    """A log scale on that axis, when it has something to draw (an empty one cannot be logged)."""
+    if any(drawable(x) and x > 0 for x in values):
+        set_scale("log")
+
+
+def _gathering_lines(ax, run):
+    for c in sorted({g["cycle"] for g in run.gatherings}):
+        ax.axvline(c * run.per_cycle + 0.5, color="0.6", linestyle=":", linewidth=1)
+    if run.gatherings:
+        ax.plot([], [], color="0.6", linestyle=":", label="Gathering")
+
+
+def plot_fitness(run):
+    """Per head: every birth's first trial (dots), the champion after each generation as the
+    console prints it (the mean over its trials), the best champion so far, the random first
+    generation's spread, and the winner's mean over its confirming trials."""
+    champs, ref, winner = champions(run), reference_scores(run), run.winner
+    fig, axes = _figure(1, len(run.heads))
+    last = run.last_generation
+    for ax, h in zip(axes[0], run.heads):
+        births = [(run.generation(e), score(e, h)) for e in run.births() if e["head"] == h]
+        ax.scatter([g for g, x in births if x is not None], [x for _, x in births if x is not None],
+                   s=6, color=COLOURS.get(h), alpha=0.25, label="births (one trial)")
+        if ref[h]:
+            lo, hi = ref[h][0], ref[h][-1]
+            ax.axhspan(lo, hi, color="0.85", zorder=0, label="random first generation")
+            ax.axhline(statistics.median(ref[h]), color="0.5", linewidth=1, zorder=0)
+        line = [(c["generation"], c["score"]) for c in champs if c["head"] == h]
+        ax.plot([g for g, _ in line], [x for _, x in line], marker="o", markersize=3,
+                color=COLOURS.get(h), label="champion (trial mean)")
+        best = best_so_far(line)
+        ax.step([g for g, _ in best], [x for _, x in best], where="post", color="black",
+                linewidth=1, linestyle="--", label="best so far")
+        w = (winner or {}).get("scores", {}).get(h)
+        if drawable(w):
+            ax.scatter([last + 1], [w], **WINNER, label="winner (confirmed)")
+        _gathering_lines(ax, run)
+        ax.set_title(h)
+        ax.set_xlabel("generation (then the winner)")
+        ax.set_ylabel("score" if h != run.heads[0] else "score: band = random first generation")
+        ax.legend(fontsize="x-small", loc="lower right")
+    source = "" if any(c["stored"] for c in champs) else " (best births: no champions stored)"
+    fig.suptitle(f"Champions per generation, as the console prints them{source}, {run.title}",
+                 fontsize="medium")
+    return fig
+
+
+def plot_loss(run):
+    """Held-out loss against size for every successful evaluation (births filled, re-judgings
+    hollow), the winner's mean: the loss is not what the run selects on."""
+    fig, axes = _figure()
+    ax = axes[0][0]
+    for h in run.heads:
+        es = [e for e in run.evaluations if e["head"] == h and drawable(e["val_loss"])
+              and e["num_params"] is not None]
+        born = [e for e in es if e["trial"] == 1]
+        again = [e for e in es if e["trial"] > 1]
+        ax.scatter([e["num_params"] for e in born], [e["val_loss"] for e in born], s=12,
+                   alpha=0.6, color=COLOURS.get(h), label=f"{h}: births")
+        ax.scatter([e["num_params"] for e in again], [e["val_loss"] for e in again], s=12,
+                   alpha=0.5, facecolor="none", edgecolor=COLOURS.get(h), label=f"{h}: re-judgings")
+    chosen = run.row.get("winner")
+    trials = [e for e in run.evaluations if chosen and organism_of(e) == chosen.split("/")[0]
+              and drawable(e["val_loss"]) and e["num_params"] is not None]
+    if trials:
+        ax.scatter([trials[0]["num_params"]], [statistics.mean(e["val_loss"] for e in trials)],
+                   **WINNER, label=f"winner (mean of {len(trials)})")
+    _log_scale(ax.set_xscale, [e["num_params"] for e in run.evaluations if e["num_params"]])
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("held-out loss (nats per token)")
+    ax.set_title(f"Held-out loss against size, all {sum(1 for e in run.evaluations if e['error'] is None)}"
+                 f" evaluations (the heads score names, not loss), {run.title}", fontsize="medium")
+    ax.legend(fontsize="x-small", ncol=2)
+    return fig
+
+
+def plot_genes(run):
+    """Each gene of the table over the generations, every birth a point (whole-number genes as
+    counts: the size of a point), coloured by the head that bred it."""
+    rows, columns = _grid(len(GENES))
+    fig, axes = _figure(rows, columns)
+    cells = axes.ravel()
+    offsets = {h: (k - (len(run.heads) - 1) / 2) * 0.22 for k, h in enumerate(run.heads)}
+    for ax, gene in zip(cells, GENES):
+        for h in run.heads:
+            es = [e for e in run.births() if e["head"] == h]
+            if gene in WHOLE:
+                counts = {}
+                for e in es:
+                    key = (run.generation(e), gene_of(e, gene))
+                    counts[key] = counts.get(key, 0) + 1
+                ax.scatter([g + offsets[h] for g, _ in counts], [v for _, v in counts],
+                           s=[6 * n for n in counts.values()], color=COLOURS.get(h), alpha=0.7,
+                           label=h)
+            else:
+                ax.scatter([run.generation(e) + offsets[h] for e in es],
+                           [gene_of(e, gene) for e in es], s=5, color=COLOURS.get(h), alpha=0.5,
+                           label=h)
+        ax.set_title(GENE_LABELS[gene], fontsize="small")
+        ax.tick_params(labelsize="x-small")
+        if gene == "lr":
+            _log_scale(ax.set_yscale, [gene_of(e, gene) for e in run.births()])
+    for ax in cells[len(GENES):]:
+        ax.axis("off")
+    handles, labels = cells[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(run.heads), fontsize="small")
+    fig.suptitle(f"The genes of every birth by generation (point size: how many), {run.title}",
+                 fontsize="medium")
+    return fig
+
+
+def plot_lineage(run):
+    """The winner's ancestors on one measure: the mean over each one's trials under the winner's
+    head, with the spread between its trials (noise, not progress) as error bars."""
+    fig, axes = _figure()
+    ax = axes[0][0]
+    chain = lineage(run)
+    head = chain[-1]["head"] if chain else None
+    xs = list(range(len(chain)))
+    ys = [a["score"] if a["score"] is not None else float("nan") for a in chain]
+    ax.plot(xs, ys, color="0.6", zorder=1)
+    for k, (a, x, y) in enumerate(zip(chain, xs, ys)):
+        final = a.get("final")
+        if final:
+            ax.scatter([x], [y], **WINNER)
+        else:
+            ax.errorbar([x], [y], yerr=[a["spread"] or 0], fmt="o", color=COLOURS.get(a["head"]),
+                        capsize=3, zorder=2)
+        label = changes(a).replace("changed ", "").replace("final judgement: ", "tuned: ")
+        if a["gathering"]:
+            label += f"\nto {a['to']} (Gathering {a['gathering']})"
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(0, 12 if k % 2 else -22),
+                    ha="center", fontsize="x-small")
+    ax.set_xticks(xs, [("winner" if a.get("final") else f"g{a['generation']}") for a in chain],
+                  fontsize="small")
+    for h in run.heads:
+        ax.scatter([], [], color=COLOURS.get(h), label=f"bred by {h}")
+    ax.set_xlabel("the winner's ancestors, oldest first (generation born)")
+    ax.set_ylabel(f"{head}: mean over trials" if head else "score")
+    note = (" (bars: the spread between an organism's trials; one trial has none)"
+            if chain else "")
+    ax.set_title((f"The winner's lineage{note}, {run.title}" if chain
+                  else f"No winner yet, {run.title}"), fontsize="medium")
+    if chain:
+        ax.legend(fontsize="x-small", loc="best")
+        ax.margins(x=0.06, y=0.3)
+    else:
+        _empty(ax, "no winner yet")
+    return fig
+
+
+def plot_time(run):
+    """Seconds per evaluation against size; failed evaluations marked."""
+    fig, axes = _figure()
+    ax = axes[0][0]
+    for h in run.heads:
+        es = [e for e in run.evaluations if e["head"] == h and drawable(e["seconds"])
+              and e["num_params"] is not None]
+        ax.scatter([e["num_params"] for e in es], [e["seconds"] for e in es], s=12, alpha=0.6,
+                   color=COLOURS.get(h), label=h)
+    failed = [e for e in run.evaluations if e["error"] is not None]
+    if failed:
+        y = max([e["seconds"] for e in run.evaluations if drawable(e["seconds"])] or [1.0])
+        ax.scatter([_params(e["genome"]) for e in failed], [y] * len(failed), marker="x", s=50,
+                   color="red", label=f"failed ({len(failed)})")
+    _log_scale(ax.set_xscale, [e["num_params"] for e in run.evaluations if e["num_params"]]
+               + [_params(e["genome"]) for e in failed])
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("seconds per evaluation")
+    total = sum(e["seconds"] for e in run.evaluations if drawable(e["seconds"]))
+    ax.set_title(f"Seconds per evaluation against size: {total:.0f} s in all, {run.title}",
+                 fontsize="medium")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def timeline_rows(run):
+    """[(lane, start, seconds, evaluation)]: each evaluation on the worker that ran it (its lane),
+    from when the worker began it to when it was done (training and sampling at every voice),
+    in seconds from the run's first; a store from before workers were recorded packs them into
+    lanes by their end times (finished, to the second) and training seconds."""
+    timed = [e for e in run.evaluations if drawable(e.get("started")) and drawable(e.get("ended"))]
+    if timed:
+        t0 = min(e["started"] for e in timed)
+        lanes = {w: k for k, w in enumerate(sorted({e.get("worker") or "?" for e in timed}))}
+        return [(lanes[e.get("worker") or "?"], e["started"] - t0, e["ended"] - e["started"], e)
+                for e in timed]
+    import datetime
+
+    es = []
+    for e in run.evaluations:
+        try:
+            end = datetime.datetime.strptime(e["finished"], "%Y-%m-%d %H:%M:%S").timestamp()
+        except (TypeError, ValueError):
+            continue
+        if drawable(e["seconds"]):
+            es.append((end - e["seconds"], e))
+    if not es:
+        return []
+    t0 = min(s for s, _ in es)
+    free, rows = [], []
+    for s, e in sorted(es, key=lambda p: p[0]):
+        lane = next((k for k, t in enumerate(free) if t <= s), None)
+        if lane is None:
+            free.append(0.0)
+            lane = len(free) - 1
+        free[lane] = s + e["seconds"]
+        rows.append((lane, s - t0, e["seconds"], e))
+    return rows
+
+
+def plot_timeline(run):
+    """Every evaluation as a bar on the worker that ran it, over the run's wall clock; the final
+    judgement set apart (hatched, its span shaded)."""
+    from matplotlib.patches import Patch
+
+    fig, axes = _figure()
+    ax = axes[0][0]
+    rows = timeline_rows(run)
+    if not rows:
+        _empty(ax, "no evaluation has a time yet")
+    for h in run.heads:
+        for final in (False, True):
+            bars = [(lane, start, secs) for lane, start, secs, e in rows
+                    if e["head"] == h and run.final(e) == final]
+            if bars:
+                ax.barh([b[0] for b in bars], [b[2] for b in bars], left=[b[1] for b in bars],
+                        height=0.8, color=COLOURS.get(h), hatch="///" if final else None,
+                        edgecolor="0.3" if final else COLOURS.get(h), linewidth=0)
+
+    finals = [(start, start + secs) for _, start, secs, e in rows if run.final(e)]
+    if finals:
+        lo, hi = min(a for a, _ in finals), max(b for _, b in finals)
+        ax.axvspan(lo, hi, color="0.9", zorder=0, label=f"final judgement ({hi - lo:.0f} s)")
+    failed = [(lane, start) for lane, start, _, e in rows if e["error"] is not None]
+    if failed:
+        ax.scatter([s for _, s in failed], [lane for lane, _ in failed], marker="x", color="red",
+                   zorder=5, label=f"failed ({len(failed)})")
+    lanes = sorted({lane for lane, *_ in rows})
+    ax.set_yticks(lanes, [f"worker {k + 1}" for k in lanes], fontsize="small")
+    ax.set_xlabel("seconds since the run's first evaluation")
+    span = max((s + d for _, s, d, _ in rows), default=0)
+    ax.set_title(f"Timeline: {len(rows)} evaluations on {len(lanes)} worker(s) in {span:.0f} s,"
+                 f" {run.title}", fontsize="medium")
+    heads = [Patch(color=COLOURS.get(h), label=h) for h in run.heads]
+    ax.legend(handles=heads + ax.get_legend_handles_labels()[0], fontsize="x-small",
+              loc="upper left", ncol=5)
+    return fig
+
+
+def plot_front(run):
+    """The heads' trade-off: every organism's trial means, two heads at a time, the run's Pareto
+    front (no organism beats it on every head) drawn over it, the winner starred."""
+    pairs = [(a, b) for i, a in enumerate(run.heads) for b in run.heads[i + 1:]]
+    fig, axes = _figure(1, max(1, len(pairs)))
+    means = trial_means(run)
+    front = {f["organism"] for f in run.front}
+    winner = run.winner
+    if not pairs:
+        _empty(axes[0][0], "one head: no trade-off to draw")
+    for ax, (a, b) in zip(axes[0], pairs):
+        pts = [(m["scores"][a], m["scores"][b], o in front) for o, m in means.items()
+               if m["scores"][a] is not None and m["scores"][b] is not None]
+        ax.scatter([x for x, _, f in pts if not f], [y for _, y, f in pts if not f], s=8,
+                   color="0.7", label="organisms")
+        ax.scatter([x for x, _, f in pts if f], [y for _, y, f in pts if f], s=16,
+                   color="crimson", label=f"Pareto front ({len(front)})")
+        if winner and isinstance(winner.get("scores"), dict):
+            wa, wb = winner["scores"].get(a), winner["scores"].get(b)
+            if drawable(wa) and drawable(wb):
+                ax.scatter([wa], [wb], **WINNER, label="winner")
+        ax.set_xlabel(a)
+        ax.set_ylabel(b)
+        ax.legend(fontsize="x-small")
+    fig.suptitle(f"What the heads traded: trial means, two heads at a time, {run.title}",
+                 fontsize="medium")
+    return fig
+
+
+def plot_importance(run):
+    """How much of the births' standing each gene explains (eta squared; `data.importance`)."""
+    fig, axes = _figure()
+    ax = axes[0][0]
+    shares = importance(run)
+    order = sorted(shares, key=shares.get)
+    ax.barh([GENE_LABELS[g] for g in order], [shares[g] for g in order], color="#4c72b0")
+    for k, g in enumerate(order):
+        ax.text(shares[g], k, f" {shares[g]:.2f}", va="center", fontsize="small")
+    ax.set_xlim(0, max(0.05, max(shares.values(), default=0) * 1.2))
+    ax.set_xlabel("share of the variance of a birth's standing explained by the gene alone")
+    ax.set_title(f"Which genes mattered (one at a time), {run.title}", fontsize="medium")
+    return fig
+
+
+def plot_slices(run):
+    """A birth's standing (the mean share of the random first generation it beats) against each
+    gene: where in the gene's range the good organisms are."""
+    rows, columns = _grid(len(GENES))
+    fig, axes = _figure(rows, columns, sharey=True)
+    cells = axes.ravel()
+    ref = reference_scores(run)
+    rng = random.Random(0)                        # the same jitter on every drawing
+    points = [(e, standing(e["scores"], ref)) for e in run.births()]
+    points = [(e, s) for e, s in points if s is not None]
+    for ax, gene in zip(cells, GENES):
+        for h in run.heads:
+            es = [(e, s) for e, s in points if e["head"] == h]
+            jitter = (lambda: rng.uniform(-0.15, 0.15)) if gene in WHOLE else (lambda: 0.0)
+            ax.scatter([gene_of(e, gene) + jitter() for e, _ in es], [s for _, s in es], s=5,
+                       alpha=0.5, color=COLOURS.get(h), label=h)
+        ax.set_title(GENE_LABELS[gene], fontsize="small")
+        ax.tick_params(labelsize="x-small")
+        if gene == "lr":
+            _log_scale(ax.set_xscale, [gene_of(e, gene) for e, _ in points])
+    for ax in cells[len(GENES):]:
+        ax.axis("off")
+    handles, labels = cells[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(run.heads), fontsize="small")
+    fig.supylabel("standing (one trial)", fontsize="small")
+    fig.suptitle(f"Standing against each gene, every birth, {run.title}", fontsize="medium")
+    return fig
+
+
+def plot_voices(run):
+    """Temperature x cooling: the mean standing of every voice the run heard its models at
+    (hexagons; `data.heard_voices`), the winner's voice starred. How a model speaks moves its
+    scores as much as how it was built."""
+    fig, axes = _figure()
+    ax = axes[0][0]
+    pts = heard_voices(run)
+    if pts:
+        import numpy
+
+        shown = ax.hexbin([t for t, _, _ in pts], [c for _, c, _ in pts], C=[s for _, _, s in pts],
+                          gridsize=(28, 8), xscale="log", reduce_C_function=numpy.mean,
+                          cmap="viridis", vmin=0, vmax=1, mincnt=1)
+        fig.colorbar(shown, ax=ax, label="mean standing (one trial each)")
+        from matplotlib.ticker import FormatStrFormatter
+
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        ax.tick_params(axis="x", which="minor", labelsize="x-small")
+    else:
+        _empty(ax, "the run's names cannot be read here, or a head does not score names")
+    w = run.winner
+    if w and drawable(w.get("temperature")) and drawable(w.get("cooling")):
+        ax.scatter([w["temperature"]], [w["cooling"]], **WINNER, label="the winner's voice")
+        ax.legend(fontsize="small", loc="lower left")
+    ax.set_xlabel("temperature of the first letter (log scale)")
+    ax.set_ylabel("cooling (temperature x this, by letter)")
+    ax.set_title(f"Temperature x cooling: {len(pts)} voices heard, {run.title}", fontsize="medium")
+    return fig
+
+
+def plot_compare(a, b):
+    """Two runs: their winners' scores head by head, and each head's best champion so far."""
+    heads = [h for h in a.heads if h in b.heads] or a.heads
+    fig, axes = _figure(1, len(heads) + 1)
+    bars = axes[0][0]
+    width = 0.38
+    for k, (run, shade) in enumerate(((a, 1.0), (b, 0.55))):
+        w = (run.winner or {}).get("scores", {})
+        ys = [w.get(h) if drawable(w.get(h)) else 0 for h in heads]
+        bars.bar([i + (k - 0.5) * width for i in range(len(heads))], ys, width,
+                 color=[COLOURS.get(h) for h in heads], alpha=shade,
+                 label=f"run {run.id}: standing {(run.winner or {}).get('standing') or 0:.2f}")
+    bars.set_xticks(range(len(heads)), heads, fontsize="small")
+    bars.set_title("the winners (left: first run)", fontsize="small")
+    bars.legend(fontsize="x-small")
+    for ax, h in zip(axes[0][1:], heads):
+        for run, style in ((a, "-"), (b, "--")):
+            line = [(c["generation"], c["score"]) for c in champions(run) if c["head"] == h]
+            best = best_so_far(line)
+            ax.step([g for g, _ in best], [x for _, x in best], where="post", linestyle=style,
+                    color=COLOURS.get(h), label=f"run {run.id}")
+        ax.set_title(f"{h}: best champion so far", fontsize="small")
+        ax.set_xlabel("generation")
+        ax.legend(fontsize="x-small")
+    fig.suptitle(f"Run {a.id} (solid) and run {b.id} (dashed)", fontsize="medium")
+    return fig
+
+
+def _params(genome):
+    """About how many parameters a genome has (vocab 27), for failed evaluations."""
+    e, f = genome["n_emb"], genome["n_ff_exp"]
+    return 2 * 27 * e + genome["n_ctx"] * e + genome["n_layer"] * (4 * e * e + 2 * f * e * e)
+
+
+def figures(runs):
+    """[(file stem, title, matplotlib Figure)] for one run, or for two (the first's, the
+    comparison, then the second's with stems ending in -2)."""
+    def of(run, suffix=""):
+        return [(f"fitness{suffix}", "Champions per generation", plot_fitness(run)),
+                (f"front{suffix}", "What the heads traded: the Pareto front", plot_front(run)),
+                (f"importance{suffix}", "Which genes mattered", plot_importance(run)),
+                (f"slices{suffix}", "Standing against each gene", plot_slices(run)),
+                (f"voices{suffix}", "Temperature x cooling", plot_voices(run)),
+                (f"lineage{suffix}", "The winner's lineage", plot_lineage(run)),
+                (f"genes{suffix}", "The genes over the generations", plot_genes(run)),
+                (f"loss{suffix}", "Held-out loss against size", plot_loss(run)),
+                (f"timeline{suffix}", "Where the time went: the timeline", plot_timeline(run)),
+                (f"time{suffix}", "Seconds per evaluation against size", plot_time(run))]
+    out = of(runs[0])
+    if len(runs) == 2:
+        out.append(("compare", f"Run {runs[0].id} and run {runs[1].id}", plot_compare(*runs)))
+        out += [(stem, f"{title} (run {runs[1].id})", fig) for stem, title, fig in of(runs[1], "-2")]
+    return out
+
