@@ -1,5 +1,6 @@
 """`microgpt-hydra report`: every kind of run drawn from the store, the PNGs and a page that refers
 only to what it embeds, and the page rendered in a real headless browser."""
+import json
 import os
 import re
 import shutil
@@ -8,6 +9,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import hydra_faults
@@ -20,7 +22,8 @@ pytest.importorskip("matplotlib", reason="the report needs matplotlib (microgpt-
 TINY = ["--population", "3", "--generations", "2", "--cycles", "2", "--steps", "5", "--samples", "4",
         "--workers", "2", "-q"]
 HYDRA = str(Path(sys.executable).parent / "microgpt-hydra")
-FIGURES = ["fitness", "loss", "genes", "lineage", "time"]
+FIGURES = ["fitness", "front", "importance", "slices", "voices", "lineage", "genes", "loss",
+           "timeline", "time"]
 
 
 def evolve(tmp_path, *args, evaluate=hydra_faults.fake_evaluate):
@@ -68,7 +71,7 @@ def test_a_hydra_run_and_two_compared(runs_here, capsys):
     assert "The winner's lineage" in out
     check_report(runs_here / "experiments" / f"report-{second}")
     assert hydra_cli.main(["report", str(first), str(second), "--out", "both"]) == 0
-    check_report(runs_here / "both", FIGURES + ["compare"])
+    check_report(runs_here / "both", FIGURES + ["compare"] + [f"{f}-2" for f in FIGURES])
 
 
 @pytest.mark.parametrize("kind, args", [
@@ -204,3 +207,109 @@ def test_without_matplotlib_the_report_says_how_to_install_it(runs_here, monkeyp
     err = capsys.readouterr().err
     assert err.strip() == "microgpt-hydra report: error: the report needs matplotlib: " \
                           "pip install 'microgpt-hydra[report]' (in a checkout: pip install '.[report]')"
+
+
+def page_data(directory):
+    """The numbers the page's figures draw (its embedded JSON), one dict per run."""
+    import json
+
+    page = (directory / "report.html").read_text()
+    found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
+    return json.loads(found.group(1))
+
+
+def console_champions(log):
+    """[(generation, head, score)] from a run's log: each "[Head] Champion: ... Score: x" line
+    under "Cycle c/C · Generation g/G", generations counted through the run from 1, up to the
+    final judgement."""
+    out, generation = [], 0
+    for line in log.splitlines():
+        if "final judgement" in line.lower() or "Hydra Ascended" in line:
+            break
+        if re.match(r"Cycle \d+/\d+ · Generation \d+/\d+", line):
+            generation += 1
+        found = re.search(r"\[(\w+)\]\s+Champion:.*Score: ([-\d.]+)", line)
+        if found and generation:
+            out.append((generation, found.group(1), float(found.group(2))))
+    return out
+
+
+@pytest.mark.slow
+def test_the_champions_drawn_are_the_consoles_and_the_stores(runs_here):
+    from microgpt.store import Store
+
+    run_id = evolve(runs_here, "--seed", "8")
+    assert hydra_cli.main(["report", "--out", "r"]) == 0
+    data, = page_data(runs_here / "r")
+    drawn = {(c["generation"], c["head"]): c for c in data["champions"]}
+    store = Store(runs_here / "experiments" / "microgpt.db", readonly=True)
+    try:
+        stored = store.champions(run_id)
+        generations = store.run(run_id)["generations"]
+    finally:
+        store.close()
+    assert stored and len(drawn) == len(stored)
+    for c in stored:
+        d = drawn[((c["cycle"] - 1) * generations + c["generation"], c["head"])]
+        assert d["organism"] == c["organism"] and d["score"] == c["scores"][c["head"]] and d["stored"]
+    log = next((runs_here / "experiments").glob("hydra-*.log")).read_text()
+    printed = console_champions(log)
+    per_generation = [p for p in printed if p[0] <= max(g for g, _ in drawn)]
+    assert len(per_generation) == len(drawn)
+    for generation, head, shown in per_generation:
+        assert f"{drawn[(generation, head)]['score']:.2f}" == f"{shown:.2f}", (generation, head)
+    # the winner and the baselines are in what the figures draw
+    verdict = data["verdict"]
+    assert verdict["winner"]["organism"] == json.loads((runs_here / "genome.json").read_text())["organism"]
+    for head, numbers in verdict["heads"].items():
+        assert numbers["winner"] is not None and numbers["random median"] is not None
+        assert sorted(data["baseline"]["random first generation"][head])
+    assert set(data["importance"]) >= {"n_emb", "lr", "temperature"}
+    assert data["front"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(browser() is None, reason="no headless Chromium here (.ci/run installs Debian's)")
+def test_the_page_has_no_horizontal_overflow_at_1280_pixels(runs_here):
+    first = evolve(runs_here, "--seed", "9", "--out", "g1.json")
+    second = evolve(runs_here, "--seed", "10", "--out", "g2.json")
+    assert hydra_cli.main(["report", str(first), str(second), "--out", "r"]) == 0
+    page = (runs_here / "r" / "report.html").resolve()
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+             "--window-size=1280,900", "--dump-dom", page.as_uri()],
+            capture_output=True, text=True, timeout=120).stdout
+    assert 'data-overflow="false"' in dom, dom[:300]
+    verdict = dom.index('id="verdict"')
+    assert verdict < dom.index('<img id="fitness"') < dom.index("<h2>Tables</h2>")
+
+
+@pytest.mark.slow
+def test_report_watch_follows_a_running_run_and_stops_when_it_ends(tmp_path):
+    """A real run in one process, `report --watch` in another: the page is written while the run
+    goes on (reloading itself), the run is not held up, and the watch exits when the run ends."""
+    run = subprocess.Popen([str(Path(sys.executable).parent / "microgpt-hydra"), "--population",
+                            "3", "--generations", "3", "--cycles", "2", "--steps", "60",
+                            "--samples", "20", "--workers", "1", "-q", "--seed", "11"],
+                           cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    store = tmp_path / "experiments" / "microgpt.db"
+    for _ in range(200):                                   # until the run is in the store
+        if store.exists():
+            break
+        time.sleep(0.05)
+    watch = subprocess.run([HYDRA, "report", "--watch", "0.5", "--out", "live"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert run.wait(timeout=300) == 0, run.stderr.read()
+    assert watch.returncode == 0, watch.stderr
+    assert "evaluations so far" in watch.stdout           # written at least once while it ran
+    page = (tmp_path / "live" / "report.html").read_text()
+    assert 'http-equiv="refresh"' not in page and "completed" in watch.stdout
+    assert not list((tmp_path / "live").glob("report.2*.html"))   # its own pages not kept
+
+
+def test_report_watch_takes_seconds():
+    res = subprocess.run([HYDRA, "report", "--watch", "0"], capture_output=True, text=True)
+    assert res.returncode == 2 and "from 0.5 to 3600 seconds" in res.stderr
