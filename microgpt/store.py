@@ -17,7 +17,8 @@ Tables, for the `sqlite3` shell as much as for microgpt:
   champions(run_id, cycle, generation, head, organism, scores, trials)   each head's champion
        after each generation, as the console prints it (scores: the means over its trials)
 Since schema 3 an evaluation also records when it started and ended on its worker (`started`,
-`ended`, seconds since the epoch), the process that ran it (`worker`, host:pid) and its stage (`evolution` or `final judgement`).
+`ended`, seconds since the epoch), the process that ran it (`worker`, host:pid) and its stage
+(`evolution` or `final judgement`).
 JSON columns (genome, scores, names, names_at, heads, argv, winner_genome) hold JSON text:
 `json_extract(scores, '$.Weaver')` reads one head's score. Cycles and generations count from 1.
 
@@ -479,7 +480,8 @@ class Store:
                "val_loss": result.get("val_loss"), "final_loss": result.get("final_loss"),
                "num_params": result.get("num_params"), "seconds": result.get("seconds"),
                "error": org.error, "attempts": org.attempts, "finished": now(),
-               "started": result.get("started"), "ended": result.get("ended"), "worker": result.get("worker"), "stage": stage}
+               "started": result.get("started"), "ended": result.get("ended"),
+               "worker": result.get("worker"), "stage": stage}
         self.db.execute(f"INSERT OR IGNORE INTO evaluations ({', '.join(row)})"
                         f" VALUES ({', '.join(':' + k for k in row)})", row)
 

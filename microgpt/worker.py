@@ -46,8 +46,9 @@ def voice(v, cooling):
 
 def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=None):
     """Train one organism and sample its names: {names, val_loss, final_loss, num_params, seconds,
-    started and ended (seconds since the epoch), worker (host:pid)}, and with temperatures, names_at: the same model's names at each of them, in order (a
-    temperature at the genome's cooling, or a (temperature, cooling) pair).
+    started and ended (seconds since the epoch), worker (host:pid)}, and with temperatures,
+    names_at: the same model's names at each of them, in order (a temperature at the genome's
+    cooling, or a (temperature, cooling) pair).
 
     genome holds the seven genes, the temperature and the cooling; data is a path to the names
     (None: the bundled ones), or names the file's (sha256, bytes) from `names_to_send`. It trains

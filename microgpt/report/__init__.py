@@ -34,5 +34,6 @@ from microgpt.report.data import (  # noqa: F401
     load_run,
     verdict,
 )
-from microgpt.report.figures import COLOURS, DPI, HEIGHT, WIDTH, figures  # noqa: F401
+from microgpt.report.draw import COLOURS, DPI, HEIGHT, WIDTH  # noqa: F401
+from microgpt.report.figures import figures  # noqa: F401
 from microgpt.report.page import report, summary, watch, write_report  # noqa: F401

@@ -3,57 +3,31 @@
 Every head keeps one colour in every figure; the winner is a gold star wherever it is drawn; the
 random first generation (the yardstick of every standing) is the baseline where a score is.
 """
-import random
 import statistics
 
-from microgpt.hydra import GENES, SPACE
+from microgpt.hydra import GENES
 from microgpt.report.data import (
     best_so_far,
     champions,
     changes,
     drawable,
     gene_of,
-    heard_voices,
-    importance,
     lineage,
     organism_of,
     reference_scores,
     score,
-    standing,
-    trial_means,
 )
-
-COLOURS = {"Weaver": "#1f77b4", "Mirror": "#9467bd", "Spark": "#ff7f0e", "Origin": "#2ca02c",
-           "Classic": "#8c564b"}
-WIDTH, HEIGHT, DPI = 9.0, 4.5, 100          # inches; every PNG is 900 x 450 pixels
-GENE_LABELS = {g.name: g.about for g in SPACE}
-WHOLE = {g.name for g in SPACE if g.whole}
-WINNER = dict(marker="*", s=220, color="gold", edgecolor="black", zorder=6)
-
-
-def _figure(nrows=1, ncols=1, **kw):
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
-
-    fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, layout="constrained")
-    return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
-
-
-def _grid(n):
-    """(rows, columns) for n panels in a wide figure: two rows from four panels on."""
-    rows = 1 if n < 4 else 2
-    return rows, -(-n // rows)
-
-
-def _empty(ax, text):
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _log_scale(set_scale, values):
-    """A log scale on that axis, when it has something to draw (an empty one cannot be logged)."""
-    if any(drawable(x) and x > 0 for x in values):
-        set_scale("log")
+from microgpt.report.draw import (
+    COLOURS,
+    GENE_LABELS,
+    WHOLE,
+    WINNER,
+    empty,
+    figure,
+    grid,
+    log_scale,
+)
+from microgpt.report.space import plot_front, plot_importance, plot_slices, plot_voices
 
 
 def _gathering_lines(ax, run):
@@ -68,7 +42,7 @@ def plot_fitness(run):
     console prints it (the mean over its trials), the best champion so far, the random first
     generation's spread, and the winner's mean over its confirming trials."""
     champs, ref, winner = champions(run), reference_scores(run), run.winner
-    fig, axes = _figure(1, len(run.heads))
+    fig, axes = figure(1, len(run.heads))
     last = run.last_generation
     for ax, h in zip(axes[0], run.heads):
         births = [(run.generation(e), score(e, h)) for e in run.births() if e["head"] == h]
@@ -101,7 +75,7 @@ def plot_fitness(run):
 def plot_loss(run):
     """Held-out loss against size for every successful evaluation (births filled, re-judgings
     hollow), the winner's mean: the loss is not what the run selects on."""
-    fig, axes = _figure()
+    fig, axes = figure()
     ax = axes[0][0]
     for h in run.heads:
         es = [e for e in run.evaluations if e["head"] == h and drawable(e["val_loss"])
@@ -118,7 +92,7 @@ def plot_loss(run):
     if trials:
         ax.scatter([trials[0]["num_params"]], [statistics.mean(e["val_loss"] for e in trials)],
                    **WINNER, label=f"winner (mean of {len(trials)})")
-    _log_scale(ax.set_xscale, [e["num_params"] for e in run.evaluations if e["num_params"]])
+    log_scale(ax.set_xscale, [e["num_params"] for e in run.evaluations if e["num_params"]])
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("held-out loss (nats per token)")
     ax.set_title(f"Held-out loss against size, all {sum(1 for e in run.evaluations if e['error'] is None)}"
@@ -130,8 +104,8 @@ def plot_loss(run):
 def plot_genes(run):
     """Each gene of the table over the generations, every birth a point (whole-number genes as
     counts: the size of a point), coloured by the head that bred it."""
-    rows, columns = _grid(len(GENES))
-    fig, axes = _figure(rows, columns)
+    rows, columns = grid(len(GENES))
+    fig, axes = figure(rows, columns)
     cells = axes.ravel()
     offsets = {h: (k - (len(run.heads) - 1) / 2) * 0.22 for k, h in enumerate(run.heads)}
     for ax, gene in zip(cells, GENES):
@@ -152,7 +126,7 @@ def plot_genes(run):
         ax.set_title(GENE_LABELS[gene], fontsize="small")
         ax.tick_params(labelsize="x-small")
         if gene == "lr":
-            _log_scale(ax.set_yscale, [gene_of(e, gene) for e in run.births()])
+            log_scale(ax.set_yscale, [gene_of(e, gene) for e in run.births()])
     for ax in cells[len(GENES):]:
         ax.axis("off")
     handles, labels = cells[0].get_legend_handles_labels()
@@ -165,7 +139,7 @@ def plot_genes(run):
 def plot_lineage(run):
     """The winner's ancestors on one measure: the mean over each one's trials under the winner's
     head, with the spread between its trials (noise, not progress) as error bars."""
-    fig, axes = _figure()
+    fig, axes = figure()
     ax = axes[0][0]
     chain = lineage(run)
     head = chain[-1]["head"] if chain else None
@@ -198,13 +172,13 @@ def plot_lineage(run):
         ax.legend(fontsize="x-small", loc="best")
         ax.margins(x=0.06, y=0.3)
     else:
-        _empty(ax, "no winner yet")
+        empty(ax, "no winner yet")
     return fig
 
 
 def plot_time(run):
     """Seconds per evaluation against size; failed evaluations marked."""
-    fig, axes = _figure()
+    fig, axes = figure()
     ax = axes[0][0]
     for h in run.heads:
         es = [e for e in run.evaluations if e["head"] == h and drawable(e["seconds"])
@@ -216,7 +190,7 @@ def plot_time(run):
         y = max([e["seconds"] for e in run.evaluations if drawable(e["seconds"])] or [1.0])
         ax.scatter([_params(e["genome"]) for e in failed], [y] * len(failed), marker="x", s=50,
                    color="red", label=f"failed ({len(failed)})")
-    _log_scale(ax.set_xscale, [e["num_params"] for e in run.evaluations if e["num_params"]]
+    log_scale(ax.set_xscale, [e["num_params"] for e in run.evaluations if e["num_params"]]
                + [_params(e["genome"]) for e in failed])
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("seconds per evaluation")
@@ -267,11 +241,11 @@ def plot_timeline(run):
     judgement set apart (hatched, its span shaded)."""
     from matplotlib.patches import Patch
 
-    fig, axes = _figure()
+    fig, axes = figure()
     ax = axes[0][0]
     rows = timeline_rows(run)
     if not rows:
-        _empty(ax, "no evaluation has a time yet")
+        empty(ax, "no evaluation has a time yet")
     for h in run.heads:
         for final in (False, True):
             bars = [(lane, start, secs) for lane, start, secs, e in rows
@@ -301,114 +275,10 @@ def plot_timeline(run):
     return fig
 
 
-def plot_front(run):
-    """The heads' trade-off: every organism's trial means, two heads at a time, the run's Pareto
-    front (no organism beats it on every head) drawn over it, the winner starred."""
-    pairs = [(a, b) for i, a in enumerate(run.heads) for b in run.heads[i + 1:]]
-    fig, axes = _figure(1, max(1, len(pairs)))
-    means = trial_means(run)
-    front = {f["organism"] for f in run.front}
-    winner = run.winner
-    if not pairs:
-        _empty(axes[0][0], "one head: no trade-off to draw")
-    for ax, (a, b) in zip(axes[0], pairs):
-        pts = [(m["scores"][a], m["scores"][b], o in front) for o, m in means.items()
-               if m["scores"][a] is not None and m["scores"][b] is not None]
-        ax.scatter([x for x, _, f in pts if not f], [y for _, y, f in pts if not f], s=8,
-                   color="0.7", label="organisms")
-        ax.scatter([x for x, _, f in pts if f], [y for _, y, f in pts if f], s=16,
-                   color="crimson", label=f"Pareto front ({len(front)})")
-        if winner and isinstance(winner.get("scores"), dict):
-            wa, wb = winner["scores"].get(a), winner["scores"].get(b)
-            if drawable(wa) and drawable(wb):
-                ax.scatter([wa], [wb], **WINNER, label="winner")
-        ax.set_xlabel(a)
-        ax.set_ylabel(b)
-        ax.legend(fontsize="x-small")
-    fig.suptitle(f"What the heads traded: trial means, two heads at a time, {run.title}",
-                 fontsize="medium")
-    return fig
-
-
-def plot_importance(run):
-    """How much of the births' standing each gene explains (eta squared; `data.importance`)."""
-    fig, axes = _figure()
-    ax = axes[0][0]
-    shares = importance(run)
-    order = sorted(shares, key=shares.get)
-    ax.barh([GENE_LABELS[g] for g in order], [shares[g] for g in order], color="#4c72b0")
-    for k, g in enumerate(order):
-        ax.text(shares[g], k, f" {shares[g]:.2f}", va="center", fontsize="small")
-    ax.set_xlim(0, max(0.05, max(shares.values(), default=0) * 1.2))
-    ax.set_xlabel("share of the variance of a birth's standing explained by the gene alone")
-    ax.set_title(f"Which genes mattered (one at a time), {run.title}", fontsize="medium")
-    return fig
-
-
-def plot_slices(run):
-    """A birth's standing (the mean share of the random first generation it beats) against each
-    gene: where in the gene's range the good organisms are."""
-    rows, columns = _grid(len(GENES))
-    fig, axes = _figure(rows, columns, sharey=True)
-    cells = axes.ravel()
-    ref = reference_scores(run)
-    rng = random.Random(0)                        # the same jitter on every drawing
-    points = [(e, standing(e["scores"], ref)) for e in run.births()]
-    points = [(e, s) for e, s in points if s is not None]
-    for ax, gene in zip(cells, GENES):
-        for h in run.heads:
-            es = [(e, s) for e, s in points if e["head"] == h]
-            jitter = (lambda: rng.uniform(-0.15, 0.15)) if gene in WHOLE else (lambda: 0.0)
-            ax.scatter([gene_of(e, gene) + jitter() for e, _ in es], [s for _, s in es], s=5,
-                       alpha=0.5, color=COLOURS.get(h), label=h)
-        ax.set_title(GENE_LABELS[gene], fontsize="small")
-        ax.tick_params(labelsize="x-small")
-        if gene == "lr":
-            _log_scale(ax.set_xscale, [gene_of(e, gene) for e, _ in points])
-    for ax in cells[len(GENES):]:
-        ax.axis("off")
-    handles, labels = cells[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(run.heads), fontsize="small")
-    fig.supylabel("standing (one trial)", fontsize="small")
-    fig.suptitle(f"Standing against each gene, every birth, {run.title}", fontsize="medium")
-    return fig
-
-
-def plot_voices(run):
-    """Temperature x cooling: the mean standing of every voice the run heard its models at
-    (hexagons; `data.heard_voices`), the winner's voice starred. How a model speaks moves its
-    scores as much as how it was built."""
-    fig, axes = _figure()
-    ax = axes[0][0]
-    pts = heard_voices(run)
-    if pts:
-        import numpy
-
-        shown = ax.hexbin([t for t, _, _ in pts], [c for _, c, _ in pts], C=[s for _, _, s in pts],
-                          gridsize=(28, 8), xscale="log", reduce_C_function=numpy.mean,
-                          cmap="viridis", vmin=0, vmax=1, mincnt=1)
-        fig.colorbar(shown, ax=ax, label="mean standing (one trial each)")
-        from matplotlib.ticker import FormatStrFormatter
-
-        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
-        ax.tick_params(axis="x", which="minor", labelsize="x-small")
-    else:
-        _empty(ax, "the run's names cannot be read here, or a head does not score names")
-    w = run.winner
-    if w and drawable(w.get("temperature")) and drawable(w.get("cooling")):
-        ax.scatter([w["temperature"]], [w["cooling"]], **WINNER, label="the winner's voice")
-        ax.legend(fontsize="small", loc="lower left")
-    ax.set_xlabel("temperature of the first letter (log scale)")
-    ax.set_ylabel("cooling (temperature x this, by letter)")
-    ax.set_title(f"Temperature x cooling: {len(pts)} voices heard, {run.title}", fontsize="medium")
-    return fig
-
-
 def plot_compare(a, b):
     """Two runs: their winners' scores head by head, and each head's best champion so far."""
     heads = [h for h in a.heads if h in b.heads] or a.heads
-    fig, axes = _figure(1, len(heads) + 1)
+    fig, axes = figure(1, len(heads) + 1)
     bars = axes[0][0]
     width = 0.38
     for k, (run, shade) in enumerate(((a, 1.0), (b, 0.55))):

@@ -11,8 +11,9 @@ from pathlib import Path
 from microgpt.errors import UsageError
 from microgpt.files import writable_target, write_atomic
 from microgpt.hydra import BY_NAME, GENES
-from microgpt.report.data import changes, champions, figure_data, lineage, load_run, verdict
-from microgpt.report.figures import DPI, HEIGHT, WIDTH, figures
+from microgpt.report.data import champions, changes, figure_data, lineage, load_run, verdict
+from microgpt.report.draw import DPI, HEIGHT, WIDTH
+from microgpt.report.figures import figures
 from microgpt.store import Store
 
 CAPTIONS = {
@@ -89,11 +90,12 @@ def verdict_html(run):
         return (f"<section id='verdict'><h2>Verdict</h2><p>No winner yet: the run is "
                 f"{e(run.row['state'])}. {e(facts)}</p></section>")
     standing = v["standing"]
+    beat = "beat" if (standing or 0) > 0.5 else "did not beat"
     lead = (f"The winner, bred by {e(str(w.get('head')))} ({e(str(w.get('organism')))}), stands "
             f"at <b>{_standing_text(standing)}</b> among the run's random first generation: "
             f"averaged over the heads, it beats that share of the random genomes the run began "
             f"with (1.00: all of them; a random genome stands at 0.50 on average). "
-            f"{'So the evolution beat the random genomes.' if (standing or 0) > 0.5 else 'So the evolution did not beat the random genomes.'} "
+            f"So the evolution {beat} the random genomes. "
             f"Its scores are the mean of {e(str(w.get('trials')))} trials on fresh seeds; the "
             f"final judgement ranks on standing over all the heads, not on one head's score.")
     rows = "".join(

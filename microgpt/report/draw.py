@@ -1,0 +1,35 @@
+"""What every figure shares: the size, the heads' colours, the winner's star, the axes' helpers."""
+from microgpt.hydra import SPACE
+from microgpt.report.data import drawable
+
+COLOURS = {"Weaver": "#1f77b4", "Mirror": "#9467bd", "Spark": "#ff7f0e", "Origin": "#2ca02c",
+           "Classic": "#8c564b"}
+WIDTH, HEIGHT, DPI = 9.0, 4.5, 100          # inches; every PNG is 900 x 450 pixels
+GENE_LABELS = {g.name: g.about for g in SPACE}
+WHOLE = {g.name for g in SPACE if g.whole}
+WINNER = dict(marker="*", s=220, color="gold", edgecolor="black", zorder=6)
+
+
+def figure(nrows=1, ncols=1, **kw):
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
+
+    fig = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
+
+
+def grid(n):
+    """(rows, columns) for n panels in a wide figure: two rows from four panels on."""
+    rows = 1 if n < 4 else 2
+    return rows, -(-n // rows)
+
+
+def empty(ax, text):
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def log_scale(set_scale, values):
+    """A log scale on that axis, when it has something to draw (an empty one cannot be logged)."""
+    if any(drawable(x) and x > 0 for x in values):
+        set_scale("log")
