@@ -913,3 +913,28 @@ def test_the_table_draws_as_the_seed_does():
     assert drawn == ["n_emb", "n_head", "n_layer", "lr"]
     assert [g.name for g in genes.SPACE if g.tune is not None] == ["n_emb", "n_layer", "lr", "n_ctx"]
     assert set(hydra.TUNED) <= {g.name for g in genes.SPACE if g.tune is not None}
+
+
+def test_a_short_genome_shows_the_seeds_four_and_the_genes_moved_off_their_defaults():
+    from microgpt.hydra import genes
+
+    genome = genes.new_genome(random.Random(2))
+    full = genes.describe(genome)
+    assert genes.describe(genome, changed=True) == " ".join(full.split()[:4])      # the seed's look
+    assert genes.at_defaults() == " ".join(full.split()[4:]) == "T:1.00 Cool:1.00 Ctx:16 FF:4"
+    moved = dict(genome, cooling=0.73, n_ff_exp=2, temperature=1.001)   # 1.001 shows as 1.00
+    assert genes.describe(moved, changed=True) == " ".join(full.split()[:4]) + " Cool:0.73 FF:2"
+
+
+def test_the_evaluations_a_run_makes_are_counted_in_advance_at_most():
+    # a generation evaluates at most every organism of every head; the final judgement at most
+    # 6 x 4 finalists' trials, 22 tuned genomes x 3, 4 confirmed x 10 (docs/hydra.md's table)
+    assert hydra.generation_evaluations(8, 3) == 24
+    assert hydra.final_evaluations(3) == 24 + 22 * 3 + 40 == 130
+    assert hydra.expected_evaluations(8, 3, 5, 3) == 15 * 24 + 130
+    heads = make_heads("weaver,mirror,spark", ["anna"])
+    with threads(2) as ex:
+        evo = evolve(heads, ex, fast_cfg())
+    cfg = fast_cfg()
+    assert len(evo.evaluations) <= hydra.expected_evaluations(cfg.population, cfg.generations,
+                                                              cfg.cycles, len(heads))
