@@ -25,6 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from microgpt import hydra, hydra_cli
+from microgpt.console import WIDTH
 from microgpt.evaluators import PoolEvaluator
 from microgpt.genome import check_genes, load_genome, validate_genome
 from microgpt.heads import Classic, Mirror, Spark, Weaver, make_heads
@@ -556,6 +557,8 @@ def test_tiny_run_writes_a_genome_that_microgpt_runs_as_evolved(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Hydra Evolution" in proc.stdout and "The Gathering" in proc.stdout
     assert "Hydra Ascended" in proc.stdout
+    assert_fits(proc.stdout)
+    assert proc.stdout.count("The organism learns from all heads.") == 1
     genome = load_genome(tmp_path / "genome.json")
     assert genome["evolved"] is True and genome["steps"] == 20 and genome["run_seed"] == 5
     assert genome["head"] in ("Weaver", "Mirror", "Spark")
@@ -577,6 +580,12 @@ def test_tiny_run_writes_a_genome_that_microgpt_runs_as_evolved(tmp_path):
                               text=True, timeout=120)
     assert creature.returncode == 0, creature.stderr
     assert "Evolved" in creature.stdout
+
+
+def assert_fits(stdout):
+    """Every line of a run's stdout within the console's width."""
+    wide = [line for line in stdout.splitlines() if len(line) > WIDTH]
+    assert not wide, wide
 
 
 def stored(directory, store="experiments/microgpt.db"):
@@ -765,6 +774,7 @@ def test_default_sized_generation_with_origin(tmp_path):
     genome = load_genome(tmp_path / "genome.json")
     assert set(genome["scores"]) == {"Weaver", "Mirror", "Spark", "Origin"}
     assert genome["steps"] == 300
+    assert_fits(proc.stdout)            # the default sizes, with the widest heads' names
 
 
 def test_training_names_for_spark_are_the_whole_dataset():
