@@ -55,16 +55,6 @@ def fill(first, words, indent, width=WIDTH):
     return lines
 
 
-def wrap(text, width=WIDTH):
-    """text as lines of at most width columns where its words allow, the lines after the first
-    two spaces further in."""
-    if len(text) <= width:
-        return [text]
-    indent = len(text) - len(text.lstrip(" "))
-    first, *words = text[indent:].split(" ")
-    return fill(" " * indent + first, words, indent + 2, width)
-
-
 def bred_by(head_name):
     """'←Mirror': the mark of a champion bred on another head's island (it came at a Gathering)."""
     return f"←{head_name}"
@@ -108,9 +98,7 @@ class Console(Observer):
         self.gathered = self.explained = self.judging = False
 
     def say(self, text="", chatter=True):
-        """A line for the log, and for stdout unless it is chatter and the run is quiet (wrapped
-        if it is wider than WIDTH: a long path, a big run's counts)."""
-        text = "\n".join(wrap(text))
+        """A line for the log, and for stdout unless it is chatter and the run is quiet."""
         self.log.write(text + "\n")
         self.log.flush()
         if not (chatter and self.quiet):

@@ -440,9 +440,10 @@ def run_hydra(args, parser, argv, evaluate=evaluate_genome):
         genome = write_winner(evolution, console, store, run_id, mode, out)
         write_mind(genome, cfg.data, out, console)
         failed = sum(o.error is not None for o in evolution.evaluations)
-        console.say(f"Wrote {out} ({plural(len(evolution.evaluations), 'evaluation')}, {failed} "
-                    f"failed, {time.perf_counter() - started:.1f}s): run `microgpt` to meet the "
-                    f"evolved creature.", chatter=False)
+        failures = f", {failed} failed" if failed else ""
+        console.say(f"Wrote {out} ({plural(len(evolution.evaluations), 'evaluation')}{failures}, "
+                    f"{time.perf_counter() - started:.1f}s): run `microgpt` to meet the evolved "
+                    f"creature.", chatter=False)
         console.say(f"Run {run_id} in {store.path}; log: {log.name}", chatter=False)
         store.finish(run_id, "completed")
         return 0

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import hydra_faults
 import pytest
 
-from microgpt.console import WIDTH, Console, banner, fill, standing_words, why_the_winner, wrap
+from microgpt.console import WIDTH, Console, banner, fill, standing_words, why_the_winner
 from microgpt.evaluators import PoolEvaluator
 from microgpt.heads import make_heads
 from microgpt.hydra import (
@@ -75,14 +75,10 @@ def test_a_default_sized_run_fits_the_width(capsys):
     assert "c3g3" not in out and "@" not in out          # no organism ids: the stages in words
 
 
-def test_fill_and_wrap_keep_words_whole_within_the_width():
+def test_fill_keeps_words_whole_within_the_width():
     assert fill("  [Spark] Champion:", ["Emb:16", "Lay:2"], 4) == ["  [Spark] Champion: Emb:16 Lay:2"]
     assert fill("ab", ["cd", "ef"], 4, width=6) == ["ab cd", "    ef"]
-    assert wrap("short") == ["short"]
-    long = "  Wrote " + " ".join(["word"] * 30)
-    lines = wrap(long)
-    assert len(lines) == 2 and all(len(line) <= WIDTH for line in lines)
-    assert lines[1].startswith("    word") and " ".join(" ".join(lines).split()) == long.strip()
+    assert fill("ab", ["longer-than-6"], 2, width=6) == ["ab", "  longer-than-6"]
 
 
 def organism(genome, head, scores, of=None):
