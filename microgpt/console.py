@@ -2,14 +2,29 @@
 
 An observer of the engine (microgpt.hydra.Observer), as the store is. Lines go to the run's
 log file and to stdout (all of them, or with --quiet only the final table); progress goes to
-stderr, only on a terminal.
+stderr, only on a terminal: one bar for the whole run, with a time estimate.
+
+The seed's look, in at most WIDTH columns: `  [Weaver] Champion: Emb:32 Head:4 Lay:2 LR:0.0051
+-> Score: 0.82 (Flow)`. A genome shows the seed's four genes and only those of the others that
+evolution moved off their defaults (the banner says which defaults); a line that would still be
+wider goes on over an indented second line.
 """
 import json
 import math
 import sys
 import time
 
-from microgpt.hydra import Observer, describe, expected_evaluations
+from microgpt.hydra import (
+    Observer,
+    at_defaults,
+    describe,
+    expected_evaluations,
+    final_evaluations,
+    generation_evaluations,
+)
+
+WIDTH = 100             # the widest line a default run prints
+WAVE = "this wave"      # the progress bar's count in the final judgement, whose waves are not a head's
 
 
 def open_log(directory, prefix):
@@ -28,6 +43,46 @@ def show_score(x):
     return f"{x:.2f}" if math.isfinite(x) else "failed"
 
 
+def fill(first, words, indent, width=WIDTH):
+    """first, then words (each kept whole) after it, one space apart, as lines of at most width
+    columns where they fit: a word that would pass width starts a new line, indent spaces in."""
+    lines = [first]
+    for word in words:
+        if len(lines[-1]) + 1 + len(word) > width:
+            lines.append(" " * indent + word)
+        else:
+            lines[-1] += " " + word
+    return lines
+
+
+def bred_by(head_name):
+    """'←Mirror': the mark of a champion bred on another head's island (it came at a Gathering)."""
+    return f"←{head_name}"
+
+
+def standing_words(heads, x=None):
+    """What a standing is, in a line (`microgpt.hydra.standing`): with x, the winner's own.
+
+    Under each head, the share of the first generation's random genomes an organism beats when
+    an outside judge measures both on fresh trials; the mean of the shares over the heads."""
+    over = "mean over the heads" if len(heads) > 1 else f"under {heads[0].name}"
+    if x is None:
+        return f"(standing: the share of the first generation's random genomes it beats, {over})"
+    shown = f"{x:.2f}"              # the share as the standing shows it: 0.86 and 86%
+    return f"standing {shown}: it beats {float(shown):.0%} of the first generation's random genomes, {over}"
+
+
+def why_the_winner(winner, champions, heads):
+    """A line on why the winner is not simply a head's champion: the final judgement ranks on
+    standing over every head, on fresh trials; a champion tops its own head's score."""
+    own = [h.name for h in heads if champions[h.name] is winner.of]
+    if own:
+        return f"It is {' and '.join(own)}'s champion too, and first on standing over every head."
+    if len(heads) == 1:
+        return "Why not the champion: the final judgement ranks on standing, on fresh trials."
+    return "Why not a champion: each tops one head; the final judgement ranks on standing over all heads."
+
+
 class Console(Observer):
     """The command's view of a run: stdout, the human-readable log, a progress bar on stderr."""
 
@@ -36,14 +91,22 @@ class Console(Observer):
         self.quiet, self.progress = quiet, progress
         self.width = max(len(h.name) for h in heads) + 2
         self.bar = None
-        self.todo, self.done = {}, {}       # per head, this generation
+        self.total = expected_evaluations(cfg.population, cfg.generations, cfg.cycles, len(heads))
+        self.finished = 0                   # evaluations of the run so far
+        self.todo, self.done = {}, {}       # this wave's evaluations per head (or in all)
+        self.by_head = True
+        self.gathered = self.explained = self.judging = False
 
     def say(self, text="", chatter=True):
         """A line for the log, and for stdout unless it is chatter and the run is quiet."""
         self.log.write(text + "\n")
         self.log.flush()
         if not (chatter and self.quiet):
+            if self.bar is not None:        # off the terminal while the line is printed
+                self.bar.clear()
             print(text, flush=True)
+            if self.bar is not None:
+                self.bar.refresh()
 
     def note(self, text):
         """A line for the log only."""
@@ -58,29 +121,47 @@ class Console(Observer):
         else:
             print(text, file=sys.stderr, flush=True)
 
-    def champion_line(self, head, organism):
-        tag = f"[{head.name}]".ljust(self.width)
-        born = "" if organism.head == head.name else f" (from {organism.head})"
-        return (f"{tag} Champion: {describe(organism.genome)} -> "
-                f"Score: {show_score(organism.fitness(head.name))} ({head.objective}){born}")
+    def champion_lines(self, head, organism):
+        """'  [Weaver] Champion: Emb:32 Head:2 Lay:1 LR:0.0118 Cool:0.73 -> Score: 0.78 (Flow)
+        ←Mirror' (the mark when another head's island bred it); the score on a line of its own
+        if the whole is wider than WIDTH."""
+        tag = f"  {f'[{head.name}]'.ljust(self.width)} Champion:"
+        score = f"-> Score: {show_score(organism.fitness(head.name))} ({head.objective})"
+        if organism.head != head.name:
+            score += " " + bred_by(organism.head)
+        return fill(tag, [*describe(organism.genome, changed=True).split(), score], self.width + 3)
 
     def generation_started(self, cycle, generation, todo):
         cfg = self.cfg
         self.say(f"Cycle {cycle + 1}/{cfg.cycles} · Generation {generation + 1}/{cfg.generations}"
                  f" ({len(todo)} to evaluate)")
-        self.start_bar(todo, f"cycle {cycle + 1}/{cfg.cycles} gen {generation + 1}/{cfg.generations}")
+        waves_after = cfg.cycles * cfg.generations - (cycle * cfg.generations + generation + 1)
+        after = (waves_after * generation_evaluations(cfg.population, len(self.heads))
+                 + final_evaluations(len(self.heads)))
+        self.start_wave(todo, f"cycle {cycle + 1}/{cfg.cycles} gen {generation + 1}/{cfg.generations}",
+                        self.finished + len(todo) + after, by_head=True)
 
-    def start_bar(self, todo, desc):
-        """Count this wave's evaluations per head, and show them on a bar (on a terminal)."""
-        self.todo = {h.name: sum(o.head == h.name for o in todo) for h in self.heads}
+    def start_wave(self, todo, desc, total, by_head):
+        """Count this wave's evaluations (per head, or in all) and show the run's on the bar (on
+        a terminal), whose total (at most how many the run makes) is now total."""
+        self.total, self.by_head = total, by_head
+        self.todo = ({h.name: sum(o.head == h.name for o in todo) for h in self.heads} if by_head
+                     else {WAVE: len(todo)})
         self.done = dict.fromkeys(self.todo, 0)
-        if self.progress:
+        if not self.progress:
+            return
+        if self.bar is None:
             from tqdm import tqdm
-            self.bar = tqdm(total=len(todo), unit="eval", file=sys.stderr, leave=False, desc=desc,
-                            postfix=self.counts())
+            self.bar = tqdm(total=total, initial=self.finished, unit="eval", file=sys.stderr,
+                            leave=False, desc=desc, postfix=self.counts())
+        else:
+            self.bar.total = total
+            self.bar.set_description_str(desc, refresh=False)
+            self.bar.set_postfix_str(self.counts())
 
     def counts(self):
-        """'Weaver 3/6  Mirror 2/6  Spark 6/6': this generation's evaluations done per head."""
+        """'Weaver 3/6  Mirror 2/6  Spark 6/6': this wave's evaluations done per head (or
+        'this wave 5/36' in the final judgement)."""
         return "  ".join(f"{h} {self.done[h]}/{n}" for h, n in self.todo.items())
 
     def evaluated(self, organism):
@@ -88,56 +169,79 @@ class Console(Observer):
             why = organism.error.partition("\n")[0]
             self.warn(f"microgpt-hydra: {organism.id} ({describe(organism.genome)}) failed, "
                       f"scored worst: {why}")
-        self.done[organism.head] += 1
+        self.finished += 1
+        self.done[organism.head if self.by_head else WAVE] += 1
         if self.bar is not None:
             self.bar.set_postfix_str(self.counts(), refresh=False)
             self.bar.update(1)
 
     def generation(self, cycle, generation, populations):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
         for h in self.heads:
-            self.say("  " + self.champion_line(h, populations[h.name][0]))
+            for line in self.champion_lines(h, populations[h.name][0]):
+                self.say(line)
 
     def gathering(self, cycle, pool, received):
         sizes = sorted({len(v) for v in received.values()})
         took = "/".join(str(n) for n in sizes)
         self.say(f"  >> The Gathering: {len(pool)} champions pooled; each head took in {took} "
-                 f"of the others'. The organism learns from all heads.")
+                 f"of the others'.")
+        if not self.gathered:               # the seed's sentence, and the mark, once a run
+            name = next((o.head for took in received.values() for o in took), self.heads[0].name)
+            self.say(f"     The organism learns from all heads. {bred_by(name)} marks a champion "
+                     f"bred on {name}'s island.")
+            self.gathered = True
 
     def cycle_done(self, cycle, seconds):
         self.say(f"  Cycle {cycle + 1} took {seconds:.1f}s")
         self.say()
 
     def final_started(self, organisms, todo, what):
-        self.say(f"The final judgement: {plural(len(organisms), 'organism')} ({what}) re-judged "
-                 f"({len(todo)} to evaluate)")
-        self.start_bar(todo, "final judgement")
+        if not self.judging:
+            self.say("The final judgement: the run's best, re-judged on fresh seeds and ranked by "
+                     "standing")
+            if not self.quiet:
+                self.say("  " + standing_words(self.heads))
+                self.explained = True
+            self.judging = True
+        self.say(f"  {plural(len(organisms), 'organism')}: {what} ({len(todo)} to evaluate)")
+        self.start_wave(todo, "final judgement", max(self.total, self.finished + len(todo)),
+                        by_head=False)
 
     def retrying(self, organisms):
         self.warn(f"microgpt-hydra: a worker process died; retrying {len(organisms)} lost "
                   f"evaluation{'s' if len(organisms) != 1 else ''} in a new pool")
 
     def ascended(self, evolution, mode, winner, winner_standing, genome):
-        """The final table: every head's champion with its names, then the winner."""
+        """The final table: every head's champion with its names, then the winner and why."""
         self.close_bar()
-        self.say("━" * 66, chatter=False)
-        self.say("Hydra Ascended" if mode == "hydra" else "Evolution Complete", chatter=False)
+        table = []
         for h in evolution.heads:
             champion = evolution.champions[h.name]
-            self.say("  " + self.champion_line(h, champion), chatter=False)
-            self.say(" " * (self.width + 3) + ", ".join(champion.shown_names()), chatter=False)
+            table += self.champion_lines(h, champion)
+            names = champion.shown_names()
+            table += fill(" " * (self.width + 2), [n + "," for n in names[:-1]] + names[-1:],
+                          self.width + 3)
         loss = "unknown" if genome["loss"] is None else f"{genome['loss']:.4f}"
-        scores = ", ".join(f"{h.name} {show_score(winner.fitness(h.name))}" for h in evolution.heads)
-        self.say(f"Winner: [{winner.head}] {describe(winner.genome)}, born in generation "
-                 f"{genome['generation']} (val_loss {loss})", chatter=False)
-        self.say(f"  mean of {plural(genome['trials'], 'trial')}: {scores}; standing "
-                 f"{winner_standing:.2f} among the first generation's random genomes", chatter=False)
+        table += fill(f"Winner: [{winner.head}]", [*describe(winner.genome).split(),
+                                                  f"(val_loss {loss})"], 2)
+        table.append(f"  born in generation {genome['generation']}"
+                     + (", tuned in the final judgement" if winner.tuned else ""))
+        scores = [f"{h.name} {show_score(winner.fitness(h.name))}" for h in evolution.heads]
+        scores = [s + "," for s in scores[:-1]] + scores[-1:]
+        standing = f"standing {winner_standing:.2f}"
+        if self.explained:
+            scores[-1] += f"; {standing}"
+        table += fill(f"  mean of {plural(genome['trials'], 'fresh trial')}:", scores, 4)
+        if not self.explained:
+            table.append("  " + standing_words(evolution.heads, winner_standing))
+        table.append("  " + why_the_winner(winner, evolution.champions, evolution.heads))
         if len(evolution.heads) > 1:
-            front = evolution.front
-            self.say(f"Pareto front: {plural(len(front), 'organism')} that no other beats on every "
-                     f"head (kept in the store)", chatter=False)
+            table.append(f"Pareto front: {plural(len(evolution.front), 'organism')} that no other "
+                         f"beats on every head (kept in the store)")
+        self.say("━" * 66, chatter=False)
+        self.say("Hydra Ascended" if mode == "hydra" else "Evolution Complete", chatter=False)
+        for line in table:
+            self.say(line, chatter=False)
 
     def close_bar(self):
         if self.bar is not None:
@@ -160,7 +264,8 @@ def banner(cfg, heads, mode, workers, where=""):
                  f"{plural(cfg.generations, 'Generation')}, "
                  f"{plural(cfg.population, 'organism')} per head")
     return [title, f"  {plural(cfg.steps, 'step')} and {plural(cfg.samples, 'name')} per organism, "
-                   f"seed {cfg.seed}, {plural(workers, 'worker')}{where}", rule]
+                   f"seed {cfg.seed}, {plural(workers, 'worker')}{where}",
+            f"  Genes left out of a genome are at their defaults: {at_defaults()}", rule]
 
 
 def runs_table(runs):

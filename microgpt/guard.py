@@ -46,8 +46,10 @@ class OutputError(MicrogptError):
     """Writing a result to stdout failed (a full disk, a closed device)."""
 
 
-# The banner's box characters, for a stream whose encoding lacks them (PYTHONIOENCODING=ascii).
-ASCII_FALLBACK = str.maketrans({"━": "=", "—": "-", "·": "-", "×": "x", "…": "...", "→": "->"})
+# The console's box characters and arrows, for a stream whose encoding lacks them
+# (PYTHONIOENCODING=ascii).
+ASCII_FALLBACK = str.maketrans({"━": "=", "—": "-", "·": "-", "×": "x", "…": "...", "→": "->",
+                               "←": "<-"})
 
 
 class Output(io.TextIOBase):

@@ -324,9 +324,8 @@ def write_mind(genome, data, out, console):
     except (MicrogptError, OSError) as exc:
         raise MicrogptError(f"could not save the winner's trained model to {path} "
                          f"({error_text(exc)}); {out} is written") from None
-    console.say(f"Wrote {path}: the winner, trained (`microgpt` beside {out.name} speaks from it "
-                f"without training)" + (f"; the one it replaced is kept as {kept}" if kept else ""),
-                chatter=False)
+    console.say(f"Wrote {path}: the winner, trained; `microgpt` beside {out.name} speaks from it"
+                + (f" (the one it replaced is kept as {kept})" if kept else ""), chatter=False)
 
 
 def list_runs(store_path):
@@ -441,9 +440,10 @@ def run_hydra(args, parser, argv, evaluate=evaluate_genome):
         genome = write_winner(evolution, console, store, run_id, mode, out)
         write_mind(genome, cfg.data, out, console)
         failed = sum(o.error is not None for o in evolution.evaluations)
-        console.say(f"Wrote {out} after {plural(len(evolution.evaluations), 'evaluation')} "
-                    f"({failed} failed) in {time.perf_counter() - started:.1f}s. "
-                    f"Run `microgpt` to meet the evolved creature.", chatter=False)
+        failures = f", {failed} failed" if failed else ""
+        console.say(f"Wrote {out} ({plural(len(evolution.evaluations), 'evaluation')}{failures}, "
+                    f"{time.perf_counter() - started:.1f}s): run `microgpt` to meet the evolved "
+                    f"creature.", chatter=False)
         console.say(f"Run {run_id} in {store.path}; log: {log.name}", chatter=False)
         store.finish(run_id, "completed")
         return 0

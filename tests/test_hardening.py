@@ -280,9 +280,9 @@ def test_a_full_stdout_is_one_line(tmp_path):
 def test_a_stream_without_box_characters_gets_plain_ones():
     raw = io.BytesIO()
     out = Output(io.TextIOWrapper(raw, encoding="ascii", write_through=True))
-    out.write("Hydra Evolution — 3 Heads, 2 Cycles × 3 Generations ━━ é\n")
+    out.write("Hydra Evolution — 3 Heads, 2 Cycles × 3 Generations ━━ ←Mirror é\n")
     out.flush()
-    assert raw.getvalue() == b"Hydra Evolution - 3 Heads, 2 Cycles x 3 Generations == \\xe9\n"
+    assert raw.getvalue() == b"Hydra Evolution - 3 Heads, 2 Cycles x 3 Generations == <-Mirror \\xe9\n"
 
 
 @pytest.mark.slow
@@ -325,10 +325,10 @@ def test_json_types_are_named_the_json_way(tmp_path):
 
 def test_the_banner_counts_in_the_singular_when_one():
     cfg = HydraConfig(population=1, generations=1, cycles=1, steps=1, samples=1, seed=1)
-    title, line, _ = banner(cfg, make_heads("mirror", ["anna"]), "hydra", 1)
+    title, line, *_ = banner(cfg, make_heads("mirror", ["anna"]), "hydra", 1)
     assert title.endswith("1 Head, 1 Cycle × 1 Generation, 1 organism per head")
     assert line.startswith("  1 step and 1 name per organism") and line.endswith("1 worker")
-    title, line, _ = banner(HydraConfig(seed=1), make_heads("mirror,spark", ["anna"]), "hydra", 2)
+    title, line, *_ = banner(HydraConfig(seed=1), make_heads("mirror,spark", ["anna"]), "hydra", 2)
     assert "2 Heads" in title and "Cycles" in title and "Generations" in title
     assert "steps and" in line and line.endswith("2 workers")
 

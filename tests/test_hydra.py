@@ -25,6 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from microgpt import hydra, hydra_cli
+from microgpt.console import WIDTH
 from microgpt.evaluators import PoolEvaluator
 from microgpt.genome import check_genes, load_genome, validate_genome
 from microgpt.heads import Classic, Mirror, Spark, Weaver, make_heads
@@ -556,6 +557,8 @@ def test_tiny_run_writes_a_genome_that_microgpt_runs_as_evolved(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Hydra Evolution" in proc.stdout and "The Gathering" in proc.stdout
     assert "Hydra Ascended" in proc.stdout
+    assert_fits(proc.stdout)
+    assert proc.stdout.count("The organism learns from all heads.") == 1
     genome = load_genome(tmp_path / "genome.json")
     assert genome["evolved"] is True and genome["steps"] == 20 and genome["run_seed"] == 5
     assert genome["head"] in ("Weaver", "Mirror", "Spark")
@@ -577,6 +580,12 @@ def test_tiny_run_writes_a_genome_that_microgpt_runs_as_evolved(tmp_path):
                               text=True, timeout=120)
     assert creature.returncode == 0, creature.stderr
     assert "Evolved" in creature.stdout
+
+
+def assert_fits(stdout):
+    """Every line of a run's stdout within the console's width."""
+    wide = [line for line in stdout.splitlines() if len(line) > WIDTH]
+    assert not wide, wide
 
 
 def stored(directory, store="experiments/microgpt.db"):
@@ -765,6 +774,7 @@ def test_default_sized_generation_with_origin(tmp_path):
     genome = load_genome(tmp_path / "genome.json")
     assert set(genome["scores"]) == {"Weaver", "Mirror", "Spark", "Origin"}
     assert genome["steps"] == 300
+    assert_fits(proc.stdout)            # the default sizes, with the widest heads' names
 
 
 def test_training_names_for_spark_are_the_whole_dataset():
@@ -913,3 +923,28 @@ def test_the_table_draws_as_the_seed_does():
     assert drawn == ["n_emb", "n_head", "n_layer", "lr"]
     assert [g.name for g in genes.SPACE if g.tune is not None] == ["n_emb", "n_layer", "lr", "n_ctx"]
     assert set(hydra.TUNED) <= {g.name for g in genes.SPACE if g.tune is not None}
+
+
+def test_a_short_genome_shows_the_seeds_four_and_the_genes_moved_off_their_defaults():
+    from microgpt.hydra import genes
+
+    genome = genes.new_genome(random.Random(2))
+    full = genes.describe(genome)
+    assert genes.describe(genome, changed=True) == " ".join(full.split()[:4])      # the seed's look
+    assert genes.at_defaults() == " ".join(full.split()[4:]) == "T:1.00 Cool:1.00 Ctx:16 FF:4"
+    moved = dict(genome, cooling=0.73, n_ff_exp=2, temperature=1.001)   # 1.001 shows as 1.00
+    assert genes.describe(moved, changed=True) == " ".join(full.split()[:4]) + " Cool:0.73 FF:2"
+
+
+def test_the_evaluations_a_run_makes_are_counted_in_advance_at_most():
+    # a generation evaluates at most every organism of every head; the final judgement at most
+    # 6 x 4 finalists' trials, 22 tuned genomes x 3, 4 confirmed x 10 (docs/hydra.md's table)
+    assert hydra.generation_evaluations(8, 3) == 24
+    assert hydra.final_evaluations(3) == 24 + 22 * 3 + 40 == 130
+    assert hydra.expected_evaluations(8, 3, 5, 3) == 15 * 24 + 130
+    heads = make_heads("weaver,mirror,spark", ["anna"])
+    with threads(2) as ex:
+        evo = evolve(heads, ex, fast_cfg())
+    cfg = fast_cfg()
+    assert len(evo.evaluations) <= hydra.expected_evaluations(cfg.population, cfg.generations,
+                                                              cfg.cycles, len(heads))

@@ -88,16 +88,27 @@ def gather(populations, heads, bred=None):
     return pool, received, after
 
 
-def expected_evaluations(population, generations, cycles, n_heads):
-    """About how many evaluations a run makes: every birth, at most one re-judging of each head's
-    champions per generation after the first, and the final judgement's (at most)."""
-    later = cycles * generations - 1
-    births = n_heads * (population + later * (population - N_CHAMPIONS))
+def generation_evaluations(population, n_heads):
+    """At most how many evaluations a generation makes: every organism of every head (the first
+    generation's births; later, each head's mutants and the re-judging of its N_CHAMPIONS)."""
+    return population * n_heads
+
+
+def final_evaluations(n_heads):
+    """At most how many evaluations the final judgement makes: its finalists' trials, the
+    leader's tuned genomes' (every value of each TUNED gene but the leader's own, all of lr's)
+    and the confirmed organisms'."""
     tuned = sum(len(tuning_values(gene, {"lr": NEW_LR[0]})) - (gene != "lr")
                 for gene in TUNED)
-    final = (max(FINALISTS, n_heads) * FINAL_TRIALS + tuned * TUNING_TRIALS
-             + CONFIRMED * CONFIRM_TRIALS)
-    return births + n_heads * N_CHAMPIONS * later + final
+    return (max(FINALISTS, n_heads) * FINAL_TRIALS + tuned * TUNING_TRIALS
+            + CONFIRMED * CONFIRM_TRIALS)
+
+
+def expected_evaluations(population, generations, cycles, n_heads):
+    """About how many evaluations a run makes, at most: every generation's
+    (`generation_evaluations`), then the final judgement's (`final_evaluations`)."""
+    return (cycles * generations * generation_evaluations(population, n_heads)
+            + final_evaluations(n_heads))
 
 
 @dataclass

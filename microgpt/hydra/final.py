@@ -84,14 +84,14 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
                               for v in tuning_values(gene, leader.genome)) if o is not None]
         tuning = trials_of(others, TUNING_TRIALS)
         judge_all([t for ts in tuning.values() for t in ts],
-                  f"the leader, {leader.id}, with other values of {gene}", others)
+                  f"the best so far, with other values of {gene}", others)
         tuned += others
         candidates += heard(tuning)
         candidates.sort(key=lambda v: joint_key(v, stick), reverse=True)
     chosen = one_of_each(candidates, CONFIRMED)
     confirm = {v: trials_of([v.of], CONFIRM_TRIALS, (voice_of(v),))[v.of] for v in chosen}
     judge_all([t for ts in confirm.values() for t in ts],
-              "the best organisms, each at its best temperature, on fresh seeds", [v.of for v in chosen])
+              "the best, each at its best temperature, on more fresh seeds", [v.of for v in chosen])
     confirmed = [at_temperatures(v.of, heads, confirm[v]) for v in chosen]
     confirmed = [c[0] for c in confirmed if c]
     stick = sticks()

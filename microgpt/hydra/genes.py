@@ -75,6 +75,10 @@ class Gene:
     def default(self):
         return getattr(TrainingConfig(), self.name)
 
+    def show(self, value):
+        """'Emb:16', 'LR:0.0050': the console's label and the value as `shown`."""
+        return f"{self.label}:{self.shown.format(value)}"
+
     def extended(self, rng):
         """A value anywhere mutants reach, drawn uniformly (log-uniformly for a "log" float):
         what a random search draws."""
@@ -151,9 +155,20 @@ def trains_alike(genome, other):
     return all(genome[g.name] == other[g.name] for g in SPACE if not g.voice)
 
 
-def describe(genome):
-    """The genome in one line: 'Emb:16 Head:4 Lay:1 LR:0.0050 T:1.00 Cool:1.00 Ctx:16 FF:4'."""
-    return " ".join(f"{g.label}:{g.shown.format(genome[g.name])}" for g in SPACE)
+def describe(genome, changed=False):
+    """The genome in one line: 'Emb:16 Head:4 Lay:1 LR:0.0050 T:1.00 Cool:1.00 Ctx:16 FF:4'.
+
+    changed: only the genes a new organism draws (the seed's four, always shown) and the others
+    that show otherwise than their default ('Emb:16 Head:4 Lay:1 LR:0.0050 Cool:0.73'): what
+    evolution moved, in the seed's short look (`at_defaults` says what is left out)."""
+    return " ".join(g.show(genome[g.name]) for g in SPACE
+                    if not changed or g.new is not None or g.show(genome[g.name]) != g.show(g.default()))
+
+
+def at_defaults():
+    """'T:1.00 Cool:1.00 Ctx:16 FF:4': the genes a new organism does not draw, at their defaults
+    (what `describe(genome, changed=True)` leaves out)."""
+    return " ".join(g.show(g.default()) for g in SPACE if g.new is None)
 
 
 def repair(genome):
