@@ -601,9 +601,11 @@ def stored(directory, store="experiments/microgpt.db"):
 
 
 def _deterministic_view(directory):
+    """The store's evaluations without what depends on the clock or the process: how long each
+    took, when, and which worker ran it."""
     _, evaluations = stored(directory)
     for r in evaluations:
-        del r["seconds"], r["finished"]
+        del r["seconds"], r["finished"], r["started"], r["ended"], r["worker"]
     return evaluations
 
 
