@@ -44,11 +44,18 @@ class KnownNames:
         self.hashes.sort()
 
     def __contains__(self, name):
+        return bool(self.among([name])[0])
+
+    def among(self, names):
+        """Whether each of names is known, as a list of bools: one search for them all (a search
+        per name would cost more in numpy's call than in the search)."""
         import numpy as np
 
-        h = hash(name)
-        i = int(np.searchsorted(self.hashes, h))
-        return i < len(self.hashes) and int(self.hashes[i]) == h
+        if not len(self.hashes):
+            return [False] * len(names)
+        wanted = np.fromiter((hash(n) for n in names), np.int64, count=len(names))
+        at = np.minimum(np.searchsorted(self.hashes, wanted), len(self.hashes) - 1)
+        return (self.hashes[at] == wanted).tolist()
 
     def __len__(self):
         return len(self.hashes)
@@ -70,19 +77,21 @@ class NameHead:
         """The score of one trimmed, lower-cased name, or None when the rule rejects it."""
         raise NotImplementedError
 
+    def score_names(self, names):
+        """The rule's score of each name (None where it rejects one): one call per sample, so a
+        head can look its names up together (Spark)."""
+        return [self.score_name(n) for n in names]
+
     def score(self, names, val_loss=None):
         """The sample's score by this head's scoring; NO_SCORE for an empty sample (and, for
         "mean", when the rule accepts none of the names)."""
         names = [n.strip().lower() for n in names]
         if not names:
             return NO_SCORE
-        if self.scoring == "counted":
-            total = 0.0
-            for name in dict.fromkeys(names):          # each distinct name once, in order
-                s = self.score_name(name)
-                total += s if s is not None else 0.0
-            return total / len(names)
-        scores = [s for s in map(self.score_name, names) if s is not None]
+        if self.scoring == "counted":                  # each distinct name once, in order
+            scores = self.score_names(list(dict.fromkeys(names)))
+            return sum(s for s in scores if s is not None) / len(names)
+        scores = [s for s in self.score_names(names) if s is not None]
         return sum(scores) / len(scores) if scores else NO_SCORE
 
     def __repr__(self):
@@ -159,12 +168,12 @@ class Spark(NameHead):
         self.known = known_names(training_names)
 
     def score_name(self, name):
-        if len(name) < 3:
-            return None
-        score = -5.0 if name in self.known else 2.0
-        if len(name) > 6:
-            score += 0.5
-        return score
+        return self.score_names([name])[0]
+
+    def score_names(self, names):
+        known = self.known.among(names)
+        return [None if len(n) < 3 else (-5.0 if k else 2.0) + (0.5 if len(n) > 6 else 0.0)
+                for n, k in zip(names, known)]
 
     def _repr_args(self):
         return ", ".join(filter(None, [f"<{len(self.known)} training names>", super()._repr_args()]))

@@ -238,3 +238,16 @@ def test_make_heads_passes_the_scoring_on():
     heads = make_heads("weaver,mirror,spark,origin", TRAINING, "mean")
     assert [getattr(h, "scoring", None) for h in heads] == ["mean", "mean", "mean", None]
     assert [h.scoring for h in make_heads("weaver,spark", TRAINING)] == ["counted", "counted"]
+
+
+def test_known_names_looked_up_together_agree_with_one_at_a_time():
+    from microgpt.heads import KnownNames
+
+    known = KnownNames(["Olivia", " bob ", "zed"])
+    asked = ["olivia", "bob", "zed", "ann", "", "zzzzzz", "olivia"]
+    assert known.among(asked) == [True, True, True, False, False, False, True]
+    assert [n in known for n in asked] == known.among(asked)
+    assert KnownNames([]).among(["bob"]) == [False] and "bob" not in KnownNames([])
+    spark = Spark(["Olivia"])
+    assert spark.score_names(["olivia", "al", "maximilian"]) == [-5.0, None, 2.5]
+    assert [spark.score_name(n) for n in ["olivia", "al", "maximilian"]] == [-5.0, None, 2.5]
