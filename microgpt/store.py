@@ -152,6 +152,7 @@ MIGRATIONS = {
 
 
 STATUSES = ("running", "interrupted", "failed", "completed")
+STAGES = EVOLUTION, FINAL_JUDGEMENT = ("evolution", "final judgement")   # evaluations.stage
 SQLITE_MAX = 2**63 - 1       # the largest integer SQLite holds (a run id beyond it is no run)
 SCORE_MAX = 1e12             # a head's score is a mean per name, or a loss: far below this
 
@@ -466,7 +467,7 @@ class Store:
 
     # Evaluations.
 
-    def add_evaluation(self, run_id, org, steps, stage="evolution"):
+    def add_evaluation(self, run_id, org, steps, stage=EVOLUTION):
         """Record a finished evaluation (once: a recalled one is already there)."""
         result = org.result or {}
         row = {"run_id": run_id, "organism": org.id, "head": org.head, "cycle": org.cycle + 1,
@@ -562,12 +563,13 @@ class Store:
                 skipped.append(str(exc))
         return kept, skipped
 
-    def add_champions(self, run_id, cycle, generation, populations, heads):
-        """Record each head's champion after a generation (populations ranked best first), with
-        its scores as the console prints them: the means over its trials so far."""
-        for h in heads:
-            o = populations[h][0]
-            scores = {k: finite_or_none(o.fitness(k)) for k in heads}
+    def add_champions(self, run_id, cycle, generation, populations):
+        """Record each head's champion after a generation (populations: {head name: organisms
+        ranked best first}), with its scores as the console prints them: the means over its
+        trials so far."""
+        for h, ranked in populations.items():
+            o = ranked[0]
+            scores = {k: finite_or_none(o.fitness(k)) for k in populations}
             self.db.execute("INSERT OR REPLACE INTO champions VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (run_id, cycle + 1, generation + 1, h, o.id, json.dumps(scores),
                              len(o.judged())))
@@ -636,16 +638,16 @@ class Recorder(Observer):
 
     def __init__(self, store, run_id, cfg):
         self.store, self.run_id, self.cfg = store, run_id, cfg
-        self.stage = "evolution"
+        self.stage = EVOLUTION
 
     def final_started(self, organisms, todo, what):
-        self.stage = "final judgement"
+        self.stage = FINAL_JUDGEMENT
 
     def evaluated(self, organism):
         self.store.add_evaluation(self.run_id, organism, self.cfg.steps, self.stage)
 
     def generation(self, cycle, generation, populations):
-        self.store.add_champions(self.run_id, cycle, generation, populations, list(populations))
+        self.store.add_champions(self.run_id, cycle, generation, populations)
 
     def gathering(self, cycle, pool, received):
         self.store.add_gathering(self.run_id, cycle, received)

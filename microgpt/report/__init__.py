@@ -35,5 +35,4 @@ from microgpt.report.data import (  # noqa: F401
     verdict,
 )
 from microgpt.report.draw import COLOURS, DPI, HEIGHT, WIDTH  # noqa: F401
-from microgpt.report.figures import figures  # noqa: F401
 from microgpt.report.page import report, summary, watch, write_report  # noqa: F401

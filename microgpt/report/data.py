@@ -9,10 +9,8 @@ import statistics
 from dataclasses import dataclass, field
 
 from microgpt.hydra import GENES, GRID_COOLINGS, MAX_TRIALS, percentile, temperature_grid, voices
-from microgpt.store import StoreError
+from microgpt.store import FINAL_JUDGEMENT, StoreError
 from microgpt.train import TrainingConfig
-
-FINAL = "final judgement"
 
 
 @dataclass
@@ -67,7 +65,7 @@ class Run:
         """Whether evaluation e was made by the final judgement: its stage, or for a store from
         before stages, a tuned organism (@) or a trial past the generations' MAX_TRIALS."""
         if e.get("stage") is not None:
-            return e["stage"] == FINAL
+            return e["stage"] == FINAL_JUDGEMENT
         return "@" in e["organism"] or e["trial"] > MAX_TRIALS
 
     @property
@@ -130,7 +128,7 @@ def trial_means(run):
             xs = [x for x in (score(e, h) for e in es) if x is not None]
             scores[h] = statistics.mean(xs) if xs else None
             spread[h] = statistics.stdev(xs) if len(xs) > 1 else None
-        out[o] = {"scores": scores, "trials": len(es), "spread": spread, "genome": es[0]["genome"]}
+        out[o] = {"scores": scores, "trials": len(es), "spread": spread}
     return out
 
 
