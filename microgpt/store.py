@@ -525,9 +525,13 @@ class Store:
                 raise bad(column, "must be text or NULL")
         if e.get("num_params") is not None and not (_whole(e["num_params"]) and 0 < e["num_params"] < 2**40):
             raise bad("num_params", "must be a whole number or NULL")
-        for column in ("val_loss", "final_loss", "seconds"):   # a diverged loss may be infinite
-            if e.get(column) is not None and not _number(e[column]):
+        for column in ("val_loss", "final_loss", "seconds", "started", "ended"):
+            if e.get(column) is not None and not _number(e[column]):    # a loss may be infinite
                 raise bad(column, "must be a number or NULL")
+        if e.get("worker") is not None and not isinstance(e["worker"], str):
+            raise bad("worker", "must be text or NULL")
+        if e.get("stage") is not None and e["stage"] not in STAGES:
+            raise bad("stage", f"must be {' or '.join(STAGES)} or NULL")
         e = dict(e)
         for column in ("genome", "scores", "names", "names_at"):
             e[column] = self.json(run, column, e) if e.get(column) is not None else None

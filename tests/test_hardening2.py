@@ -210,6 +210,18 @@ def test_a_tampered_evaluation_is_one_line_for_resume_and_skipped_by_the_report(
     assert "3 evaluation(s) skipped" in out and "scores must map heads" in out
 
 
+@pytest.mark.slow
+def test_tampered_times_workers_stages_and_champions_are_skipped_by_the_report(store, capsys):
+    tamper(store, "UPDATE evaluations SET started = 'soon' WHERE rowid = 1")
+    tamper(store, "UPDATE evaluations SET worker = X'07' WHERE rowid = 2")
+    tamper(store, "UPDATE evaluations SET stage = 'lunch' WHERE rowid = 3")
+    tamper(store, "UPDATE champions SET scores = 'not json' WHERE rowid = 1")
+    tamper(store, "UPDATE champions SET scores = '{\"Weaver\": \"high\"}' WHERE rowid = 2")
+    status, out, err = hydra_main(capsys, "report")
+    assert status == 0, err
+    assert "3 evaluation(s) skipped" in out and "started must be a number or NULL" in out
+
+
 def test_stdin_has_a_files_rules_and_cap(tmp_path, monkeypatch):
     r, w = os.pipe()
 
