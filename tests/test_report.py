@@ -295,21 +295,25 @@ def test_report_watch_follows_a_running_run_and_stops_when_it_ends(tmp_path):
                             "3", "--generations", "3", "--cycles", "2", "--steps", "60",
                             "--samples", "20", "--workers", "1", "-q", "--seed", "11"],
                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    store = tmp_path / "experiments" / "microgpt.db"
-    for _ in range(400):                                   # until the run is in the store
-        try:
-            db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        store = tmp_path / "experiments" / "microgpt.db"
+        for _ in range(400):                                   # until the run is in the store
             try:
-                if db.execute("SELECT count(*) FROM runs").fetchone()[0]:
-                    break
-            finally:
-                db.close()
-        except sqlite3.Error:
-            pass
-        time.sleep(0.05)
-    watch = subprocess.run([HYDRA, "report", "--watch", "0.5", "--out", "live"], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
-    assert run.wait(timeout=300) == 0, run.stderr.read()
+                db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+                try:
+                    if db.execute("SELECT count(*) FROM runs").fetchone()[0]:
+                        break
+                finally:
+                    db.close()
+            except sqlite3.Error:
+                pass
+            time.sleep(0.05)
+        watch = subprocess.run([HYDRA, "report", "--watch", "0.5", "--out", "live"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=300)
+        assert run.wait(timeout=300) == 0, run.stderr.read()
+    finally:                                               # never left running
+        run.kill()
+        run.wait()
     assert watch.returncode == 0, watch.stderr
     assert "evaluations so far" in watch.stdout           # written at least once while it ran
     page = (tmp_path / "live" / "report.html").read_text()
