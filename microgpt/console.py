@@ -21,6 +21,7 @@ from microgpt.hydra import (
     expected_evaluations,
     final_evaluations,
     generation_evaluations,
+    standing,
 )
 
 WIDTH = 100             # the widest line a default run prints
@@ -131,6 +132,11 @@ class Console(Observer):
             score += " " + bred_by(organism.head)
         return fill(tag, [*describe(organism.genome, changed=True).split(), score], self.width + 3)
 
+    def primordial_started(self, todo):
+        self.say(f"The primordial creature (every gene at its default), on "
+                 f"{plural(len(todo), 'seed')}: the baseline")
+        self.start_wave(todo, "primordial", self.total, by_head=False)
+
     def generation_started(self, cycle, generation, todo):
         cfg = self.cfg
         self.say(f"Cycle {cycle + 1}/{cfg.cycles} · Generation {generation + 1}/{cfg.generations}"
@@ -235,6 +241,7 @@ class Console(Observer):
         if not self.explained:
             table.append("  " + standing_words(evolution.heads, winner_standing))
         table.append("  " + why_the_winner(winner, evolution.champions, evolution.heads))
+        table += self.primordial_lines(evolution)
         if len(evolution.heads) > 1:
             table.append(f"Pareto front: {plural(len(evolution.front), 'organism')} that no other "
                          f"beats on every head (kept in the store)")
@@ -242,6 +249,17 @@ class Console(Observer):
         self.say("Hydra Ascended" if mode == "hydra" else "Evolution Complete", chatter=False)
         for line in table:
             self.say(line, chatter=False)
+
+    def primordial_lines(self, evolution):
+        """'Primordial (the defaults), 3 trials: Weaver 0.41, ...; standing 0.31': the baseline
+        the winner is measured against, the mean of its trials ([] when it was not heard)."""
+        first = evolution.primordial
+        if first is None:
+            return []
+        scores = [f"{h.name} {show_score(first.fitness(h.name))}" for h in evolution.heads]
+        scores = [s + "," for s in scores[:-1]] + scores[-1:]
+        scores[-1] += f"; standing {standing(first, evolution.yardstick):.2f}"
+        return fill(f"Primordial (the defaults), {plural(len(first.judged()), 'trial')}:", scores, 4)
 
     def close_bar(self):
         if self.bar is not None:

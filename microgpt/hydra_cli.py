@@ -439,9 +439,10 @@ def run_hydra(args, parser, argv, evaluate=evaluate_genome):
         evaluator.close()
         genome = write_winner(evolution, console, store, run_id, mode, out)
         write_mind(genome, cfg.data, out, console)
-        failed = sum(o.error is not None for o in evolution.evaluations)
+        made = evolution.made()
+        failed = sum(o.error is not None for o in made)
         failures = f", {failed} failed" if failed else ""
-        console.say(f"Wrote {out} ({plural(len(evolution.evaluations), 'evaluation')}{failures}, "
+        console.say(f"Wrote {out} ({plural(len(made), 'evaluation')}{failures}, "
                     f"{time.perf_counter() - started:.1f}s): run `microgpt` to meet the evolved "
                     f"creature.", chatter=False)
         console.say(f"Run {run_id} in {store.path}; log: {log.name}", chatter=False)

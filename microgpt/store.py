@@ -18,7 +18,9 @@ Tables, for the `sqlite3` shell as much as for microgpt:
        after each generation, as the console prints it (scores: the means over its trials)
 Since schema 3 an evaluation also records when it started and ended on its worker (`started`,
 `ended`, seconds since the epoch), the process that ran it (`worker`, host:pid) and its stage
-(`evolution` or `final judgement`).
+(`primordial`, `evolution` or `final judgement`). The primordial creature (every gene at its
+default: the run's baseline, evaluated first on 3 seeds) is `primordial`, `primordial/t2`, ...,
+with head '' (no island bred it).
 JSON columns (genome, scores, names, names_at, heads, argv, winner_genome) hold JSON text:
 `json_extract(scores, '$.Weaver')` reads one head's score. Cycles and generations count from 1.
 
@@ -106,7 +108,7 @@ CREATE TABLE evaluations (
     started REAL,                    -- seconds since the epoch (schema 3)
     ended REAL,                      -- the same, when the worker was done with it (schema 3)
     worker TEXT,                     -- host:pid of the process that ran it (schema 3)
-    stage TEXT,                      -- evolution or final judgement (schema 3)
+    stage TEXT,                      -- primordial, evolution or final judgement (schema 3)
     PRIMARY KEY (run_id, organism)
 );
 CREATE TABLE gatherings (
@@ -152,7 +154,7 @@ MIGRATIONS = {
 
 
 STATUSES = ("running", "interrupted", "failed", "completed")
-STAGES = EVOLUTION, FINAL_JUDGEMENT = ("evolution", "final judgement")   # evaluations.stage
+STAGES = PRIMORDIAL, EVOLUTION, FINAL_JUDGEMENT = ("primordial", "evolution", "final judgement")
 SQLITE_MAX = 2**63 - 1       # the largest integer SQLite holds (a run id beyond it is no run)
 SCORE_MAX = 1e12             # a head's score is a mean per name, or a loss: far below this
 
@@ -445,13 +447,22 @@ class Store:
                              json.dumps(scores), len(o.judged())))
 
     def front(self, run_id):
-        """The run's Pareto front as stored: [{organism, genome, scores, trials}]."""
+        """The run's Pareto front as stored: [{organism, genome, scores, trials}], rows of the
+        wrong types left out."""
         if self.version < 2:
             return []
-        return [{"organism": r["organism"], "genome": json.loads(r["genome"]),
-                 "scores": json.loads(r["scores"]), "trials": r["trials"]}
-                for r in self.db.execute("SELECT * FROM front WHERE run_id = ? ORDER BY organism",
-                                         (run_id,))]
+        out = []
+        for r in self.db.execute("SELECT * FROM front WHERE run_id = ? ORDER BY organism", (run_id,)):
+            try:
+                genome, scores = json.loads(r["genome"]), json.loads(r["scores"])
+            except (TypeError, ValueError):
+                continue
+            if (isinstance(r["organism"], str) and isinstance(genome, dict) and _whole(r["trials"])
+                    and isinstance(scores, dict)
+                    and all(x is None or (_number(x) and math.isfinite(x)) for x in scores.values())):
+                out.append({"organism": r["organism"], "genome": genome, "scores": scores,
+                            "trials": r["trials"]})
+        return out
 
     def training_steps(self, run_id):
         """(evaluations, training steps) the run has made so far: its cost, each evaluation one
@@ -511,8 +522,9 @@ class Store:
                               f"got {json_text(e.get(column))}")
         if not isinstance(e.get("organism"), str) or not 0 < len(e["organism"]) <= 200:
             raise bad("organism", "must be text")
-        if e.get("head") not in json.loads(run["heads"]):
-            raise bad("head", "must be one of the run's heads")
+        primordial = (e.get("stage"), e.get("head")) == (PRIMORDIAL, "")
+        if e.get("head") not in json.loads(run["heads"]) and not primordial:
+            raise bad("head", "must be one of the run's heads (or empty, for the primordial creature)")
         limits = {"cycle": (1, SIZE_CAPS["cycles"][1]), "generation": (1, SIZE_CAPS["generations"][1]),
                   "idx": (0, 2**31), "trial": (1, 2**31), "attempts": (0, 2**31)}
         for column, (lo, hi) in limits.items():
@@ -531,7 +543,7 @@ class Store:
         if e.get("worker") is not None and not isinstance(e["worker"], str):
             raise bad("worker", "must be text or NULL")
         if e.get("stage") is not None and e["stage"] not in STAGES:
-            raise bad("stage", f"must be {' or '.join(STAGES)} or NULL")
+            raise bad("stage", f"must be {', '.join(STAGES)} or NULL")
         e = dict(e)
         for column in ("genome", "scores", "names", "names_at"):
             e[column] = self.json(run, column, e) if e.get(column) is not None else None
@@ -642,6 +654,12 @@ class Recorder(Observer):
 
     def __init__(self, store, run_id, cfg):
         self.store, self.run_id, self.cfg = store, run_id, cfg
+        self.stage = EVOLUTION
+
+    def primordial_started(self, todo):
+        self.stage = PRIMORDIAL
+
+    def generation_started(self, cycle, generation, todo):
         self.stage = EVOLUTION
 
     def final_started(self, organisms, todo, what):

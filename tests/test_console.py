@@ -145,6 +145,6 @@ def test_one_progress_bar_counts_the_whole_run_and_names_the_final_judgement(cap
     assert totals[0][0] == first
     assert [t for t, _ in totals] == sorted((t for t, _ in totals), reverse=True)
     assert all(total >= reached for total, reached in totals)
-    assert console.finished == len(evo.evaluations) <= totals[-1][0]
+    assert console.finished == len(evo.made()) <= totals[-1][0]
     assert "final judgement" in err and "this wave 0/" in err and "Weaver 0/0" not in err
     assert console.bar is None                          # closed before the final table

@@ -203,8 +203,9 @@ def test_a_tampered_evaluation_is_one_line_for_resume_and_skipped_by_the_report(
     tamper(store, "UPDATE evaluations SET scores = '{\"Weaver\": 1e308}' WHERE rowid = 2")
     tamper(store, "UPDATE evaluations SET val_loss = ?, seconds = 'slow' WHERE rowid = 3", float("inf"))
     status, out, err = hydra_main(capsys, "--resume")
-    assert status == 1 and "experiments/microgpt.db: run 1: c1g1-" in one_line(err)
-    assert ": scores must map heads to numbers" in err
+    # the first row is the primordial creature's (heard first)
+    assert status == 1 and "experiments/microgpt.db: run 1: primordial: scores must map heads to" \
+        " numbers" in one_line(err)
     status, out, err = hydra_main(capsys, "report")
     assert status == 0, err
     assert "3 evaluation(s) skipped" in out and "scores must map heads" in out

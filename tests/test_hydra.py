@@ -339,6 +339,40 @@ def test_the_gathering_comes_between_cycles():
     assert any(set(e[2].values()) - {0} for e in events)
 
 
+def test_the_primordial_creature_is_heard_first_and_changes_nothing_else(monkeypatch):
+    from microgpt.hydra import engine
+
+    heads = make_heads("weaver,mirror,spark", ["anna"])
+    seen = []
+
+    def watching(genome, *args, **kw):
+        seen.append(genome)
+        return hydra_faults.fake_evaluate(genome, *args, **kw)
+
+    def run():
+        with threads(2, watching) as ex:
+            evo = evolve(heads, ex, fast_cfg())
+        winner = choose_winner(evo)[1]
+        return evo, ([(o.id, o.genome, o.seed, o.scores) for o in evo.evaluations],
+                     winner.id, winner.genome, evo.yardstick, [o.id for o in evo.front])
+
+    evo, outcome = run()
+    first = evo.primordial
+    trials = first.judged()
+    assert [t.id for t in trials] == ["primordial", "primordial/t2", "primordial/t3"]
+    assert len({t.seed for t in trials}) == hydra.PRIMORDIAL_TRIALS == 3
+    defaults = hydra.full_genome(hydra.default_genome(), fast_cfg().steps)
+    assert all(t.genome == hydra.default_genome() and t.head == "" for t in trials)
+    assert seen[:3] == [defaults] * 3 and defaults not in seen[3:]     # heard first, and only then
+    assert all(set(t.scores) == {"Weaver", "Mirror", "Spark"} for t in trials)
+    assert not {id(t) for t in trials} & {id(o) for o in evo.evaluations + evo.reference + evo.finalists}
+    assert len(evo.made()) == len(evo.evaluations) + 3
+    # without it, the run is the same run
+    monkeypatch.setattr(engine, "primordial", lambda run_seed: [])
+    without, other = run()
+    assert without.primordial is None and other == outcome
+
+
 def test_evolve_is_deterministic_for_any_executor():
     heads = make_heads("weaver,mirror,spark,origin", ["anna"])
     runs = []
@@ -572,7 +606,10 @@ def test_tiny_run_writes_a_genome_that_microgpt_runs_as_evolved(tmp_path):
     runs, evaluations = stored(tmp_path)
     assert [r["status"] for r in runs] == ["completed"] and runs[0]["seed"] == 5
     assert json.loads(runs[0]["winner_genome"]) == genome
-    assert len([r for r in evaluations if r["trial"] == 1]) == 3 * 4 + 3 * 2
+    births = [r for r in evaluations if r["trial"] == 1 and r["stage"] != "primordial"]
+    assert len(births) == 3 * 4 + 3 * 2
+    first = [r["organism"] for r in evaluations if r["stage"] == "primordial"]
+    assert sorted(first) == ["primordial", "primordial/t2", "primordial/t3"]
     assert {"genome", "head", "cycle", "generation", "scores", "names", "val_loss", "final_loss",
             "seconds", "parent", "attempts", "error"} <= set(evaluations[0])
 
@@ -940,10 +977,11 @@ def test_a_short_genome_shows_the_seeds_four_and_the_genes_moved_off_their_defau
 
 def test_the_evaluations_a_run_makes_are_counted_in_advance_at_most():
     # a generation evaluates at most every organism of every head; the final judgement at most
-    # 6 x 4 finalists' trials, 22 tuned genomes x 3, 4 confirmed x 10 (docs/hydra.md's table)
+    # 6 x 4 finalists' trials, 22 tuned genomes x 3, 4 confirmed x 10 (docs/hydra.md's table);
+    # the primordial creature is heard first, on 3 seeds
     assert hydra.generation_evaluations(8, 3) == 24
     assert hydra.final_evaluations(3) == 24 + 22 * 3 + 40 == 130
-    assert hydra.expected_evaluations(8, 3, 5, 3) == 15 * 24 + 130
+    assert hydra.expected_evaluations(8, 3, 5, 3) == 3 + 15 * 24 + 130
     heads = make_heads("weaver,mirror,spark", ["anna"])
     with threads(2) as ex:
         evo = evolve(heads, ex, fast_cfg())

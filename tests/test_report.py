@@ -71,7 +71,7 @@ def test_a_hydra_run_and_two_compared(runs_here, capsys):
     assert "The winner's lineage" in out
     check_report(runs_here / "experiments" / f"report-{second}")
     assert hydra_cli.main(["report", str(first), str(second), "--out", "both"]) == 0
-    check_report(runs_here / "both", FIGURES + ["compare"] + [f"{f}-2" for f in FIGURES])
+    check_report(runs_here / "both", FIGURES + ["compare", "compare-front"] + [f"{f}-2" for f in FIGURES])
 
 
 @pytest.mark.parametrize("kind, args", [
@@ -246,6 +246,7 @@ def test_the_champions_drawn_are_the_consoles_and_the_stores(runs_here):
     try:
         stored = store.champions(run_id)
         generations = store.run(run_id)["generations"]
+        first = [e for e in store.evaluations(store.run(run_id))[0] if e["stage"] == "primordial"]
     finally:
         store.close()
     assert stored and len(drawn) == len(stored)
@@ -266,6 +267,20 @@ def test_the_champions_drawn_are_the_consoles_and_the_stores(runs_here):
         assert sorted(data["baseline"]["random first generation"][head])
     assert set(data["importance"]) >= {"n_emb", "lr", "temperature"}
     assert data["front"]
+    # the primordial creature: every gene at its default, its mean over the store's 3 trials, as
+    # the console printed it, in the verdict and the baselines
+    assert [e["organism"] for e in first] == ["primordial", "primordial/t2", "primordial/t3"]
+    assert all(e["head"] == "" and e["genome"]["n_emb"] == 16 and e["genome"]["n_layer"] == 1
+               for e in first)
+    line = next(x for x in log.splitlines() if x.startswith("Primordial (the defaults), 3 trials:"))
+    for head, numbers in verdict["heads"].items():
+        mean = sum(e["scores"][head] for e in first) / 3
+        assert numbers["primordial"] == pytest.approx(mean, abs=1e-12)
+        assert data["baseline"]["primordial creature"][head] == numbers["primordial"]
+        assert f"{head} {mean:.2f}" in line
+        # ... and not among the random first generation (3 heads x 3 organisms)
+        assert len(data["baseline"]["random first generation"][head]) == 9
+    assert verdict["primordial trials"] == 3
 
 
 @pytest.mark.slow

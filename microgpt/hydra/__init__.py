@@ -22,6 +22,8 @@ coolings), the leader's genes are tuned one at a time from its best voice, and t
 confirmed on fresh seeds; the best confirmed is the winner (`choose_winner`): the genome that
 beats random genomes, not the luckiest evaluation. The run's Pareto front across the heads
 (`pareto_front`) is kept too.
+Before all of it, the primordial creature (every gene at its default) is heard on a few seeds:
+the run's baseline, which the console and the report set beside the winner.
 The island model is Whitley, Rana & Heckendorn 1999; the keep-two-and-mutate loop is the seed's.
 `--classic` is the seed's legacy `evolve`: the same engine with one island and one combined
 objective. The `microgpt-hydra` command that drives it lives in microgpt.hydra_cli; the algorithm is told
@@ -43,6 +45,8 @@ The package: `genes` (the genome), `organism` (an organism, the run, its observe
 from microgpt.hydra.engine import (  # noqa: F401
     LEAN,
     MAX_TRIALS,
+    PRIMORDIAL,
+    PRIMORDIAL_TRIALS,
     Evolution,
     breed,
     evolve,
@@ -53,6 +57,7 @@ from microgpt.hydra.engine import (  # noqa: F401
     generation_evaluations,
     leaning,
     pareto_front,
+    primordial,
     rank,
     rejudgings,
 )
@@ -101,6 +106,7 @@ from microgpt.hydra.genes import (  # noqa: F401
     _scale,
     _step,
     at_defaults,
+    default_genome,
     derive_seed,
     describe,
     extended_genome,

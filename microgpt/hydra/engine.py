@@ -3,6 +3,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 from microgpt.hydra.evaluation import evaluate_all
 from microgpt.hydra.final import (
@@ -14,13 +15,22 @@ from microgpt.hydra.final import (
     TUNING_TRIALS,
     final_judgement,
 )
-from microgpt.hydra.genes import NEW_LR, derive_seed, mutate, new_genome, tuning_values
+from microgpt.hydra.genes import (
+    NEW_LR,
+    default_genome,
+    derive_seed,
+    mutate,
+    new_genome,
+    tuning_values,
+)
 from microgpt.hydra.organism import MIN_POPULATION, N_CHAMPIONS, HydraConfig, Observer, Organism
 from microgpt.hydra.standing import percentile
 from microgpt.hydra.voices import voices
 
 LEAN = 2 / 3            # an island ranks on its head's percentile this much, the others' the rest
 MAX_TRIALS = 2          # a survivor is re-judged on a fresh seed each generation, up to this many
+PRIMORDIAL = "primordial"       # the id of the run's baseline: every gene at its default,
+PRIMORDIAL_TRIALS = 3           # ... heard on this many seeds
 
 
 def rank(population, head, bred=None):
@@ -88,6 +98,15 @@ def gather(populations, heads, bred=None):
     return pool, received, after
 
 
+def primordial(run_seed):
+    """The primordial creature's trials: every gene at its default (what `microgpt` is with no
+    genome.json), on PRIMORDIAL_TRIALS seeds of its own. The run's baseline, for the console and
+    the report: never bred, ranked, gathered or chosen, and no island's (its head is "")."""
+    first = Organism(default_genome(), "", 0, 0, 0, derive_seed(run_seed, PRIMORDIAL),
+                     label=PRIMORDIAL)
+    return [first] + [first.rejudge(run_seed) for _ in range(PRIMORDIAL_TRIALS - 1)]
+
+
 def generation_evaluations(population, n_heads):
     """At most how many evaluations a generation makes: every organism of every head (the first
     generation's births; later, each head's mutants and the re-judging of its N_CHAMPIONS)."""
@@ -105,9 +124,9 @@ def final_evaluations(n_heads):
 
 
 def expected_evaluations(population, generations, cycles, n_heads):
-    """About how many evaluations a run makes, at most: every generation's
-    (`generation_evaluations`), then the final judgement's (`final_evaluations`)."""
-    return (cycles * generations * generation_evaluations(population, n_heads)
+    """About how many evaluations a run makes, at most: the primordial creature's, every
+    generation's (`generation_evaluations`), then the final judgement's (`final_evaluations`)."""
+    return (PRIMORDIAL_TRIALS + cycles * generations * generation_evaluations(population, n_heads)
             + final_evaluations(n_heads))
 
 
@@ -116,8 +135,9 @@ class Evolution:
     """What a run leaves: the final populations (ranked), every evaluation in identity order (births
     and re-judgings), the random first generation, what it scores (`yardstick`), against which
     standings are measured, the finalists: the final judgement's confirmed organisms, each a
-    genome at a voice, ranked best first: the first is the winner; and the run's Pareto front
-    across its heads (`pareto_front` of `organisms()`)."""
+    genome at a voice, ranked best first: the first is the winner; the run's Pareto front
+    across its heads (`pareto_front` of `organisms()`); and the primordial creature (its birth,
+    its other trials in retrials), which is in none of the others."""
     heads: list
     config: HydraConfig
     populations: dict
@@ -126,11 +146,17 @@ class Evolution:
     yardstick: dict = field(default_factory=dict)
     finalists: list = field(default_factory=list)
     front: list = field(default_factory=list)
+    primordial: Optional[Organism] = None
 
     @property
     def champions(self):
         """{head name: its best organism at the end}."""
         return {h.name: self.populations[h.name][0] for h in self.heads}
+
+    def made(self):
+        """Every evaluation the run made: the primordial creature's trials, then `evaluations`."""
+        first = [self.primordial, *self.primordial.retrials] if self.primordial else []
+        return first + self.evaluations
 
     def organisms(self):
         """Every distinct organism the run judged (births, then the final judgement's tuned
@@ -161,8 +187,9 @@ def rejudgings(organisms, cfg, limit=MAX_TRIALS):
 
 
 def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
-    """Run Hydra: cfg.cycles of isolation, each but the last followed by the Gathering, then the
-    final judgement of the run's best organisms: an Evolution.
+    """Run Hydra: the primordial creature heard first (the baseline), cfg.cycles of isolation,
+    each but the last followed by the Gathering, then the final judgement of the run's best
+    organisms: an Evolution.
 
     Every generation after the first re-judges each surviving champion on a fresh seed (up to
     MAX_TRIALS), and ranks on the mean of its trials. With one head it is the classic
@@ -175,6 +202,9 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
     if cfg.population < MIN_POPULATION:
         raise ValueError(f"evolve: population must be at least {MIN_POPULATION}")
     observer = observer or Observer()
+    baseline = primordial(cfg.seed)
+    observer.primordial_started(baseline)
+    evaluate_all(baseline, evaluator, cfg, heads, observer, recall)
     populations = {}
     for h in heads:
         rng = random.Random(f"{cfg.seed}:new:{h.name}")
@@ -213,6 +243,7 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
                                        cfg, observer, recall)
     bred = field_of([o for o in evaluations if o.trial == 0], heads)
     populations = {h.name: rank(populations[h.name], h.name, bred) for h in heads}   # new trials
-    evolution = Evolution(list(heads), cfg, populations, evaluations, reference, stick, finalists)
+    evolution = Evolution(list(heads), cfg, populations, evaluations, reference, stick, finalists,
+                          primordial=baseline[0] if baseline else None)
     evolution.front = pareto_front(evolution.organisms(), [h.name for h in heads])
     return evolution

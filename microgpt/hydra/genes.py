@@ -131,6 +131,12 @@ def new_genome(rng):
     return repair(genome)
 
 
+def default_genome():
+    """Every gene at TrainingConfig's default: the primordial creature, `microgpt` with no
+    genome.json."""
+    return repair({g.name: g.default() for g in SPACE})
+
+
 def extended_genome(rng):
     """A genome drawn over the whole space Hydra's mutants reach, each gene by its `extended`
     draw (what a random search draws, and an outside judge's second yardstick)."""

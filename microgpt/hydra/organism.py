@@ -38,10 +38,11 @@ class Organism:
                                     # cooling) or a (temperature, cooling) pair
     scores_at: list = field(default_factory=list)   # scores at each of them
     tuned: str = ""                 # the genes the final judgement tuned: "@n_ctx=7@lr=0.01"
+    label: str = ""                 # an id of its own, for one no island bred ("primordial")
 
     @property
     def id(self):
-        base = f"c{self.cycle + 1}g{self.generation + 1}-{self.head}-{self.index}"
+        base = self.label or f"c{self.cycle + 1}g{self.generation + 1}-{self.head}-{self.index}"
         base += self.tuned
         return base if not self.trial else f"{base}/t{self.trial + 1}"
 
@@ -58,7 +59,7 @@ class Organism:
         n = len(self.retrials) + 1
         t = Organism(self.genome, self.head, self.cycle, self.generation, self.index,
                      derive_seed(run_seed, "rejudge", self.id, n), trial=n, of=self,
-                     tuned=self.tuned, parent=self.parent)
+                     tuned=self.tuned, parent=self.parent, label=self.label)
         self.retrials.append(t)
         return t
 
@@ -126,6 +127,9 @@ SIZE_CAPS = {"population": (MIN_POPULATION, 10_000), "generations": (1, 10_000),
 class Observer:
     """What the engine reports as it goes; the defaults do nothing."""
 
+    def primordial_started(self, todo):
+        """todo: the primordial creature's trials, the run's baseline, evaluated first."""
+
     def generation_started(self, cycle, generation, todo):
         """todo: the organisms about to be evaluated, every head's together."""
 
@@ -158,6 +162,9 @@ class Observers(Observer):
     def _tell(self, method, *args):
         for o in self.observers:
             getattr(o, method)(*args)
+
+    def primordial_started(self, *args):
+        self._tell("primordial_started", *args)
 
     def generation_started(self, *args):
         self._tell("generation_started", *args)

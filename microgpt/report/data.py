@@ -9,7 +9,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from microgpt.hydra import GENES, GRID_COOLINGS, MAX_TRIALS, percentile, temperature_grid, voices
-from microgpt.store import FINAL_JUDGEMENT, StoreError
+from microgpt.store import FINAL_JUDGEMENT, PRIMORDIAL, StoreError
 from microgpt.train import TrainingConfig
 
 
@@ -52,7 +52,13 @@ class Run:
         return f"run {self.id} (seed {self.row['seed']}, {', '.join(self.heads)}){partial}"
 
     def births(self):
-        return [e for e in self.evaluations if e["trial"] == 1]
+        """The organisms' first trials (the primordial creature's aside: nothing bred it)."""
+        return [e for e in self.evaluations if e["trial"] == 1 and e.get("stage") != PRIMORDIAL]
+
+    def primordial(self):
+        """The primordial creature's trials (every gene at its default: the run's baseline); []
+        for a store from before it was heard."""
+        return [e for e in self.evaluations if e.get("stage") == PRIMORDIAL]
 
     def by_id(self):
         return {e["organism"]: e for e in self.births()}
@@ -149,6 +155,16 @@ def champions(run):
                 best = max(es, key=lambda e: score(e, h))
                 out.append({"generation": g, "head": h, "organism": best["organism"],
                             "score": score(best, h), "stored": False})
+    return out
+
+
+def primordial_scores(run):
+    """{head: the primordial creature's mean score over its successful trials (None: none)}."""
+    trials = run.primordial()
+    out = {}
+    for h in run.heads:
+        xs = [x for x in (score(e, h) for e in trials) if x is not None]
+        out[h] = statistics.mean(xs) if xs else None
     return out
 
 
@@ -312,30 +328,31 @@ def changes(a):
 
 def verdict(run):
     """What the page says first: {winner: genome.json's dict or None, standing, per head the
-    winner's mean score and the random first generation's median and best, evaluations,
-    failed, seconds}."""
-    ref = reference_scores(run)
+    winner's mean score, the random first generation's median and best and the primordial
+    creature's mean, evaluations, failed, seconds}."""
+    ref, first = reference_scores(run), primordial_scores(run)
     w = run.winner
     heads = {}
     for h in run.heads:
         xs = ref[h]
         heads[h] = {"winner": (w or {}).get("scores", {}).get(h) if w else None,
                     "random median": statistics.median(xs) if xs else None,
-                    "random best": xs[-1] if xs else None}
+                    "random best": xs[-1] if xs else None, "primordial": first[h]}
     seconds = sum(e["seconds"] for e in run.evaluations if drawable(e["seconds"]))
     return {"winner": w, "standing": (w or {}).get("standing"), "heads": heads,
             "evaluations": len(run.evaluations),
             "failed": sum(e["error"] is not None for e in run.evaluations),
             "final": sum(run.final(e) for e in run.evaluations), "seconds": seconds,
-            "front": len(run.front)}
+            "front": len(run.front), "primordial trials": len(run.primordial())}
 
 
 def figure_data(run):
     """The numbers the figures draw, for the page's embedded JSON: the champions per generation
-    (the console's), the winner, the baselines (the random first generation per head), the
-    front, the importances and the lineage."""
+    (the console's), the winner, the baselines (the random first generation per head, the
+    primordial creature's means), the front, the importances and the lineage."""
     return {"run": run.id, "state": run.row["state"], "heads": run.heads,
             "champions": champions(run), "verdict": verdict(run),
-            "baseline": {"random first generation": reference_scores(run)},
+            "baseline": {"random first generation": reference_scores(run),
+                         "primordial creature": primordial_scores(run)},
             "front": [f["organism"] for f in run.front], "importance": importance(run),
             "lineage": lineage(run)}

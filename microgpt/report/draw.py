@@ -8,6 +8,8 @@ WIDTH, HEIGHT, DPI = 9.0, 4.5, 100          # inches; every PNG is 900 x 450 pix
 GENE_LABELS = {g.name: g.about for g in SPACE}
 WHOLE = {g.name for g in SPACE if g.whole}
 WINNER = dict(marker="*", s=220, color="gold", edgecolor="black", zorder=6)
+PRIMORDIAL_LINE = dict(color="black", linestyle="-.", linewidth=1.2, zorder=3)
+PRIMORDIAL_MARK = dict(marker="D", s=60, color="black", zorder=5)
 
 
 def figure(nrows=1, ncols=1, **kw):

@@ -14,12 +14,15 @@ from microgpt.report.data import (
     gene_of,
     lineage,
     organism_of,
+    primordial_scores,
     reference_scores,
     score,
 )
 from microgpt.report.draw import (
     COLOURS,
     GENE_LABELS,
+    PRIMORDIAL_LINE,
+    PRIMORDIAL_MARK,
     WHOLE,
     WINNER,
     empty,
@@ -27,7 +30,14 @@ from microgpt.report.draw import (
     grid,
     log_scale,
 )
-from microgpt.report.space import plot_front, plot_importance, plot_slices, plot_voices
+from microgpt.report.space import (
+    plot_front,
+    plot_fronts,
+    plot_importance,
+    plot_slices,
+    plot_voices,
+)
+from microgpt.store import PRIMORDIAL
 
 
 def _gathering_lines(ax, run):
@@ -40,8 +50,10 @@ def _gathering_lines(ax, run):
 def plot_fitness(run):
     """Per head: every birth's first trial (dots), the champion after each generation as the
     console prints it (the mean over its trials), the best champion so far, the random first
-    generation's spread, and the winner's mean over its confirming trials."""
+    generation's spread, the primordial creature's mean (every gene at its default), and the
+    winner's mean over its confirming trials."""
     champs, ref, winner = champions(run), reference_scores(run), run.winner
+    first = primordial_scores(run)
     fig, axes = figure(1, len(run.heads))
     last = run.last_generation
     for ax, h in zip(axes[0], run.heads):
@@ -52,6 +64,8 @@ def plot_fitness(run):
             lo, hi = ref[h][0], ref[h][-1]
             ax.axhspan(lo, hi, color="0.85", zorder=0, label="random first generation")
             ax.axhline(statistics.median(ref[h]), color="0.5", linewidth=1, zorder=0)
+        if first[h] is not None:
+            ax.axhline(first[h], **PRIMORDIAL_LINE, label="primordial creature (defaults)")
         line = [(c["generation"], c["score"]) for c in champs if c["head"] == h]
         ax.plot([g for g, _ in line], [x for _, x in line], marker="o", markersize=3,
                 color=COLOURS.get(h), label="champion (trial mean)")
@@ -74,7 +88,8 @@ def plot_fitness(run):
 
 def plot_loss(run):
     """Held-out loss against size for every successful evaluation (births filled, re-judgings
-    hollow), the winner's mean: the loss is not what the run selects on."""
+    hollow), the primordial creature's mean and the winner's: the loss is not what the run
+    selects on."""
     fig, axes = figure()
     ax = axes[0][0]
     for h in run.heads:
@@ -86,6 +101,10 @@ def plot_loss(run):
                    alpha=0.6, color=COLOURS.get(h), label=f"{h}: births")
         ax.scatter([e["num_params"] for e in again], [e["val_loss"] for e in again], s=12,
                    alpha=0.5, facecolor="none", edgecolor=COLOURS.get(h), label=f"{h}: re-judgings")
+    first = [e for e in run.primordial() if drawable(e["val_loss"]) and e["num_params"] is not None]
+    if first:
+        ax.scatter([first[0]["num_params"]], [statistics.mean(e["val_loss"] for e in first)],
+                   **PRIMORDIAL_MARK, label=f"primordial creature (defaults; mean of {len(first)})")
     chosen = run.row.get("winner")
     trials = [e for e in run.evaluations if chosen and organism_of(e) == chosen.split("/")[0]
               and drawable(e["val_loss"]) and e["num_params"] is not None]
@@ -238,7 +257,7 @@ def timeline_rows(run):
 
 def plot_timeline(run):
     """Every evaluation as a bar on the worker that ran it, over the run's wall clock; the final
-    judgement set apart (hatched, its span shaded)."""
+    judgement set apart (hatched, its span shaded), the primordial creature's in black."""
     from matplotlib.patches import Patch
 
     fig, axes = figure()
@@ -255,6 +274,10 @@ def plot_timeline(run):
                         height=0.8, color=COLOURS.get(h), hatch="///" if final else None,
                         edgecolor="0.3" if final else COLOURS.get(h), linewidth=0)
 
+    first = [(lane, start, secs) for lane, start, secs, e in rows if e.get("stage") == PRIMORDIAL]
+    if first:
+        ax.barh([b[0] for b in first], [b[2] for b in first], left=[b[1] for b in first],
+                height=0.8, color="black", label="primordial creature")
     finals = [(start, start + secs) for _, start, secs, e in rows if run.final(e)]
     if finals:
         lo, hi = min(a for a, _ in finals), max(b for _, b in finals)
@@ -326,6 +349,8 @@ def figures(runs):
     out = of(runs[0])
     if len(runs) == 2:
         out.append(("compare", f"Run {runs[0].id} and run {runs[1].id}", plot_compare(*runs)))
+        out.append(("compare-front", f"The fronts of run {runs[0].id} and run {runs[1].id}",
+                    plot_fronts(*runs)))
         out += [(stem, f"{title} (run {runs[1].id})", fig) for stem, title, fig in of(runs[1], "-2")]
     return out
 

@@ -20,7 +20,8 @@ CAPTIONS = {
     "fitness": "Each head's champion after each generation, as the console printed it (the mean "
                "over its trials), the best so far, and every birth's single trial; the grey band "
                "is the random first generation, from worst to best (its median the grey line); the "
-               "star the winner's mean over its confirming trials.",
+               "dash-dotted line the primordial creature (every gene at its default); the star the "
+               "winner's mean over its confirming trials.",
     "front": "Every organism's trial means, two heads at a time: the heads pull against each "
              "other. Red: the Pareto front, organisms no other beats on every head.",
     "importance": "How much of the variation in the births' standing each gene explains on its "
@@ -33,10 +34,15 @@ CAPTIONS = {
                "the spread between trials: a step that changed no gene moves only by noise.",
     "genes": "Every birth's genes by generation, coloured by the head that bred it.",
     "loss": "Held-out loss against size. The run selects on the heads' scores of the names, not "
-            "on loss: a winner above other points is not a worse choice.",
-    "timeline": "Every evaluation on the worker that ran it; the final judgement hatched and "
-                "shaded.",
+            "on loss: a winner above other points is not a worse choice. The diamond is the "
+            "primordial creature (every gene at its default).",
+    "timeline": "Every evaluation on the worker that ran it; the primordial creature first, in "
+                "black; the final judgement hatched and shaded.",
     "time": "Seconds per evaluation against model size; failed evaluations marked.",
+    "compare": "The two winners' mean scores head by head, and each head's best champion so far "
+               "in each run.",
+    "compare-front": "Each run's Pareto front (its organisms no other of the run beats on every "
+                     "head), two heads at a time: a front further up and right traded less.",
 }
 
 
@@ -97,16 +103,20 @@ def verdict_html(run):
             f"with (1.00: all of them; a random genome stands at 0.50 on average). "
             f"So the evolution {beat} the random genomes. "
             f"Its scores are the mean of {e(str(w.get('trials')))} trials on fresh seeds; the "
-            f"final judgement ranks on standing over all the heads, not on one head's score.")
+            f"final judgement ranks on standing over all the heads, not on one head's score."
+            + (f" The primordial creature is every gene at its default (what <code>microgpt</code>"
+               f" is with no genome.json), the mean of its {v['primordial trials']} trials."
+               if v["primordial trials"] else ""))
     rows = "".join(
         f"<tr><td>{e(h)}</td><td>{_num(x['winner'])}</td><td>{_num(x['random median'])}</td>"
-        f"<td>{_num(x['random best'])}</td></tr>" for h, x in v["heads"].items())
+        f"<td>{_num(x['random best'])}</td><td>{_num(x['primordial'])}</td></tr>"
+        for h, x in v["heads"].items())
     genes = "".join(f"<tr><td>{e(BY_NAME[g].about)}</td><td>{e(_gene(w.get(g)))}</td></tr>"
                     for g in GENES if g in w)
     names = ", ".join(e(str(n)) for n in (w.get("names") or [])[:20])
     return (f"<section id='verdict'><h2>Verdict</h2><p>{lead}</p>"
             f"<table><tr><th>head</th><th>winner</th><th>random genomes: median</th>"
-            f"<th>random genomes: best</th></tr>{rows}</table>"
+            f"<th>random genomes: best</th><th>primordial creature</th></tr>{rows}</table>"
             f"<p>{e(facts)}</p><div class='pair'><table><tr><th>gene</th><th>the winner's"
             f"</th></tr>{genes}</table><p class='names'><b>Its names</b> (run "
             f"<code>microgpt</code> beside genome.json for more): {names}</p></div></section>")

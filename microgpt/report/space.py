@@ -12,7 +12,18 @@ from microgpt.report.data import (
     standing,
     trial_means,
 )
-from microgpt.report.draw import COLOURS, GENE_LABELS, WHOLE, WINNER, empty, figure, grid, log_scale
+from microgpt.report.draw import (
+    COLOURS,
+    GENE_LABELS,
+    PRIMORDIAL_MARK,
+    WHOLE,
+    WINNER,
+    empty,
+    figure,
+    grid,
+    log_scale,
+)
+from microgpt.store import PRIMORDIAL
 
 
 def plot_front(run):
@@ -25,6 +36,7 @@ def plot_front(run):
     winner = run.winner
     if not pairs:
         empty(axes[0][0], "one head: no trade-off to draw")
+    first = means.pop(PRIMORDIAL, None)
     for ax, (a, b) in zip(axes[0], pairs):
         pts = [(m["scores"][a], m["scores"][b], o in front) for o, m in means.items()
                if m["scores"][a] is not None and m["scores"][b] is not None]
@@ -32,6 +44,9 @@ def plot_front(run):
                    color="0.7", label="organisms")
         ax.scatter([x for x, _, f in pts if f], [y for _, y, f in pts if f], s=16,
                    color="crimson", label=f"Pareto front ({len(front)})")
+        if first and drawable(first["scores"][a]) and drawable(first["scores"][b]):
+            ax.scatter([first["scores"][a]], [first["scores"][b]], **PRIMORDIAL_MARK,
+                       label="primordial creature")
         if winner and isinstance(winner.get("scores"), dict):
             wa, wb = winner["scores"].get(a), winner["scores"].get(b)
             if drawable(wa) and drawable(wb):
@@ -41,6 +56,34 @@ def plot_front(run):
         ax.legend(fontsize="x-small")
     fig.suptitle(f"What the heads traded: trial means, two heads at a time, {run.title}",
                  fontsize="medium")
+    return fig
+
+
+def plot_fronts(a, b):
+    """Two runs' Pareto fronts (each organism's trial means, as stored), two shared heads at a
+    time, and their winners: which run's trade-offs reach further."""
+    heads = [h for h in a.heads if h in b.heads]
+    pairs = [(x, y) for i, x in enumerate(heads) for y in heads[i + 1:]]
+    fig, axes = figure(1, max(1, len(pairs)))
+    if not pairs:
+        empty(axes[0][0], "fewer than two heads in common: no trade-off to compare")
+    for ax, (x, y) in zip(axes[0], pairs):
+        for run, filled in ((a, True), (b, False)):
+            pts = [(f["scores"].get(x), f["scores"].get(y)) for f in run.front]
+            pts = [(p, q) for p, q in pts if drawable(p) and drawable(q)]
+            colour = "crimson" if filled else "teal"
+            ax.scatter([p for p, _ in pts], [q for _, q in pts], s=16,
+                       color=colour if filled else "none", edgecolor=colour,
+                       label=f"run {run.id}: front ({len(pts)})")
+            w = (run.winner or {}).get("scores")
+            if isinstance(w, dict) and drawable(w.get(x)) and drawable(w.get(y)):
+                star = dict(WINNER) if filled else dict(WINNER, color="none", edgecolor=colour)
+                ax.scatter([w[x]], [w[y]], **star, label=f"run {run.id}: winner")
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.legend(fontsize="x-small")
+    fig.suptitle(f"The Pareto fronts of run {a.id} (filled) and run {b.id} (hollow), "
+                 f"trial means", fontsize="medium")
     return fig
 
 
