@@ -483,8 +483,8 @@ def build_report_parser():
                     "front, which genes mattered, standing against each gene, temperature x "
                     "cooling, the winner's lineage, the genes, loss against size, the timeline), "
                     "and a summary here. Two runs: their winners and champions compared, and both "
-                    "runs' figures. --watch keeps the page current while the run goes on (the "
-                    "page reloads itself; open it in a browser). Needs matplotlib: "
+                    "runs' figures and Pareto fronts. --watch keeps the page current while the "
+                    "run goes on (the page reloads itself; open it in a browser). Needs matplotlib: "
                     "pip install 'microgpt-hydra[report]' (in a checkout: pip install '.[report]').")
     p.add_argument("runs", metavar="RUN", nargs="*", type=_run_id,
                    help="one run, or two to compare (default: the newest)")
@@ -494,8 +494,9 @@ def build_report_parser():
                    help="the runs' directory (experiments)")
     p.add_argument("--store", metavar="PATH", type=Path, help=f"the store (DIR/{STORE_NAME})")
     p.add_argument("--watch", metavar="SECONDS", type=_watch_seconds, nargs="?", const=3.0,
-                   help="write the report again every SECONDS (3) while the run goes on, the page "
-                        "reloading itself as often; stop when the run ends (or on Ctrl-C)")
+                   help="write the report again every SECONDS (3; or as soon as it is drawn, when "
+                        "that takes longer: about 4 s for a default run) while the run goes on, "
+                        "the page reloading itself as often; stop when the run ends (or on Ctrl-C)")
     p.add_argument("--debug", action="store_true", help="show a traceback on errors")
     return p
 

@@ -24,6 +24,7 @@ class Run:
     champions: list = field(default_factory=list)
     front: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    heard: dict = field(default_factory=dict)   # `heard_voices`' scores so far, by evaluation
 
     @property
     def id(self):
@@ -200,30 +201,44 @@ def heard_voices(run):
     generations, `temperature_grid` in the final judgement), its names scored again here with the
     run's heads (no training); which voices an evaluation heard is known from its genome and
     the number of samples it holds. [] when the run's names cannot be read now or a head does
-    not score names (Origin)."""
+    not score names (Origin). The scores are kept in run.heard, which a watch carries from one
+    reading of the run to the next, so each evaluation is heard once."""
     from microgpt.errors import MicrogptError
     from microgpt.heads import make_heads
     from microgpt.train import load_names
 
-    try:
-        heads = make_heads([h.lower() for h in run.heads], load_names(run.row["data"]),
-                           run.row.get("scoring") or "counted")
-    except (MicrogptError, OSError, KeyError):
-        return []
-    if any(h.name == "Origin" for h in heads):
+    if None not in run.heard:        # the heads, once (a watched run's Run carries them over)
+        try:
+            heads = make_heads([h.lower() for h in run.heads], load_names(run.row["data"]),
+                               run.row.get("scoring") or "counted")
+        except (MicrogptError, OSError, KeyError):
+            heads = []
+        run.heard[None] = [] if any(h.name == "Origin" for h in heads) else heads
+    heads = run.heard[None]
+    if not heads:
         return []
     ref = reference_scores(run)
     out = []
     for e in run.evaluations:
         if e["error"] is not None or not e["names_at"]:
             continue
-        g = e["genome"]
-        grids = (voices(g), temperature_grid(g), temperature_grid(g, GRID_COOLINGS))
-        heard = next((grid for grid in grids if len(grid) == len(e["names_at"])), None)
-        for v, names in zip(heard or (), e["names_at"]):
-            t, c = v if isinstance(v, (tuple, list)) else (v, g["cooling"])
-            out.append((t, c, standing({h.name: h.score(names) for h in heads}, ref)))
+        key = (e["organism"], e["seed"], len(e["names_at"]))
+        if key not in run.heard:
+            run.heard[key] = _heard(e, heads)
+        out += [(t, c, standing(scores, ref)) for t, c, scores in run.heard[key]]
     return [p for p in out if p[2] is not None]
+
+
+def _heard(e, heads):
+    """[(temperature, cooling, {head: score})] of each voice evaluation e was heard at."""
+    g = e["genome"]
+    grids = (voices(g), temperature_grid(g), temperature_grid(g, GRID_COOLINGS))
+    heard = next((grid for grid in grids if len(grid) == len(e["names_at"])), None)
+    out = []
+    for v, names in zip(heard or (), e["names_at"]):
+        t, c = v if isinstance(v, (tuple, list)) else (v, g["cooling"])
+        out.append((t, c, {h.name: h.score(names) for h in heads}))
+    return out
 
 
 def importance(run):

@@ -228,12 +228,16 @@ def report(store_path, run_ids, out=None):
 
 
 def watch(store_path, run_ids, out=None, every=3.0, say=print, sleep=time.sleep):
-    """Write the report again every `every` seconds while the runs are running (the page reloads
-    itself as often), reading the store read-only, so the run never waits for it; once no run
-    is running, write it a last time without the reload and return (summary lines, paths)."""
-    ids, kept = run_ids, []
+    """Write the report again every `every` seconds while the runs are running (or as soon as
+    the last one is written, when drawing it takes longer; the page reloads itself as often),
+    reading the store read-only, so the run never waits for it; once no run is running, write
+    it a last time without the reload and return (summary lines, paths)."""
+    ids, kept, heard = run_ids, [], {}
     while True:
+        began = time.monotonic()
         runs = _load(store_path, ids)
+        for r in runs:                              # the voices heard so far are scored once
+            r.heard = heard.setdefault(r.id, r.heard)
         going = any(r.row["state"] == "running" for r in runs)
         paths, old = write_report(runs, _directory(store_path, runs, out),
                                   refresh=max(1, round(every)) if going else None, keep=ids is run_ids)
@@ -244,4 +248,4 @@ def watch(store_path, run_ids, out=None, every=3.0, say=print, sleep=time.sleep)
                     + [f"Replaced a file that was there; it is kept as {k}" for k in kept], paths)
         say(f"{time.strftime('%H:%M:%S')} {paths[0]}: {sum(len(r.evaluations) for r in runs)} "
             f"evaluations so far")
-        sleep(every)
+        sleep(max(0.0, every - (time.monotonic() - began)))    # drawing counts in the wait
