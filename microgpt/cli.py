@@ -12,13 +12,11 @@ import argparse
 import math
 import os
 import sys
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from microgpt import __version__
 from microgpt.creature import (
+    GENES,
     continue_training,
     creature_path,
     from_training,
@@ -28,8 +26,9 @@ from microgpt.creature import (
 )
 from microgpt.errors import MicrogptError, UsageError
 from microgpt.files import same_file, writable_target
+from microgpt.genes import BY_NAME, SPACE
 from microgpt.genome import GENE_KEYS, OPTIONAL_GENES, SEED_MAX, GenomeError, check_genes, load_genome
-from microgpt.guard import error_text, guarded
+from microgpt.guard import error_text, guarded, slow_notice
 from microgpt.train import (
     Dataset,
     TrainingConfig,
@@ -53,9 +52,10 @@ The lifecycle:
 Flags override both the genome and the defaults. Delete genome.json to return to the primordial
 form."""
 
-# flag -> TrainingConfig field, for the flags that override genes
-GENE_FLAGS = {"steps": "steps", "lr": "lr", "emb": "n_emb", "head": "n_head", "layer": "n_layer",
-              "ctx": "n_ctx", "ff": "n_ff_exp"}
+# flag (argparse's dest) -> TrainingConfig field, for the flags that override genes: the gene
+# table's (microgpt.genes), and the training length
+GENE_FLAGS = {"steps": "steps", **{g.flags[-1].lstrip("-").replace("-", "_"): g.name
+                                   for g in SPACE if g.flags}}
 
 
 def _whole(lowest, highest=None):
@@ -88,13 +88,12 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     g = p.add_argument_group("the organism (override genome.json and the defaults)")
-    g.add_argument("-s", "--steps", type=_whole(1), help="training steps, one name each (200)")
-    g.add_argument("-l", "--lr", type=_positive_float, help="peak learning rate (0.005)")
-    g.add_argument("-e", "--emb", type=_whole(1), help="embedding width n_emb (16)")
-    g.add_argument("--head", type=_whole(1), help="attention heads n_head; divides n_emb (4)")
-    g.add_argument("-y", "--layer", type=_whole(1), help="transformer layers n_layer (1)")
-    g.add_argument("-c", "--ctx", type=_whole(1), help="context length n_ctx (16)")
-    g.add_argument("-f", "--ff", type=_whole(1), help="MLP width multiplier n_ff_exp (4)")
+    g.add_argument("-s", "--steps", type=_whole(1),
+                   help=f"training steps, one name each ({TrainingConfig.steps})")
+    for gene in SPACE:                  # the gene table's flags (microgpt.genes)
+        if gene.flags:
+            g.add_argument(*gene.flags, type=_whole(1) if gene.whole else _positive_float,
+                           help=f"{gene.help} (the genome's, else {gene.default():g})")
     r = p.add_argument_group("the run")
     r.add_argument("-g", "--genome", type=Path,
                    help="genome file to read (default: genome.json here, if present)")
@@ -102,12 +101,6 @@ def build_parser():
                    help="names to train on, one per line; - reads them from standard input "
                         "(default: the bundled makemore names)")
     r.add_argument("-n", "--samples", type=_whole(0), default=10, help="names to generate (10)")
-    r.add_argument("-t", "--temperature", type=_positive_float,
-                   help="sampling temperature, up to 10; lower is safer, higher is wilder "
-                        "(the genome's, else 1.0)")
-    r.add_argument("--cooling", type=_positive_float,
-                   help="each letter samples at the last one's temperature times this, up to 2: "
-                        "below 1 a name begins boldly and ends calmly (the genome's, else 1.0)")
     r.add_argument("--top-k", metavar="K", type=_whole(1),
                    help="sample each character among the K likeliest only (all of them)")
     r.add_argument("--prefix", metavar="TEXT", default="",
@@ -150,25 +143,6 @@ def _genome_config(args):
     return cfg, genome
 
 
-@contextmanager
-def slow_notice(what, enabled=True):
-    """Say on stderr (a terminal) what is happening when it takes more than a second, and when it
-    is done, so a big dataset's load is not a silent wait."""
-    if not (enabled and sys.stderr.isatty()):
-        yield
-        return
-    start = time.perf_counter()
-    timer = threading.Timer(1.0, lambda: print(f"{what} ...", file=sys.stderr, flush=True))
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-        if time.perf_counter() - start >= 1.0:
-            print(f"{what}: done in {time.perf_counter() - start:.1f}s", file=sys.stderr)
-
-
 def _progress_bar(total, enabled):
     """(progress callback, tqdm bar) drawing the running loss on stderr, or (None, None)."""
     if not enabled:
@@ -191,24 +165,7 @@ def run(args, parser):
     if args.load is not None:
         return run_loaded(args, parser)
     cfg, genome = _genome_config(args)
-    changed = []                      # genes the flags set to something other than they were
-    for flag, key in GENE_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            if value != getattr(cfg, key):
-                changed.append(f"{key}={value}")
-            setattr(cfg, key, value)
-    try:
-        check_genes({k: getattr(cfg, k) for k in GENE_FLAGS.values()}, "with these flags")
-    except GenomeError as exc:
-        parser.error(str(exc))
-    for flag, key in (("temperature", "temperature"), ("cooling", "cooling"), ("seed", "seed")):
-        value = getattr(args, flag)
-        if value is not None and genome is not None and key in genome and value != genome[key]:
-            changed.append(f"{key}={value}")
-        if value is not None:
-            setattr(cfg, key, value)
-    _check_voice(cfg, parser)
+    changed = _apply_flags(args, cfg, genome, parser)
     cfg.input_file = str(args.data) if args.data is not None else None
     with slow_notice(f"loading the names from {args.data}", args.data is not None and not args.quiet):
         dataset = Dataset(load_names(cfg.input_file, progress=not args.quiet and sys.stderr.isatty()))
@@ -222,19 +179,7 @@ def run(args, parser):
 
     out = sys.stdout
     if not args.quiet:
-        if genome is not None:
-            loss = genome.get("loss")
-            loss_text = f"{loss:.4f}" if isinstance(loss, (int, float)) else "unknown"
-            print("=== MicroGPT [Evolved] ===", file=out)
-            print(f"Loaded genome from generation {genome.get('generation', 0)} "
-                  f"(loss: {loss_text})", file=out)
-        else:
-            print("=== MicroGPT [Primordial] ===", file=out)
-            print("No genome found. Running with default parameters.", file=out)
-            print("Run `microgpt-hydra` to evolve one.", file=out)
-        if note:
-            print(note, file=out)
-        _print_config(cfg, out)
+        _greet(genome, note, cfg, out)
 
     loaded = creature is not None
     if not loaded:
@@ -253,6 +198,48 @@ def run(args, parser):
         origin += f", woken from {creature_path(_genome_path(args))}, not retrained"
     _speak(creature, cfg, args, origin, out)
     return 0
+
+
+def _apply_flags(args, cfg, genome, parser):
+    """Set cfg's genes from the flags given (over the genome's and the defaults), each checked
+    against the gene table's caps (a usage error otherwise), and the seed: the genes the flags
+    changed, as ['n_emb=32', ...] (a gene of the voice counts as changed only against a
+    genome's own value)."""
+    changed = []
+    for flag, key in (*GENE_FLAGS.items(), ("seed", "seed")):
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        gene = BY_NAME.get(key)                     # None: the steps, or the seed
+        if key == "seed" or (gene is not None and gene.voice):
+            differs = genome is not None and key in genome and value != genome[key]
+        else:
+            differs = value != getattr(cfg, key)
+        if differs:
+            changed.append(f"{key}={value}")
+        setattr(cfg, key, value)
+    try:
+        check_genes({k: getattr(cfg, k) for k in GENE_FLAGS.values()}, "with these flags")
+    except GenomeError as exc:
+        parser.error(str(exc))
+    return changed
+
+
+def _greet(genome, note, cfg, out):
+    """The seed's greeting: Evolved (from which generation) or Primordial, then the config."""
+    if genome is not None:
+        loss = genome.get("loss")
+        loss_text = f"{loss:.4f}" if isinstance(loss, (int, float)) else "unknown"
+        print("=== MicroGPT [Evolved] ===", file=out)
+        print(f"Loaded genome from generation {genome.get('generation', 0)} "
+              f"(loss: {loss_text})", file=out)
+    else:
+        print("=== MicroGPT [Primordial] ===", file=out)
+        print("No genome found. Running with default parameters.", file=out)
+        print("Run `microgpt-hydra` to evolve one.", file=out)
+    if note:
+        print(note, file=out)
+    _print_config(cfg, out)
 
 
 def _genome_path(args):
@@ -278,20 +265,16 @@ def _creature_beside(genome_path, cfg, sha, retrain):
                       f"{creature.seed}): speaking without training (--retrain trains anew).")
 
 
-def _check_voice(cfg, parser):
-    """The temperature and cooling (the flags', else the genome's) obey the genome's caps: a name's
-    last letters sample at temperature * cooling**(n_ctx - 1), which must stay a number."""
-    try:
-        check_genes({"temperature": cfg.temperature, "cooling": cfg.cooling}, "with these flags")
-    except GenomeError as exc:
-        parser.error(str(exc))
-
-
 def _print_config(cfg, out):
-    print(f"Config: Emb:{cfg.n_emb} Head:{cfg.n_head} Lay:{cfg.n_layer} Ctx:{cfg.n_ctx} "
-          f"FF:{cfg.n_ff_exp} LR:{cfg.lr:.4f} Steps:{cfg.steps} T:{cfg.temperature:.2f} "
-          f"Cool:{cfg.cooling:.2f} "
-          f"Seed:{cfg.seed}", file=out)
+    """'Config: Emb:16 Head:4 Lay:1 Ctx:16 FF:4 LR:0.0050 Steps:200 T:1.00 Cool:1.00 Seed:42': the
+    gene table's model sizes, then its other training genes, the steps, the voice, the seed."""
+    def shown(genes):
+        return [g.show(getattr(cfg, g.name)) for g in genes]
+    sizes = shown(g for g in SPACE if g.whole)
+    training = shown(g for g in SPACE if not g.whole and not g.voice)
+    voice = shown(g for g in SPACE if g.voice)
+    print("Config: " + " ".join([*sizes, *training, f"Steps:{cfg.steps}", *voice, f"Seed:{cfg.seed}"]),
+          file=out)
     print(file=out)
     out.flush()
 
@@ -340,7 +323,10 @@ def _is_stdin(path):
         return False
 
 
-LOAD_CONFLICTS = ("emb", "head", "layer", "ctx", "ff", "genome", "retrain")
+# a saved creature's shape is its own: the flags of whole-number genes (the model's sizes) would
+# change it
+LOAD_CONFLICTS = (*(f for f, key in GENE_FLAGS.items() if key in BY_NAME and BY_NAME[key].whole),
+                  "genome", "retrain")
 
 
 def run_loaded(args, parser):
@@ -355,14 +341,16 @@ def run_loaded(args, parser):
         parser.error("--lr sets the continued training's rate: with --load, give --steps N too")
     creature = load_creature(args.load)
     _check_prefix(args.prefix, creature.tok.chars)
-    cfg = TrainingConfig(**{k: creature.genes[k] for k in GENE_FLAGS.values()},
-                         temperature=creature.genes["temperature"],
-                         cooling=creature.genes["cooling"], seed=creature.seed)
+    cfg = TrainingConfig(**{k: creature.genes[k] for k in GENES}, seed=creature.seed)
     cfg.steps = creature.steps_done + (args.steps or 0)      # after any more training
-    for key in ("temperature", "cooling"):
-        if getattr(args, key) is not None:
-            setattr(cfg, key, getattr(args, key))
-    _check_voice(cfg, parser)
+    voice = {key: getattr(args, flag) for flag, key in GENE_FLAGS.items()
+             if key in BY_NAME and BY_NAME[key].voice and getattr(args, flag) is not None}
+    for key, value in voice.items():
+        setattr(cfg, key, value)
+    try:
+        check_genes(voice, "with these flags")
+    except GenomeError as exc:
+        parser.error(str(exc))
     if args.seed is not None:
         cfg.seed = args.seed
     out, dataset = sys.stdout, None

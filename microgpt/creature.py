@@ -33,6 +33,7 @@ from typing import Optional
 from microgpt import __version__
 from microgpt.errors import DataError, MicrogptError
 from microgpt.files import read_bytes, size_text, write_atomic
+from microgpt.genes import SPACE
 from microgpt.genome import GENE_KEYS, GenomeError, check_genes
 from microgpt.model import GPT
 from microgpt.train import Adam, Tokenizer, TrainingConfig, mean_loss, train_steps
@@ -41,8 +42,8 @@ FORMAT = "microgpt-creature"
 FORMAT_VERSION = 1
 MAX_BYTES = 1 << 30          # the largest model the genes allow is some 40 MiB of arrays
 MAX_META = 1 << 20
-GENES = (*GENE_KEYS, "temperature", "cooling")
-NEWER_GENES = {"cooling": TrainingConfig.cooling}   # genes older files lack, and their defaults
+GENES = (*GENE_KEYS, *(g.name for g in SPACE if g.name not in GENE_KEYS))   # the table's, all
+NEWER_GENES = {g.name: g.default() for g in SPACE if g.optional}   # a file without one: its default
 
 
 class CreatureError(MicrogptError):
@@ -131,27 +132,68 @@ def load_creature(path):
         raise CreatureError(f"{path}: not a creature file (an .npz archive without microgpt's meta)")
 
     def read(name, shape, dtype):
-        """The array `name`, its header checked against shape and dtype before it is read."""
-        try:
-            with archive.open(f"{name}.npy") as f:
-                version = np.lib.format.read_magic(f)
-                header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                          else np.lib.format.read_array_header_2_0)
-                got_shape, fortran, got_dtype = header(f)
-                if got_dtype != np.dtype(dtype) or fortran or (
-                        got_shape != shape if shape is not None else len(got_shape) != 1):
-                    raise CreatureError(f"{path}: {name} has dtype {got_dtype} and shape {got_shape};"
-                                     f" the genes need {np.dtype(dtype)} and {shape or '(n,)'}")
-                if shape is None and got_shape[0] > MAX_META:
-                    raise CreatureError(f"{path}: {name} is too large ({size_text(got_shape[0])})")
-            with archive.open(f"{name}.npy") as f:
-                return np.lib.format.read_array(f, allow_pickle=False)
-        except CreatureError:
-            raise
-        except ValueError as exc:                   # numpy's word for a bad header or array
-            raise CreatureError(f"{path}: {name} is damaged ({exc})") from None
-        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-            raise CreatureError(f"{path}: {name} is damaged ({exc}); the file is corrupt") from None
+        return _read_array(archive, path, name, shape, dtype)
+
+    meta, genes = _read_meta(path, read)
+    adam = meta["adam"]
+    tok = Tokenizer(meta["chars"])
+    model = GPT(tok.vocab_size, genes["n_ctx"], genes["n_emb"], genes["n_layer"], genes["n_head"],
+                genes["n_ff_exp"], rms_eps=meta["rms_eps"], seed=0)
+    expected = {f"{kind}.{name}" for kind in ("weight", "adam_m", "adam_v") for name in model.weights}
+    missing, unknown = sorted(expected - members), sorted(members - expected - {"meta"})
+    _check(not missing, path, f"arrays missing: {', '.join(missing[:3])}"
+           f"{' ...' if len(missing) > 3 else ''} (its shapes disagree with its genes)")
+    _check(not unknown, path, f"arrays that no {genes['n_layer']}-layer creature has: "
+           f"{', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''}")
+    weights, moments = {}, []
+    for name, W in model.weights.items():
+        w, m, v = (read(f"{kind}.{name}", W.shape, np.float64) for kind in ("weight", "adam_m", "adam_v"))
+        _check(np.isfinite(w).all() and np.isfinite(m).all() and np.isfinite(v).all()
+               and (v >= 0).all(), path, f"{name}: its numbers are not finite (or a negative Adam v)")
+        weights[name] = w
+        moments.append((m, v))
+    model.load_state_dict(weights)
+    opt = Adam(model.weights.values(), adam["beta1"], adam["beta2"], adam["eps"])
+    for (_, m_buf, v_buf), (m, v) in zip(opt.groups, moments):
+        m_buf[:] = array("d", m.tobytes())
+        v_buf[:] = array("d", v.tobytes())
+    opt.t = adam["t"]
+    return Creature(model, opt, tok, {k: genes[k] for k in GENES}, meta["seed"],
+                    meta["steps_done"], meta.get("val_loss"), meta.get("final_loss"),
+                    meta.get("data_sha256"))
+
+
+def _read_array(archive, path, name, shape, dtype):
+    """The array `name` of the archive, its header checked against shape (None: any length of
+    one dimension, at most MAX_META) and dtype before it is read."""
+    import numpy as np
+
+    try:
+        with archive.open(f"{name}.npy") as f:
+            version = np.lib.format.read_magic(f)
+            header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            got_shape, fortran, got_dtype = header(f)
+            if got_dtype != np.dtype(dtype) or fortran or (
+                    got_shape != shape if shape is not None else len(got_shape) != 1):
+                raise CreatureError(f"{path}: {name} has dtype {got_dtype} and shape {got_shape};"
+                                 f" the genes need {np.dtype(dtype)} and {shape or '(n,)'}")
+            if shape is None and got_shape[0] > MAX_META:
+                raise CreatureError(f"{path}: {name} is too large ({size_text(got_shape[0])})")
+        with archive.open(f"{name}.npy") as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+    except CreatureError:
+        raise
+    except ValueError as exc:                   # numpy's word for a bad header or array
+        raise CreatureError(f"{path}: {name} is damaged ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise CreatureError(f"{path}: {name} is damaged ({exc}); the file is corrupt") from None
+
+
+def _read_meta(path, read):
+    """(the meta dict, its genes with any newer gene's default), every value checked; read: an
+    array of the archive by name (`_read_array`)."""
+    import numpy as np
 
     try:
         meta = json.loads(read("meta", None, np.uint8).tobytes().decode("utf-8"))
@@ -190,31 +232,7 @@ def load_creature(path):
         _check(meta.get(key) is None or _finite(meta[key]), path, f"{key} must be a number or null")
     sha = meta.get("data_sha256")
     _check(sha is None or isinstance(sha, str), path, "data_sha256 must be a string or null")
-
-    tok = Tokenizer(chars)
-    model = GPT(tok.vocab_size, genes["n_ctx"], genes["n_emb"], genes["n_layer"], genes["n_head"],
-                genes["n_ff_exp"], rms_eps=meta["rms_eps"], seed=0)
-    expected = {f"{kind}.{name}" for kind in ("weight", "adam_m", "adam_v") for name in model.weights}
-    missing, unknown = sorted(expected - members), sorted(members - expected - {"meta"})
-    _check(not missing, path, f"arrays missing: {', '.join(missing[:3])}"
-           f"{' ...' if len(missing) > 3 else ''} (its shapes disagree with its genes)")
-    _check(not unknown, path, f"arrays that no {genes['n_layer']}-layer creature has: "
-           f"{', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''}")
-    weights, moments = {}, []
-    for name, W in model.weights.items():
-        w, m, v = (read(f"{kind}.{name}", W.shape, np.float64) for kind in ("weight", "adam_m", "adam_v"))
-        _check(np.isfinite(w).all() and np.isfinite(m).all() and np.isfinite(v).all()
-               and (v >= 0).all(), path, f"{name}: its numbers are not finite (or a negative Adam v)")
-        weights[name] = w
-        moments.append((m, v))
-    model.load_state_dict(weights)
-    opt = Adam(model.weights.values(), adam["beta1"], adam["beta2"], adam["eps"])
-    for (_, m_buf, v_buf), (m, v) in zip(opt.groups, moments):
-        m_buf[:] = array("d", m.tobytes())
-        v_buf[:] = array("d", v.tobytes())
-    opt.t = adam["t"]
-    return Creature(model, opt, tok, {k: genes[k] for k in GENES}, meta["seed"],
-                    meta["steps_done"], meta.get("val_loss"), meta.get("final_loss"), sha)
+    return meta, genes
 
 
 def continue_training(creature, dataset, steps, lr, progress=None):

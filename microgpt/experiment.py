@@ -45,7 +45,7 @@ def evaluate(genome, seed=42, samples=200, voices=(), heads=None, data=None):
      "voices": [{"voice", "names", "scores"}]}.
     """
     heads = get_heads(data=data) if heads is None else heads
-    genome = {"temperature": TrainingConfig.temperature, "cooling": TrainingConfig.cooling, **genome}
+    genome = {**{g.name: g.default() for g in SPACE if g.optional}, **genome}   # a seven-gene one
     voices = tuple(tuple(v) if isinstance(v, (tuple, list)) else v for v in voices)
     out = evaluate_genome(genome, samples, seed, data, voices)
     heard = out.pop("names_at", [])

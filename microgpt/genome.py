@@ -15,48 +15,21 @@ from pathlib import Path
 
 from microgpt.errors import DataError, MicrogptError
 from microgpt.files import decode_text, parse_json, read_bytes, write_atomic
+from microgpt.genes import SPACE, _is_int, _is_number, json_text
 
-# Caps keep a hostile genome from exhausting memory or running for days: at the caps a model has
-# ~1.6M parameters and one step takes well under a second.
-INT_GENES = {  # name: (smallest, largest)
-    "n_emb": (1, 128),
-    "n_ctx": (1, 64),
-    "n_layer": (1, 8),
-    "n_head": (1, 16),
-    "n_ff_exp": (1, 8),
-    "steps": (1, 100_000),
-}
-LR_MAX = 10.0
-GENE_KEYS = (*INT_GENES, "lr")
-# Genes newer than the seed, optional (a seven-gene genome takes TrainingConfig's defaults):
-# the sampling temperature and its cooling, and the training seed that reproduces the genome's
-# evaluation.
-OPTIONAL_GENES = ("temperature", "cooling", "seed")
-TEMPERATURE_MAX = 10.0
-COOLING_MAX = 2.0        # above 1 the voice warms as the name goes on
+# The seed's seven genes, in genome.json's order (the Rust seed's format); the others of the gene
+# table (microgpt.genes) are newer and optional: a seven-gene genome takes TrainingConfig's
+# defaults. steps is the run's training length, capped here; the genes' caps are the table's.
+GENE_KEYS = ("n_emb", "n_ctx", "n_layer", "n_head", "n_ff_exp", "steps", "lr")
+STEPS_CAP = (1, 100_000)
+OPTIONAL_GENES = (*(g.name for g in SPACE if g.optional), "seed")   # and the training seed that
+                                                                    # reproduces its evaluation
 SEED_MAX = 2**63 - 1
 MAX_BYTES = 1 << 20      # a genome is a few hundred bytes; 1 MiB is generous
 
 
 class GenomeError(MicrogptError):
     """A genome.json that cannot be used; the message names the file and the problem."""
-
-
-def _is_int(x):
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def json_text(x):
-    """x spelled as JSON spells it, for messages: null, true, "16", [1, 2] (cut at 40 characters)."""
-    try:
-        text = json.dumps(x)
-    except (TypeError, ValueError):
-        text = repr(x)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def json_kind(x):
@@ -71,19 +44,17 @@ def check_genes(genes, where="genome"):
 
     Used for genome.json and for command-line overrides alike, so both obey the same caps.
     """
-    for key, (lo, hi) in INT_GENES.items():
-        if key not in genes:
-            continue
-        value = genes[key]
-        if not _is_int(value):
-            raise GenomeError(f"{where}: {key} must be a whole number, got {json_text(value)}")
-        if not lo <= value <= hi:
-            raise GenomeError(f"{where}: {key} must be between {lo} and {hi}, got {value}")
-    for key, cap in (("lr", LR_MAX), ("temperature", TEMPERATURE_MAX), ("cooling", COOLING_MAX)):
-        value = genes.get(key, cap)
-        if not _is_number(value) or not math.isfinite(value) or not 0 < value <= cap:
-            raise GenomeError(f"{where}: {key} must be a number in (0, {cap}], "
-                              f"got {json_text(value)}")
+    for gene in SPACE:
+        if gene.name in genes:
+            problem = gene.check(genes[gene.name], where)
+            if problem:
+                raise GenomeError(problem)
+    if "steps" in genes:
+        lo, hi = STEPS_CAP
+        if not _is_int(genes["steps"]):
+            raise GenomeError(f"{where}: steps must be a whole number, got {json_text(genes['steps'])}")
+        if not lo <= genes["steps"] <= hi:
+            raise GenomeError(f"{where}: steps must be between {lo} and {hi}, got {genes['steps']}")
     if "seed" in genes and not (_is_int(genes["seed"]) and 0 <= genes["seed"] <= SEED_MAX):
         raise GenomeError(f"{where}: seed must be a whole number from 0 to 2^63-1, "
                           f"got {json_text(genes['seed'])}")

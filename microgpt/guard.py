@@ -1,4 +1,5 @@
-"""How the commands end: signals, a closed or full stdout, errors as one line, bugs in full.
+"""How the commands end: signals, a closed or full stdout, errors as one line, bugs in full;
+and a notice on stderr when a slow step would otherwise be a silent wait (`slow_notice`).
 
 SIGTERM and SIGHUP stop a command as Ctrl-C does (exit 128 + the signal); stdout that cannot take
 the box characters gets ASCII; a write to stdout that fails, an error of the user's input (a
@@ -11,7 +12,9 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
+from contextlib import contextmanager
 
 from microgpt.errors import MicrogptError
 
@@ -193,3 +196,22 @@ def _store_misuse():
     """The sqlite3 errors that only a bug raises (wrong bindings, a closed connection)."""
     sqlite3 = sys.modules.get("sqlite3")
     return (sqlite3.ProgrammingError, sqlite3.InterfaceError) if sqlite3 is not None else ()
+
+
+@contextmanager
+def slow_notice(what, enabled=True):
+    """Say on stderr (a terminal) what is happening when it takes more than a second, and when it
+    is done, so a big dataset's load is not a silent wait."""
+    if not (enabled and sys.stderr.isatty()):
+        yield
+        return
+    start = time.perf_counter()
+    timer = threading.Timer(1.0, lambda: print(f"{what} ...", file=sys.stderr, flush=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if time.perf_counter() - start >= 1.0:
+            print(f"{what}: done in {time.perf_counter() - start:.1f}s", file=sys.stderr)

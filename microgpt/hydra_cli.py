@@ -1,50 +1,39 @@
 """The `microgpt-hydra` command: the evolution, and `microgpt-hydra report`.
 
-Wires microgpt.hydra's engine to an evaluator (microgpt.evaluators), the console
-(microgpt.console) and the store (microgpt.store), writes the winner to genome.json and its
-trained model beside it. Parsing and wiring only; errors are one line.
+Parses the flags and wires a session (microgpt.hydra.session: the run in its store, the winner
+written to genome.json and its trained model beside it) to an evaluator (microgpt.evaluators)
+and the console (microgpt.console). Parsing and wiring only; errors are one line.
 """
 import argparse
-import hashlib
 import importlib.util
-import json
 import os
 import secrets
-import signal
-import socket
 import sys
 import time
 from pathlib import Path
 
 from microgpt import __version__
-from microgpt.cli import _whole, slow_notice
+from microgpt.cli import _whole
 from microgpt.console import Console, banner, open_log, plural, runs_table
-from microgpt.creature import creature_path, from_training, save_creature
-from microgpt.errors import DataError, MicrogptError, UsageError
+from microgpt.creature import creature_path
+from microgpt.errors import UsageError
 from microgpt.evaluators import DaskEvaluator, LocalPool, check_address
-from microgpt.files import same_file, writable_target
-from microgpt.genome import GENE_KEYS, SEED_MAX, save_genome
-from microgpt.guard import Stopped, error_text, exit_status, guarded, ignore_stop_signals
+from microgpt.files import same_file
+from microgpt.genome import SEED_MAX
+from microgpt.guard import exit_status, guarded, ignore_stop_signals
 from microgpt.heads import (
     DEFAULT_HEADS,
     HYDRA_HEADS,
     SCORINGS,
-    Classic,
-    KnownNames,
-    make_heads,
     parse_heads,
 )
 from microgpt.hydra import (
     CLASSIC,
     SIZE_CAPS,
     HydraConfig,
-    Observers,
-    choose_winner,
-    evolve,
-    winner_genome,
 )
-from microgpt.store import Recorder, Store
-from microgpt.train import Dataset, TrainingConfig, bundled_names_path, load_names, train_and_generate
+from microgpt.hydra.session import FlagConflict, begin, check_paths, load_heads, take_up
+from microgpt.store import Store
 from microgpt.worker import evaluate_genome, names_to_send
 
 HYDRA_DESCRIPTION = """\
@@ -90,7 +79,6 @@ written. The same --seed gives the same genome.json for any --workers. Ctrl-C st
 once and leaves any existing genome.json untouched."""
 
 STORE_NAME = "microgpt.db"
-STORE_FILES = ("-wal", "-shm", "-journal", "-runs.lock")   # SQLite's and microgpt's beside a store
 RUN_FLAGS = ("heads", "population", "generations", "cycles", "steps", "samples", "seed", "data",
              "classic", "scoring")       # what defines a run: fixed when it is resumed
 
@@ -208,23 +196,6 @@ def _make_dir(directory, flag):
     return directory
 
 
-def data_sha256(data):
-    """The sha256 of the names file at data (None: the bundled names), to see it changed."""
-    digest = hashlib.sha256()
-    with open(data if data is not None else bundled_names_path(), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _load_heads(names, classic, data, quiet, scoring):
-    """The heads (Spark and Classic knowing the training names) for head names or classic, adding
-    up their names by scoring."""
-    with slow_notice(f"loading the names from {data}", data is not None and not quiet):
-        known = KnownNames(load_names(data, progress=not quiet and sys.stderr.isatty()))
-    return [Classic(known, scoring)] if classic else make_heads(names, known, scoring)
-
-
 def _configure_hydra(args, parser):
     """(HydraConfig, heads, mode) from the flags; MicrogptError for bad input."""
     if args.classic and args.heads is not None:
@@ -237,49 +208,11 @@ def _configure_hydra(args, parser):
         parser.error("--data -: Hydra's workers read the names from a file; give its path")
     data = str(args.data.resolve()) if args.data is not None else None
     scoring = args.scoring if args.scoring is not None else HydraConfig.scoring
-    heads = _load_heads(args.heads if args.heads is not None else parse_heads(DEFAULT_HEADS),
+    heads = load_heads(args.heads if args.heads is not None else parse_heads(DEFAULT_HEADS),
                         args.classic, data, args.quiet, scoring)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     return (HydraConfig(seed=seed, data=data, scoring=scoring, **sizes), heads,
             "classic" if args.classic else "hydra")
-
-
-def _resumed_config(run, args, parser):
-    """(HydraConfig, heads, mode) of a stored run; a flag that disagrees is a usage error."""
-    cfg = HydraConfig(population=run["population"], generations=run["generations"],
-                      cycles=run["cycles"], steps=run["steps"], samples=run["samples"],
-                      seed=run["seed"], data=run["data"], scoring=run["scoring"])
-    names = [h.lower() for h in json.loads(run["heads"])]
-    stored = {**{k: getattr(cfg, k) for k in ("population", "generations", "cycles", "steps",
-                                              "samples", "seed", "scoring")},
-              "heads": names, "classic": run["mode"] == "classic", "data": run["data"]}
-    for flag in RUN_FLAGS:
-        given = getattr(args, flag)
-        if flag == "data" and given is not None:
-            given = str(given.resolve())
-        if given is not None and given != stored[flag]:
-            shown = ",".join(stored[flag]) if flag == "heads" else stored[flag]
-            parser.error(f"--{flag} {getattr(args, flag)} conflicts with run {run['id']}, which "
-                         f"has {shown}; drop it to resume")
-    mode = run["mode"]
-    return cfg, _load_heads(names, mode == "classic", cfg.data, args.quiet, cfg.scoring), mode
-
-
-def _check_paths(out, cfg, store_path):
-    """Before any work: the winner (and its trained model beside it) must have somewhere to go,
-    and the winner, the names and the store (with its -wal and -shm) are never one file."""
-    names = cfg.data if cfg.data is not None else bundled_names_path()
-    store = [store_path, *(f"{store_path}{tail}" for tail in STORE_FILES)]
-    if any(same_file(names, p) for p in store):
-        raise UsageError(f"--store {store_path}: is the file of training names; choose another path")
-    for path in (out, creature_path(out)):
-        target = writable_target(path, "--out")
-        which = f"--out {out}:" + ("" if path == out else f" {path} beside it")
-        if same_file(target, names):
-            raise UsageError(f"{which} is the file of training names; choose another path")
-        if any(same_file(target, p) for p in store):
-            raise UsageError(f"{which} is the store {store_path} (or one of its files); choose "
-                             f"another path")
 
 
 def _open_log(args, mode, paths):
@@ -292,40 +225,6 @@ def _open_log(args, mode, paths):
         os.unlink(log.name)
         raise UsageError(f"{clash}: is this run's log {log.name}; choose another path")
     return log
-
-
-def write_winner(evolution, console, store, run_id, mode, out):
-    """Choose the winner, print the final table and write its genome to out: the genome."""
-    head, winner, winner_standing = choose_winner(evolution)
-    genome = {**winner_genome(winner, winner_standing, evolution, mode), "microgpt": __version__}
-    console.ascended(evolution, mode, winner, winner_standing, genome)
-    store.set_winner(run_id, genome)                    # kept even if writing out fails
-    store.set_front(run_id, evolution.front, evolution.heads, evolution.config.steps)
-    try:
-        _, kept = save_genome(out, genome, "--out")
-    except (MicrogptError, OSError) as exc:
-        raise MicrogptError(f"could not write the winner to {out} ({error_text(exc)}); its genome is "
-                         f"in {store.path}, run {run_id} (winner_genome)") from None
-    if kept is not None:
-        console.say(f"Replaced {out}; the genome it held is kept as {kept}", chatter=False)
-    return genome
-
-
-def write_mind(genome, data, out, console):
-    """Train the winner as `microgpt` does with genome.json and no other flag (so the same model,
-    bit for bit) and save it beside out, where `microgpt` wakes it instead of training."""
-    cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, temperature=genome["temperature"],
-                         cooling=genome["cooling"], seed=genome["seed"], gen_samples=0)
-    dataset = Dataset(load_names(data))
-    result = train_and_generate(cfg, dataset=dataset)
-    path = creature_path(out)
-    try:
-        _, kept = save_creature(path, from_training(result, cfg, dataset.names.sha256()), "--out")
-    except (MicrogptError, OSError) as exc:
-        raise MicrogptError(f"could not save the winner's trained model to {path} "
-                         f"({error_text(exc)}); {out} is written") from None
-    console.say(f"Wrote {path}: the winner, trained; `microgpt` beside {out.name} speaks from it"
-                + (f" (the one it replaced is kept as {kept})" if kept else ""), chatter=False)
 
 
 def list_runs(store_path):
@@ -354,33 +253,6 @@ def _check_text_names(args, flags):
                                  f"store and the report keep; rename it") from None
 
 
-def _resume(store, args, parser):
-    """(run id, HydraConfig, heads, mode, out, names sha256) of the run --resume names, held by this process;
-    None when it is complete. MicrogptError when it runs, or cannot be resumed."""
-    run_id = store.latest_unfinished() if args.resume == "latest" else args.resume
-    run = store.run(run_id)
-    if store.state(run) == "running" and not (args.force and run["host"] != socket.gethostname()):
-        elsewhere = run["host"] != socket.gethostname()
-        raise UsageError(f"run {run_id} is still running (process {run['pid']} on {run['host']}); "
-                         + ("if it is not, --force takes it over" if elsewhere
-                            else "stop it before resuming"))
-    if not store.hold(run_id):           # another resume of it started at the same moment
-        raise UsageError(f"run {run_id} is being resumed by another process; nothing done here")
-    run = store.run(run_id)              # as it is now that it is ours
-    if run["status"] == "completed":
-        print(f"Run {run_id} is complete (winner {run['winner']}, written to {run['out']}); "
-              f"nothing to resume, nothing written.")
-        return None
-    cfg, heads, mode = _resumed_config(run, args, parser)
-    sha = data_sha256(cfg.data)
-    if sha != run["data_sha256"]:
-        raise DataError(f"{cfg.data or bundled_names_path()}: the names changed since run "
-                         f"{run_id} began; it cannot be resumed on other data")
-    out = args.out if args.out is not None else Path(run["out"])
-    _check_paths(out, cfg, store.path)
-    return run_id, cfg, heads, mode, out, sha
-
-
 def run_hydra(args, parser, argv, evaluate=evaluate_genome):
     """The command after parsing: 0, or 128 + N on signal N; bad input raises MicrogptError or OSError."""
     _check_text_names(args, ("--data", "--out", "--store", "--experiments"))
@@ -389,89 +261,97 @@ def run_hydra(args, parser, argv, evaluate=evaluate_genome):
         return list_runs(store_path)
     if args.force and args.resume is None:
         parser.error("--force takes over a run: use it with --resume")
-    if args.resume is not None:
-        if not store_path.exists():
-            raise UsageError(f"{store_path}: no store, so no run to resume")
-        store = Store(store_path)
-        try:
-            resumed = _resume(store, args, parser)
-            if resumed is None:
-                store.close()
-                return 0
-            run_id, cfg, heads, mode, out, sha = resumed
-            recall = store.recall(run_id)
-            log = _open_log(args, mode, (out, creature_path(out), store_path))
-        except BaseException:
-            store.close()
-            raise
-        store.claim(run_id)
-    else:
-        cfg, heads, mode = _configure_hydra(args, parser)
-        out = args.out if args.out is not None else Path("genome.json")
-        _check_paths(out, cfg, store_path)
-        _make_dir(store_path.parent, "--store" if args.store is not None else "--experiments")
-        store = Store(store_path)
-        try:
-            log = _open_log(args, mode, (out, creature_path(out), store_path))
-        except BaseException:
-            store.close()
-            raise
-        sha = data_sha256(cfg.data)
-        run_id = store.new_run(cfg, mode, heads, sha, argv, out)
-        recall = {}
+    session = _resume(args, parser, store_path) if args.resume is not None else _begin(
+        args, parser, store_path, argv)
+    if session is None:
+        return 0
+    cfg, heads = session.cfg, session.heads
     workers = min(args.workers, cfg.population * len(heads))   # never more than a generation needs
-    console = Console(cfg, heads, log, args.quiet, progress=sys.stderr.isatty() and not args.quiet)
-    started, evaluator, genome = time.perf_counter(), None, None
+    console = Console(cfg, heads, session.log, args.quiet,
+                      progress=sys.stderr.isatty() and not args.quiet)
+    started, evaluator = time.perf_counter(), None
     try:
         console.note(f"$ microgpt-hydra {' '.join(argv)}\nstarted {time.strftime('%Y-%m-%d %H:%M:%S')}")
         if args.scheduler:
-            evaluator = DaskEvaluator(args.scheduler, evaluate, names_to_send(cfg.data, sha))
+            evaluator = DaskEvaluator(args.scheduler, evaluate, names_to_send(cfg.data, session.sha))
         else:
             evaluator = LocalPool(workers, evaluate, bound={"data": cfg.data})
         where = f" on the Dask cluster at {args.scheduler}" if args.scheduler else ""
-        for line in banner(cfg, heads, mode, evaluator.workers, where):
+        for line in banner(cfg, heads, session.mode, evaluator.workers, where):
             console.say(line)
-        if recall:
-            console.say(f"Resuming run {run_id} from {store.path}: {plural(len(recall), 'evaluation')}"
-                        f" recalled")
-        evolution = evolve(heads, evaluator, cfg, recall=recall,
-                           observer=Observers(console, Recorder(store, run_id, cfg)))
-        evaluator.close()
-        genome = write_winner(evolution, console, store, run_id, mode, out)
-        write_mind(genome, cfg.data, out, console)
-        made = evolution.made()
-        failed = sum(o.error is not None for o in made)
-        failures = f", {failed} failed" if failed else ""
-        console.say(f"Wrote {out} ({plural(len(made), 'evaluation')}{failures}, "
-                    f"{time.perf_counter() - started:.1f}s): run `microgpt` to meet the evolved "
-                    f"creature.", chatter=False)
-        console.say(f"Run {run_id} in {store.path}; log: {log.name}", chatter=False)
-        store.finish(run_id, "completed")
+        if session.recall:
+            console.say(f"Resuming run {session.run_id} from {store_path}: "
+                        f"{plural(len(session.recall), 'evaluation')} recalled")
+        session.run(evaluator, console, started)
+        console.say(f"Run {session.run_id} in {store_path}; log: {session.log.name}", chatter=False)
         return 0
     except KeyboardInterrupt as exc:      # Ctrl-C, SIGTERM, SIGHUP
         ignore_stop_signals()
         if evaluator is not None:
             evaluator.kill()
         console.close_bar()
-        outcome = f"{out} untouched" if genome is None else f"{out} was written"
-        why = (f"stopped by {signal.Signals(exc.signum).name}" if isinstance(exc, Stopped)
-               else "interrupted")
+        out = session.out
+        outcome = f"{out} was written" if session.written else f"{out} untouched"
+        why = session.stopped(exc)
         console.note(f"{why.capitalize()} after {time.perf_counter() - started:.1f}s; {outcome}.")
-        store.finish(run_id, "interrupted", reason=why)
-        print(f"microgpt-hydra: {why}; {outcome}; `microgpt-hydra --resume {run_id}` continues "
-              f"(log: {log.name})", file=sys.stderr)
+        print(f"microgpt-hydra: {why}; {outcome}; `microgpt-hydra --resume {session.run_id}` "
+              f"continues (log: {session.log.name})", file=sys.stderr)
         return exit_status(exc)
     except Exception as exc:             # recorded, then reported by main
         console.close_bar()
         console.note(f"Failed: {exc}")
-        store.finish(run_id, "failed", reason=str(exc))
+        session.failed(exc)
         raise
     finally:
         if evaluator is not None:        # after close() there is nothing left to kill
             evaluator.kill()
         console.close_bar()
-        log.close()
+        session.log.close()
+        session.store.close()
+
+
+def _begin(args, parser, store_path, argv):
+    """A new run's Session, with its log (session.log), from the flags."""
+    cfg, heads, mode = _configure_hydra(args, parser)
+    out = args.out if args.out is not None else Path("genome.json")
+    check_paths(out, cfg, store_path)
+    _make_dir(store_path.parent, "--store" if args.store is not None else "--experiments")
+    store = Store(store_path)
+    log = None
+    try:
+        log = _open_log(args, mode, (out, creature_path(out), store_path))
+        session = begin(store, cfg, heads, mode, argv, out)
+    except BaseException:
+        if log is not None:
+            log.close()
         store.close()
+        raise
+    session.log = log
+    return session
+
+
+def _resume(args, parser, store_path):
+    """The Session (with its log) of the run --resume names, held by this process; None when it
+    is complete. A flag that disagrees with the run is a usage error."""
+    if not store_path.exists():
+        raise UsageError(f"{store_path}: no store, so no run to resume")
+    store = Store(store_path)
+    try:
+        given = {flag: getattr(args, flag) for flag in RUN_FLAGS}
+        try:
+            session = take_up(store, args.resume, given, args.out, args.force, args.quiet)
+        except FlagConflict as exc:
+            parser.error(str(exc))
+        if session is None:
+            store.close()
+            return None
+        session.log = _open_log(args, session.mode, (session.out, creature_path(session.out),
+                                                     store_path))
+    except BaseException:
+        store.close()
+        raise
+    store.claim(session.run_id)
+    return session
 
 
 def build_report_parser():

@@ -11,7 +11,7 @@ import time
 
 from microgpt.errors import DataError
 from microgpt.files import read_bytes
-from microgpt.genome import GENE_KEYS
+from microgpt.genes import trained_genes
 from microgpt.train import Dataset, Names, TrainingConfig, generate, load_names, train_and_generate
 
 
@@ -57,8 +57,7 @@ def evaluate_genome(genome, samples, seed, data=None, temperatures=(), names=Non
     """
     started = time.time()
     own = genome["temperature"] in temperatures         # then its names are sampled only once
-    cfg = TrainingConfig(**{k: genome[k] for k in GENE_KEYS}, temperature=genome["temperature"],
-                         cooling=genome["cooling"], gen_samples=0 if own else samples,
+    cfg = TrainingConfig(**trained_genes(genome), gen_samples=0 if own else samples,
                          seed=seed, input_file=data)
     dataset = _sent_dataset(names) if names is not None else _dataset(data)
     result = train_and_generate(cfg, dataset=dataset)

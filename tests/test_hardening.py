@@ -188,11 +188,13 @@ def test_an_unwritable_out_is_refused_before_any_evaluation(tmp_path):
 def test_a_failed_final_write_names_where_the_winner_is(tmp_path, monkeypatch, capsys):
     import hydra_faults
 
+    from microgpt.hydra import session
+
     def fail(*args, **kw):
         raise OSError(28, "No space left on device", str(tmp_path / "genome.json"))
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(hydra_cli, "save_genome", fail)
+    monkeypatch.setattr(session, "save_genome", fail)
     argv = [*TINY]
     args = hydra_cli.build_hydra_parser().parse_args(argv)
     with pytest.raises(ValueError, match="its genome is in .*microgpt.db, run 1"):

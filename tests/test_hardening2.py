@@ -21,6 +21,7 @@ from microgpt import hydra_cli
 from microgpt.evaluators import check_address, probe
 from microgpt.files import read_stdin, write_atomic
 from microgpt.hydra import HydraConfig
+from microgpt.hydra.session import check_paths
 from microgpt.store import Store
 
 BIN = Path(sys.executable).parent
@@ -94,9 +95,9 @@ def test_out_is_never_the_store_or_its_files(tmp_path):
     (tmp_path / "link.json").symlink_to(store)
     for out in ("runs.db", "runs.db-wal", "runs.db-shm", "link.json"):
         with pytest.raises(ValueError, match="is the store"):
-            hydra_cli._check_paths(tmp_path / out, cfg, store)
+            check_paths(tmp_path / out, cfg, store)
     with pytest.raises(ValueError, match="training names"):
-        hydra_cli._check_paths(tmp_path / "g.json", cfg, names)
+        check_paths(tmp_path / "g.json", cfg, names)
     Store(store).close()                                  # an SQLite database is never replaced
     before = store.read_bytes()
     with pytest.raises(ValueError, match="SQLite database"):

@@ -954,6 +954,44 @@ def test_a_gene_added_to_the_table_is_drawn_mutated_shown_and_written(monkeypatc
     assert genes.full_genome(dict(genes.new_genome(rng), dropout=0.1), 300)["dropout"] == 0.1
 
 
+ADD_A_GENE = """
+import io, random, sys
+from microgpt import genes, train
+train.TrainingConfig.dropout = 0.0          # the trainer's part of adding a gene
+extra = genes.Gene("dropout", "Drop", "dropout (share of units)", False,
+                   mutate=lambda rng, x: min(max(x + rng.uniform(-0.1, 0.1), 0.0), 0.5),
+                   span=("float", 0.0, 0.5, False), new=lambda rng: 0.0, shown="{:.2f}",
+                   cap=(0, 0.5), flags=("--dropout",), help="the share of units dropped",
+                   optional=True)
+genes.SPACE = (*genes.SPACE, extra)
+genes.BY_NAME = {g.name: g for g in genes.SPACE}
+genes.GENES = tuple(g.name for g in genes.SPACE)
+from microgpt import cli, creature, genome
+from microgpt.genome import GenomeError, check_genes
+args = cli.build_parser().parse_args(["--dropout", "0.25", "--emb", "8"])
+cfg = train.TrainingConfig()
+assert cli._apply_flags(args, cfg, None, None) == ["n_emb=8", "dropout=0.25"], "flag"
+out = io.StringIO()
+cli._print_config(cfg, out)
+assert "Drop:0.25 Steps:" in out.getvalue(), out.getvalue()
+try:
+    check_genes({"dropout": 0.9})
+    raise SystemExit("not checked")
+except GenomeError as exc:
+    assert "dropout must be a number in (0, 0.5]" in str(exc), exc
+assert "dropout" in creature.GENES and "dropout" in genome.OPTIONAL_GENES
+assert "--dropout" in cli.build_parser().format_help()
+print("ok")
+"""
+
+
+def test_a_gene_added_to_the_table_is_a_flag_checked_printed_and_saved(tmp_path):
+    # in a fresh process (the table is read when the modules load), away from the source tree
+    proc = subprocess.run([sys.executable, "-c", ADD_A_GENE], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
+
+
 def test_the_table_draws_as_the_seed_does():
     # the first generation is the seed's four genes at random and the defaults for the rest
     from microgpt.hydra import genes

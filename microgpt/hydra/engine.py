@@ -107,6 +107,17 @@ def primordial(run_seed):
     return [first] + [first.rejudge(run_seed) for _ in range(PRIMORDIAL_TRIALS - 1)]
 
 
+def first_generation(heads, cfg):
+    """{head name: cfg.population new organisms of random genomes (`new_genome`)}."""
+    populations = {}
+    for h in heads:
+        rng = random.Random(f"{cfg.seed}:new:{h.name}")
+        populations[h.name] = [Organism(new_genome(rng), h.name, 0, 0, i,
+                                        derive_seed(cfg.seed, 0, 0, h.name, i))
+                               for i in range(cfg.population)]
+    return populations
+
+
 def generation_evaluations(population, n_heads):
     """At most how many evaluations a generation makes: every organism of every head (the first
     generation's births; later, each head's mutants and the re-judging of its N_CHAMPIONS)."""
@@ -205,12 +216,7 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
     baseline = primordial(cfg.seed)
     observer.primordial_started(baseline)
     evaluate_all(baseline, evaluator, cfg, heads, observer, recall)
-    populations = {}
-    for h in heads:
-        rng = random.Random(f"{cfg.seed}:new:{h.name}")
-        populations[h.name] = [Organism(new_genome(rng), h.name, 0, 0, i,
-                                        derive_seed(cfg.seed, 0, 0, h.name, i))
-                               for i in range(cfg.population)]
+    populations = first_generation(heads, cfg)
     # random genomes, as drawn: what every standing is measured against
     reference = [o for h in heads for o in populations[h.name]]
     evaluations = []

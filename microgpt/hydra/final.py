@@ -35,68 +35,97 @@ def final_judgement(populations, evaluations, reference, heads, evaluator, cfg, 
        trials flatter them; fresh ones do not.
     The evaluations made are appended to evaluations.
     """
-    def judge_all(todo, say, organisms):
-        if todo:
-            observer.final_started(organisms, todo, say)
-            evaluate_all(todo, evaluator, cfg, heads, observer, recall)
-            evaluations.extend(todo)
+    judgement = Judgement(evaluations, reference, heads, evaluator, cfg, observer, recall)
+    finalists, candidates = judgement.finalists(populations)
+    if not candidates:                      # every final trial failed
+        return finalists, judgement.sticks()[0]
+    for gene in TUNED:
+        candidates = judgement.tune(gene, candidates)
+    return judgement.confirm(candidates)
 
-    def trials_of(organisms, n, temperatures=None, coolings=()):
-        trials = {o: [o.rejudge(cfg.seed) for _ in range(n)] for o in organisms}
+
+class Judgement:
+    """The final judgement's state between its stages: the run's births, the organisms tuned so
+    far, and how it evaluates (through the evaluator, told to the observer, appended to the
+    run's evaluations)."""
+
+    def __init__(self, evaluations, reference, heads, evaluator, cfg, observer, recall):
+        self.evaluations, self.reference, self.heads = evaluations, reference, heads
+        self.evaluator, self.cfg, self.observer, self.recall = evaluator, cfg, observer, recall
+        self.births = [o for o in evaluations if o.trial == 0 and o.result is not None]
+        self.everyone = [o for o in evaluations if o.trial == 0]   # failed births too, below all
+        self.tuned = []
+        self.stick = None           # the yardsticks of stage 1, which stage 2 ranks on
+
+    def sticks(self):
+        """The yardsticks the stages rank by (`joint_key`): the random first generation, and
+        every organism the run bred, among which the organisms that beat every random genome
+        stay apart; each measuring the noise on every organism judged more than once so far."""
+        rejudged = [o for o in self.births if o.retrials] + self.tuned
+        return (yardstick(self.reference, self.heads, rejudged),
+                yardstick(self.everyone, self.heads, rejudged))
+
+    def judge(self, trials, say, organisms):
+        """Evaluate the trials (lists of new trials) of organisms, described by say."""
+        todo = [t for ts in trials for t in ts]
+        if todo:
+            self.observer.final_started(organisms, todo, say)
+            evaluate_all(todo, self.evaluator, self.cfg, self.heads, self.observer, self.recall)
+            self.evaluations.extend(todo)
+
+    def trials_of(self, organisms, n, temperatures=None, coolings=()):
+        """{organism: n new trials of it on fresh seeds}, each to be heard at temperatures (or
+        at its `temperature_grid` with coolings)."""
+        trials = {o: [o.rejudge(self.cfg.seed) for _ in range(n)] for o in organisms}
         for o, ts in trials.items():
             for t in ts:
                 t.temperatures = temperatures or temperature_grid(o.genome, coolings)
         return trials
 
-    def heard(trials):
-        return [v for o, ts in trials.items() for v in at_temperatures(o, heads, ts)]
+    def heard(self, trials):
+        """Every organism of trials at every voice it was heard at (`at_temperatures`)."""
+        return [v for o, ts in trials.items() for v in at_temperatures(o, self.heads, ts)]
 
-    births = [o for o in evaluations if o.trial == 0 and o.result is not None]
-    everyone = [o for o in evaluations if o.trial == 0]     # failed births too, below everything
-    tuned = []
+    def ranked(self, variants, stick):
+        return sorted(variants, key=lambda v: joint_key(v, stick), reverse=True)
 
-    def rejudged():                 # every organism judged more than once so far
-        return [o for o in births if o.retrials] + tuned
+    def finalists(self, populations):
+        """Stage 1: (the finalists, every one of them at every voice, ranked best first)."""
+        stick = self.sticks()
+        finalists = []
+        for o in ([populations[h.name][0] for h in self.heads]
+                  + sorted(self.births, key=lambda o: best_voice(o, self.heads, stick), reverse=True)):
+            if (o.result is not None and o not in finalists
+                    and len(finalists) < max(FINALISTS, len(self.heads))):
+                finalists.append(o)
+        final = self.trials_of(finalists, FINAL_TRIALS, coolings=GRID_COOLINGS)
+        self.judge(final.values(), "each head's champion, then the best by standing", finalists)
+        self.stick = self.sticks()
+        return finalists, self.ranked(self.heard(final), self.stick)
 
-    def sticks():
-        """The yardsticks the stages rank by (`joint_key`): the random first generation, and
-        every organism the run bred, among which the organisms that beat every random genome
-        stay apart."""
-        return yardstick(reference, heads, rejudged()), yardstick(everyone, heads, rejudged())
-
-    stick = sticks()
-    finalists = []
-    for o in ([populations[h.name][0] for h in heads]
-              + sorted(births, key=lambda o: best_voice(o, heads, stick), reverse=True)):
-        if o.result is not None and o not in finalists and len(finalists) < max(FINALISTS, len(heads)):
-            finalists.append(o)
-    final = trials_of(finalists, FINAL_TRIALS, coolings=GRID_COOLINGS)
-    judge_all([t for ts in final.values() for t in ts],
-              "each head's champion, then the best by standing", finalists)
-    stick = sticks()
-    candidates = sorted(heard(final), key=lambda v: joint_key(v, stick), reverse=True)
-    if not candidates:                      # every final trial failed
-        return finalists, stick[0]
-    for gene in TUNED:
+    def tune(self, gene, candidates):
+        """Stage 2, for one gene: the leader retrained with its other values; the candidates
+        with them, ranked again (on the yardsticks of stage 1)."""
         best = candidates[0]                # an organism heard at its best voice
         leader = best.of
-        others = [o for o in (leader.retuned(gene, v, cfg.seed, best)
+        others = [o for o in (leader.retuned(gene, v, self.cfg.seed, best)
                               for v in tuning_values(gene, leader.genome)) if o is not None]
-        tuning = trials_of(others, TUNING_TRIALS)
-        judge_all([t for ts in tuning.values() for t in ts],
-                  f"the best so far, with other values of {gene}", others)
-        tuned += others
-        candidates += heard(tuning)
-        candidates.sort(key=lambda v: joint_key(v, stick), reverse=True)
-    chosen = one_of_each(candidates, CONFIRMED)
-    confirm = {v: trials_of([v.of], CONFIRM_TRIALS, (voice_of(v),))[v.of] for v in chosen}
-    judge_all([t for ts in confirm.values() for t in ts],
-              "the best, each at its best temperature, on more fresh seeds", [v.of for v in chosen])
-    confirmed = [at_temperatures(v.of, heads, confirm[v]) for v in chosen]
-    confirmed = [c[0] for c in confirmed if c]
-    stick = sticks()
-    ranked = sorted(confirmed or candidates, key=lambda v: joint_key(v, stick), reverse=True)
-    return ranked, stick[0]
+        tuning = self.trials_of(others, TUNING_TRIALS)
+        self.judge(tuning.values(), f"the best so far, with other values of {gene}", others)
+        self.tuned += others
+        return self.ranked(candidates + self.heard(tuning), self.stick)
+
+    def confirm(self, candidates):
+        """Stage 3: (the CONFIRMED best, each at its best voice, ranked on fresh trials alone,
+        the yardstick of the random first generation)."""
+        chosen = one_of_each(candidates, CONFIRMED)
+        confirm = {v: self.trials_of([v.of], CONFIRM_TRIALS, (voice_of(v),))[v.of] for v in chosen}
+        self.judge(confirm.values(), "the best, each at its best temperature, on more fresh seeds",
+                   [v.of for v in chosen])
+        confirmed = [at_temperatures(v.of, self.heads, confirm[v]) for v in chosen]
+        confirmed = [c[0] for c in confirmed if c]
+        stick = self.sticks()
+        return self.ranked(confirmed or candidates, stick), stick[0]
 
 
 def one_of_each(variants, n):

@@ -78,12 +78,19 @@ def plot_fitness(run):
         _gathering_lines(ax, run)
         ax.set_title(h)
         ax.set_xlabel("generation (then the winner)")
-        ax.set_ylabel("score" if h != run.heads[0] else "score: band = random first generation")
-        ax.legend(fontsize="x-small", loc="lower right")
+        ax.set_ylabel("score")
+    _shared_legend(fig, axes[0][0])
     source = "" if any(c["stored"] for c in champs) else " (best births: no champions stored)"
     fig.suptitle(f"Champions per generation, as the console prints them{source}, {run.title}",
                  fontsize="medium")
     return fig
+
+
+def _shared_legend(fig, ax, ncol=4):
+    """One legend for the figure, below its panels, from ax's labelled artists (none: nothing)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize="x-small")
 
 
 def plot_loss(run):
@@ -110,13 +117,13 @@ def plot_loss(run):
               and drawable(e["val_loss"]) and e["num_params"] is not None]
     if trials:
         ax.scatter([trials[0]["num_params"]], [statistics.mean(e["val_loss"] for e in trials)],
-                   **WINNER, label=f"winner (mean of {len(trials)})")
+                   **WINNER, label=f"winner (mean of its {len(trials)} trainings)")
     log_scale(ax.set_xscale, [e["num_params"] for e in run.evaluations if e["num_params"]])
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("held-out loss (nats per token)")
     ax.set_title(f"Held-out loss against size, all {sum(1 for e in run.evaluations if e['error'] is None)}"
                  f" evaluations (the heads score names, not loss), {run.title}", fontsize="medium")
-    ax.legend(fontsize="x-small", ncol=2)
+    _shared_legend(fig, ax)
     return fig
 
 
@@ -293,8 +300,9 @@ def plot_timeline(run):
     ax.set_title(f"Timeline: {len(rows)} evaluations on {len(lanes)} worker(s) in {span:.0f} s,"
                  f" {run.title}", fontsize="medium")
     heads = [Patch(color=COLOURS.get(h), label=h) for h in run.heads]
-    ax.legend(handles=heads + ax.get_legend_handles_labels()[0], fontsize="x-small",
-              loc="upper left", ncol=5)
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(heads + handles, [h.get_label() for h in heads] + labels, fontsize="x-small",
+               loc="outside lower center", ncol=6)
     return fig
 
 

@@ -18,32 +18,59 @@ from microgpt.store import Store
 
 CAPTIONS = {
     "fitness": "Each head's champion after each generation, as the console printed it (the mean "
-               "over its trials), the best so far, and every birth's single trial; the grey band "
-               "is the random first generation, from worst to best (its median the grey line); the "
-               "dash-dotted line the primordial creature (every gene at its default); the star the "
-               "winner's mean over its confirming trials.",
-    "front": "Every organism's trial means, two heads at a time: the heads pull against each "
-             "other. Red: the Pareto front, organisms no other beats on every head.",
+               "over its trials so far), the best so far, and every birth's single trial; the grey "
+               "band is the random first generation, from worst to best (its median the grey "
+               "line); the dash-dotted line the primordial creature (every gene at its default); "
+               "the star the winner's mean over its confirming trials. A champion is the best of "
+               "many seen on one or two trials, so its mean runs high (the winner's curse); the "
+               "winner is measured afresh on ten, and is chosen by standing over all the heads, "
+               "not by one head's score: it sits below the champions' lines.",
+    "front": "Every organism's trial means, two heads at a time. Red: the Pareto front, organisms "
+             "no other beats on every head at once; it is a front over all the heads, so in one "
+             "panel a red point can sit inside the cloud (it is better on a head not drawn).",
     "importance": "How much of the variation in the births' standing each gene explains on its "
-                  "own (the correlation ratio: between-value variance over total).",
+                  "own (the correlation ratio: between-value variance over total). A gene the "
+                  "births barely varied (temperature and cooling start at their defaults) cannot "
+                  "explain much here; the temperature x cooling figure shows what the voice does.",
     "slices": "Each birth's standing (the mean share of the random first generation it beats, "
               "on its one trial) against each gene.",
-    "voices": "Each evaluation's voice (temperature and cooling), coloured by its standing: how "
-              "a trained model speaks moves its scores as much as how it was built.",
-    "lineage": "The winner's ancestors on one measure, the mean over each one's trials; bars are "
-               "the spread between trials: a step that changed no gene moves only by noise.",
+    "voices": "A voice is how a trained model is sampled: the temperature of a name's first "
+              "letter and its cooling (the temperature is multiplied by it letter by letter). "
+              "Every evaluation is also heard at a few other voices without training again, and "
+              "the final judgement hears its finalists at a grid of them, which is how a winner "
+              "can speak at a temperature no birth had. Colour: the mean standing of the names "
+              "heard at that voice.",
+    "lineage": "The winner's ancestors on one measure, the mean over all of each one's trials "
+               "(the final judgement's too, so it can differ from the champion tables, which give "
+               "the mean when that generation ended); bars are the spread between trials: a step "
+               "that changed no gene moves only by noise.",
     "genes": "Every birth's genes by generation, coloured by the head that bred it.",
-    "loss": "Held-out loss against size. The run selects on the heads' scores of the names, not "
-            "on loss: a winner above other points is not a worse choice. The diamond is the "
-            "primordial creature (every gene at its default).",
+    "loss": "The run selects on the heads' scores of the names, not on loss: a winner above other "
+            "points is not a worse choice. The diamond is the primordial creature (every gene at "
+            "its default).",
     "timeline": "Every evaluation on the worker that ran it; the primordial creature first, in "
                 "black; the final judgement hatched and shaded.",
     "time": "Seconds per evaluation against model size; failed evaluations marked.",
     "compare": "The two winners' mean scores head by head, and each head's best champion so far "
                "in each run.",
     "compare-front": "Each run's Pareto front (its organisms no other of the run beats on every "
-                     "head), two heads at a time: a front further up and right traded less.",
+                     "head), two heads at a time.",
 }
+TERMS = (
+    "<details><summary>Terms</summary><dl>"
+    "<dt>trial</dt><dd>one evaluation: train the genome on a seed, sample names, score them; an "
+    "organism's id ends in /t2, /t3, ... for its second, third trial (a <i>re-judging</i> on a "
+    "fresh seed).</dd>"
+    "<dt>standing</dt><dd>the share of the run's first generation (random genomes) an organism "
+    "beats, averaged over the heads: 0.5 is a typical random genome, 1.0 beats them all.</dd>"
+    "<dt>Gathering</dt><dd>between cycles, each head takes in the other heads' champions "
+    "(dotted lines in the figures).</dd>"
+    "<dt>final judgement</dt><dd>the run's best re-judged on fresh seeds and at many voices, the "
+    "leader's genes tuned one at a time (@gene=value in an id), the best few confirmed on ten "
+    "trials each: the best confirmed is the winner.</dd>"
+    "<dt>primordial creature</dt><dd>every gene at its default: what <code>microgpt</code> is "
+    "with no genome.json, heard first on three seeds as the baseline.</dd>"
+    "</dl></details>")
 
 
 def _standing_text(x):
@@ -85,16 +112,19 @@ def summary(run):
     return lines
 
 
-def verdict_html(run):
-    """The page's first section: did the evolution beat random genomes, by how much, with what."""
+def verdict_html(run, several=False):
+    """The page's first section: did the evolution beat random genomes, by how much, with what
+    (several: one of two runs, its heading naming it)."""
     v, e = verdict(run), html.escape
+    head = (f"<div id='verdict-{run.id}'><h2>Verdict: run {run.id}</h2>" if several
+            else f"<div id='verdict-{run.id}'><h2>Verdict</h2>")
     facts = (f"{v['evaluations']} evaluations ({v['failed']} failed; {v['final']} of them the "
              f"final judgement's) in {v['seconds']:.0f} s of evaluation; the Pareto front holds "
              f"{v['front']} organisms.")
     w = v["winner"]
     if w is None:
-        return (f"<section id='verdict'><h2>Verdict</h2><p>No winner yet: the run is "
-                f"{e(run.row['state'])}. {e(facts)}</p></section>")
+        return (f"{head}<p>No winner yet: the run is "
+                f"{e(run.row['state'])}. {e(facts)}</p></div>")
     standing = v["standing"]
     beat = "beat" if (standing or 0) > 0.5 else "did not beat"
     lead = (f"The winner, bred by {e(str(w.get('head')))} ({e(str(w.get('organism')))}), stands "
@@ -114,12 +144,12 @@ def verdict_html(run):
     genes = "".join(f"<tr><td>{e(BY_NAME[g].about)}</td><td>{e(_gene(w.get(g)))}</td></tr>"
                     for g in GENES if g in w)
     names = ", ".join(e(str(n)) for n in (w.get("names") or [])[:20])
-    return (f"<section id='verdict'><h2>Verdict</h2><p>{lead}</p>"
+    return (f"{head}<p>{lead}</p>"
             f"<table><tr><th>head</th><th>winner</th><th>random genomes: median</th>"
             f"<th>random genomes: best</th><th>primordial creature</th></tr>{rows}</table>"
             f"<p>{e(facts)}</p><div class='pair'><table><tr><th>gene</th><th>the winner's"
             f"</th></tr>{genes}</table><p class='names'><b>Its names</b> (run "
-            f"<code>microgpt</code> beside genome.json for more): {names}</p></div></section>")
+            f"<code>microgpt</code> beside genome.json for more): {names}</p></div></div>")
 
 
 def _num(x):
@@ -192,7 +222,8 @@ def write_report(runs, directory, refresh=None, keep=True):
     page = PAGE.format(title=html.escape(title), summary=html.escape(text),
                        figures="\n".join(blocks), data=data, status=status,
                        refresh=f'<meta http-equiv="refresh" content="{refresh}">' if refresh else "",
-                       verdicts="\n".join(verdict_html(r) for r in runs))
+                       verdicts="<section id='verdict'>" + "\n".join(
+                           verdict_html(r, len(runs) > 1) for r in runs) + TERMS + "</section>")
     kept = []
     for path, blob in [*files, (paths[0], page.encode("utf-8"))]:
         _, old = write_atomic(path, blob, "--out", keep)

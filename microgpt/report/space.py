@@ -53,7 +53,9 @@ def plot_front(run):
                 ax.scatter([wa], [wb], **WINNER, label="winner")
         ax.set_xlabel(a)
         ax.set_ylabel(b)
-        ax.legend(fontsize="x-small")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize="x-small")
     fig.suptitle(f"What the heads traded: trial means, two heads at a time, {run.title}",
                  fontsize="medium")
     return fig
@@ -77,11 +79,14 @@ def plot_fronts(a, b):
                        label=f"run {run.id}: front ({len(pts)})")
             w = (run.winner or {}).get("scores")
             if isinstance(w, dict) and drawable(w.get(x)) and drawable(w.get(y)):
-                star = dict(WINNER) if filled else dict(WINNER, color="none", edgecolor=colour)
+                star = dict(WINNER) if filled else dict(WINNER, s=420, color="none",
+                                                          edgecolor=colour, linewidth=1.5)
                 ax.scatter([w[x]], [w[y]], **star, label=f"run {run.id}: winner")
         ax.set_xlabel(x)
         ax.set_ylabel(y)
-        ax.legend(fontsize="x-small")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize="x-small")
     fig.suptitle(f"The Pareto fronts of run {a.id} (filled) and run {b.id} (hollow), "
                  f"trial means", fontsize="medium")
     return fig

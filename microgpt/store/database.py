@@ -1,36 +1,5 @@
-"""The store: every Hydra run and every evaluation, in an embedded SQLite database.
-
-Follows Optuna's storage (`create_study(storage="sqlite:///...", load_if_exists=True)`): the
-engine never touches a file; an observer (`Recorder`) writes each evaluation as it finishes, one
-transaction each, so a run killed at any moment loses at most what was in flight, and a resumed
-run recalls every outcome the store holds. WAL journal and a busy timeout let runs share a store.
-
-Tables, for the `sqlite3` shell as much as for microgpt:
-  meta(key, value)            the schema version
-  runs(id, started, ended, status, mode, heads, seed, population, generations, cycles, steps,
-       samples, data, data_sha256, argv, out, pid, host, winner, winner_loss, winner_genome, reason,
-       scoring)
-  evaluations(run_id, organism, head, cycle, generation, idx, trial, seed, parent, genome,
-       scores, names, names_at, val_loss, final_loss, num_params, seconds, error, attempts, finished)
-  gatherings(run_id, cycle, head, organism)   the immigrants each head took in
-  front(run_id, organism, genome, scores, trials)   the run's Pareto front across its heads
-  champions(run_id, cycle, generation, head, organism, scores, trials)   each head's champion
-       after each generation, as the console prints it (scores: the means over its trials)
-Since schema 3 an evaluation also records when it started and ended on its worker (`started`,
-`ended`, seconds since the epoch), the process that ran it (`worker`, host:pid) and its stage
-(`primordial`, `evolution` or `final judgement`). The primordial creature (every gene at its
-default: the run's baseline, evaluated first on 3 seeds) is `primordial`, `primordial/t2`, ...,
-with head '' (no island bred it).
-JSON columns (genome, scores, names, names_at, heads, argv, winner_genome) hold JSON text:
-`json_extract(scores, '$.Weaver')` reads one head's score. Cycles and generations count from 1.
-
-What the store gives back is input like any file: a run's row and its evaluations are checked
-(types, JSON, the flags' caps) before use, and a bad one is one StoreError naming the store, the
-run and the column. Read-only commands open it read-only. A process running a run holds a lock
-on byte <run id> of `<store>-runs.lock` (POSIX record locks die with their process, SIGKILL too),
-so a run whose pid now belongs to another process is seen as interrupted, and of two resumes of
-one run only one gets it.
-"""
+"""The store's database: `Store`, runs, evaluations, Gatherings, champions and fronts in and out,
+and the run locks."""
 import json
 import math
 import os
@@ -41,133 +10,31 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from microgpt.errors import MicrogptError
 from microgpt.evaluators import Outcome
-from microgpt.files import kind_of, parse_json
-from microgpt.genome import GENE_KEYS, SEED_MAX, GenomeError, check_genes, json_text
-from microgpt.heads import HYDRA_HEADS, SCORINGS
-from microgpt.hydra import SIZE_CAPS, Observer, finite_or_none, full_genome
+from microgpt.files import kind_of
+from microgpt.hydra import finite_or_none, full_genome
+from microgpt.store.checks import Checks, _whole, mean_scores
+from microgpt.store.schema import (
+    EVOLUTION,
+    MIGRATIONS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SQLITE_HEADER,
+    SQLITE_MAX,
+    StoreError,
+)
 
 try:
     import fcntl
 except ImportError:          # Windows: no record locks; a run's pid says whether it runs
     fcntl = None
 
-SCHEMA_VERSION = 3          # 2: runs.scoring and the front table; 3: champions, and
-                            # evaluations' started, worker and stage
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    started TEXT NOT NULL,
-    ended TEXT,
-    status TEXT NOT NULL,            -- running, interrupted, failed, completed
-    mode TEXT NOT NULL,              -- hydra or classic
-    heads TEXT NOT NULL,             -- JSON list of head names
-    seed INTEGER NOT NULL,
-    population INTEGER NOT NULL,
-    generations INTEGER NOT NULL,
-    cycles INTEGER NOT NULL,
-    steps INTEGER NOT NULL,
-    samples INTEGER NOT NULL,
-    data TEXT,                       -- the names file, NULL for the bundled names
-    data_sha256 TEXT NOT NULL,
-    argv TEXT NOT NULL,              -- JSON list, as typed
-    out TEXT NOT NULL,
-    pid INTEGER,
-    host TEXT,
-    winner TEXT,
-    winner_loss REAL,
-    winner_genome TEXT,
-    reason TEXT,                     -- why it failed or stopped
-    scoring TEXT NOT NULL DEFAULT 'mean'   -- how the heads add up names: counted or mean
-);
-CREATE TABLE evaluations (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    organism TEXT NOT NULL,          -- c<cycle>g<generation>-<Head>-<index>[/t<trial>]
-    head TEXT NOT NULL,
-    cycle INTEGER NOT NULL,
-    generation INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    trial INTEGER NOT NULL,          -- 1: its birth, 2, 3, ...: re-judged on a fresh seed
-    seed INTEGER NOT NULL,
-    parent TEXT,                     -- the champion it is a mutant of
-    genome TEXT NOT NULL,
-    scores TEXT NOT NULL,            -- JSON {head: score}, null where it failed
-    names TEXT,
-    names_at TEXT,                   -- JSON list: the names at each tuning temperature
-    val_loss REAL,
-    final_loss REAL,
-    num_params INTEGER,
-    seconds REAL,
-    error TEXT,
-    attempts INTEGER NOT NULL,
-    finished TEXT NOT NULL,
-    started REAL,                    -- seconds since the epoch (schema 3)
-    ended REAL,                      -- the same, when the worker was done with it (schema 3)
-    worker TEXT,                     -- host:pid of the process that ran it (schema 3)
-    stage TEXT,                      -- primordial, evolution or final judgement (schema 3)
-    PRIMARY KEY (run_id, organism)
-);
-CREATE TABLE gatherings (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    cycle INTEGER NOT NULL,
-    head TEXT NOT NULL,
-    organism TEXT NOT NULL,
-    PRIMARY KEY (run_id, cycle, head, organism)
-);
-"""
-FRONT = """
-CREATE TABLE IF NOT EXISTS front (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    organism TEXT NOT NULL,
-    genome TEXT NOT NULL,
-    scores TEXT NOT NULL,            -- JSON {head: its mean score over the organism's trials}
-    trials INTEGER NOT NULL,
-    PRIMARY KEY (run_id, organism)
-)
-"""
-CHAMPIONS = """
-CREATE TABLE IF NOT EXISTS champions (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    cycle INTEGER NOT NULL,
-    generation INTEGER NOT NULL,
-    head TEXT NOT NULL,
-    organism TEXT NOT NULL,
-    scores TEXT NOT NULL,            -- JSON {head: its mean score over its trials so far}
-    trials INTEGER NOT NULL,
-    PRIMARY KEY (run_id, cycle, generation, head)
-)
-"""
-SCHEMA += FRONT + ";" + CHAMPIONS
-# What turns an older store into the next schema's: schema-1 runs (before counted heads) were
-# scored by the mean and have no front; schema-2 runs have no champions, and their evaluations
-# no start, end, worker or stage (NULL).
-MIGRATIONS = {
-    1: "ALTER TABLE runs ADD COLUMN scoring TEXT NOT NULL DEFAULT 'mean';" + FRONT,
-    2: ("ALTER TABLE evaluations ADD COLUMN started REAL; ALTER TABLE evaluations ADD COLUMN"
-        " worker TEXT; ALTER TABLE evaluations ADD COLUMN stage TEXT;"
-        " ALTER TABLE evaluations ADD COLUMN ended REAL;" + CHAMPIONS),
-}
-
-
-STATUSES = ("running", "interrupted", "failed", "completed")
-STAGES = PRIMORDIAL, EVOLUTION, FINAL_JUDGEMENT = ("primordial", "evolution", "final judgement")
-SQLITE_MAX = 2**63 - 1       # the largest integer SQLite holds (a run id beyond it is no run)
-SCORE_MAX = 1e12             # a head's score is a mean per name, or a loss: far below this
-
-
-class StoreError(MicrogptError):
-    """A store that cannot be used; the message names the file and the problem."""
-
 
 def now():
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
-class Store:
+class Store(Checks):
     """A microgpt store at path, created when absent; StoreError for anything else, untouched.
 
     readonly: open an existing store for reading only (`--list`, `report`), in a read-only
@@ -325,52 +192,6 @@ class Store:
             runs.append(run)
         return runs
 
-    def check_run(self, run):
-        """run (a row of runs) if every value the commands read is of its type and within the
-        flags' caps; StoreError naming the store, the run and the column otherwise."""
-        def bad(column, problem):
-            return StoreError(f"{self.path}: run {run.get('id')}: {column} {problem}, got "
-                              f"{json_text(run.get(column))}")
-        if not _whole(run.get("id")) or not 0 < run["id"] <= SQLITE_MAX:
-            raise bad("id", "must be a whole number from 1")
-        for column in ("started", "data_sha256", "out"):
-            if not isinstance(run.get(column), str) or not run[column]:
-                raise bad(column, "must be text")
-        for column in ("ended", "data", "host", "winner", "winner_genome", "reason"):
-            if run.get(column) is not None and not isinstance(run[column], str):
-                raise bad(column, "must be text or NULL")
-        if run.get("status") not in STATUSES:
-            raise bad("status", f"must be one of {', '.join(STATUSES)}")
-        if run.get("mode") not in ("hydra", "classic"):
-            raise bad("mode", "must be hydra or classic")
-        run.setdefault("scoring", "mean")      # a schema-1 store read as it is
-        if run["scoring"] not in SCORINGS:
-            raise bad("scoring", f"must be one of {', '.join(SCORINGS)}")
-        for column, (lo, hi) in SIZE_CAPS.items():
-            if not _whole(run.get(column)) or not lo <= run[column] <= hi:
-                raise bad(column, f"must be a whole number from {lo} to {hi}")
-        if not _whole(run.get("seed")) or not 0 <= run["seed"] <= SEED_MAX:
-            raise bad("seed", "must be a whole number from 0 to 2^63-1")
-        if run.get("pid") is not None and not (_whole(run["pid"]) and 0 < run["pid"] < 2**31):
-            raise bad("pid", "must be a process id or NULL")
-        if run.get("winner_loss") is not None and not _number(run["winner_loss"]):
-            raise bad("winner_loss", "must be a number or NULL")
-        heads = self.json(run, "heads", run)
-        allowed = ("classic",) if run["mode"] == "classic" else HYDRA_HEADS
-        if (not isinstance(heads, list) or not heads or len(set(map(str, heads))) != len(heads)
-                or not all(isinstance(h, str) and h.lower() in allowed for h in heads)):
-            raise bad("heads", f"must list distinct heads of {', '.join(allowed)}")
-        return run
-
-    def json(self, run, column, row):
-        """The JSON value in row[column] (a row of run's); StoreError naming them otherwise."""
-        where = f"{self.path}: run {run.get('id')}: " + (
-            f"{row['organism']}: " if row is not run and isinstance(row.get("organism"), str) else "")
-        try:
-            return parse_json(row[column], f"{where}{column}")
-        except ValueError as exc:
-            raise StoreError(str(exc)) from None
-
     def state(self, run):
         """running, interrupted, failed or completed: a 'running' run on this machine that no
         process holds (SIGKILL, a crash) is interrupted, whatever now has its pid."""
@@ -454,12 +275,12 @@ class Store:
         out = []
         for r in self.db.execute("SELECT * FROM front WHERE run_id = ? ORDER BY organism", (run_id,)):
             try:
-                genome, scores = json.loads(r["genome"]), json.loads(r["scores"])
+                genome = json.loads(r["genome"])
             except (TypeError, ValueError):
                 continue
+            scores = mean_scores(r["scores"])
             if (isinstance(r["organism"], str) and isinstance(genome, dict) and _whole(r["trials"])
-                    and isinstance(scores, dict)
-                    and all(x is None or (_number(x) and math.isfinite(x)) for x in scores.values())):
+                    and scores is not None):
                 out.append({"organism": r["organism"], "genome": genome, "scores": scores,
                             "trials": r["trials"]})
         return out
@@ -513,59 +334,6 @@ class Store:
                                               e["seed"], e["genome"])
         return recalled
 
-    def check_evaluation(self, run, e):
-        """The evaluation row e of run with its JSON decoded, if every value is of its type and
-        in range; StoreError naming the store, the run, the organism and the column otherwise."""
-        def bad(column, problem):
-            organism = e.get("organism") if isinstance(e.get("organism"), str) else "?"
-            return StoreError(f"{self.path}: run {run['id']}: {organism[:80]}: {column} {problem}, "
-                              f"got {json_text(e.get(column))}")
-        if not isinstance(e.get("organism"), str) or not 0 < len(e["organism"]) <= 200:
-            raise bad("organism", "must be text")
-        primordial = (e.get("stage"), e.get("head")) == (PRIMORDIAL, "")
-        if e.get("head") not in json.loads(run["heads"]) and not primordial:
-            raise bad("head", "must be one of the run's heads (or empty, for the primordial creature)")
-        limits = {"cycle": (1, SIZE_CAPS["cycles"][1]), "generation": (1, SIZE_CAPS["generations"][1]),
-                  "idx": (0, 2**31), "trial": (1, 2**31), "attempts": (0, 2**31)}
-        for column, (lo, hi) in limits.items():
-            if not _whole(e.get(column)) or not lo <= e[column] <= hi:
-                raise bad(column, f"must be a whole number from {lo} to {hi}")
-        if not _whole(e.get("seed")) or not 0 <= e["seed"] <= SEED_MAX:
-            raise bad("seed", "must be a whole number from 0 to 2^63-1")
-        for column in ("parent", "error"):
-            if e.get(column) is not None and not isinstance(e[column], str):
-                raise bad(column, "must be text or NULL")
-        if e.get("num_params") is not None and not (_whole(e["num_params"]) and 0 < e["num_params"] < 2**40):
-            raise bad("num_params", "must be a whole number or NULL")
-        for column in ("val_loss", "final_loss", "seconds", "started", "ended"):
-            if e.get(column) is not None and not _number(e[column]):    # a loss may be infinite
-                raise bad(column, "must be a number or NULL")
-        if e.get("worker") is not None and not isinstance(e["worker"], str):
-            raise bad("worker", "must be text or NULL")
-        if e.get("stage") is not None and e["stage"] not in STAGES:
-            raise bad("stage", f"must be {', '.join(STAGES)} or NULL")
-        e = dict(e)
-        for column in ("genome", "scores", "names", "names_at"):
-            e[column] = self.json(run, column, e) if e.get(column) is not None else None
-        genome = e["genome"]
-        try:
-            if not isinstance(genome, dict) or any(k not in genome for k in GENE_KEYS):
-                raise GenomeError(f"needs the genes {', '.join(GENE_KEYS)}")
-            check_genes(genome, "")
-        except GenomeError as exc:
-            raise bad("genome", f"is not a genome ({str(exc).lstrip(': ')})") from None
-        scores = e["scores"]
-        if not isinstance(scores, dict) or not all(
-                isinstance(h, str) and (x is None or (_number(x) and abs(x) <= SCORE_MAX))
-                for h, x in scores.items()):
-            raise bad("scores", f"must map heads to numbers (at most {SCORE_MAX:g} in size) or null")
-        if e["error"] is None and not _names(e["names"]):
-            raise bad("names", "must be a list of names")
-        if e["names_at"] is not None and not (isinstance(e["names_at"], list)
-                                              and all(_names(x) for x in e["names_at"])):
-            raise bad("names_at", "must be lists of names")
-        return e
-
     def evaluations(self, run):
         """(the run's evaluations in the order of the run: cycle, generation, head, index,
         trial; each a dict checked by check_evaluation, JSON decoded; why each row that could
@@ -599,13 +367,9 @@ class Store:
         out = []
         for r in self.db.execute("SELECT * FROM champions WHERE run_id = ? ORDER BY cycle,"
                                  " generation, head", (run_id,)):
-            try:
-                scores = json.loads(r["scores"])
-            except (TypeError, ValueError):
-                continue
+            scores = mean_scores(r["scores"])
             if (_whole(r["cycle"]) and _whole(r["generation"]) and isinstance(r["head"], str)
-                    and isinstance(r["organism"], str) and isinstance(scores, dict)
-                    and all(x is None or (_number(x) and math.isfinite(x)) for x in scores.values())):
+                    and isinstance(r["organism"], str) and scores is not None):
                 out.append(dict(r, scores=scores))
         return out
 
@@ -635,41 +399,3 @@ def alive(pid):
     except (PermissionError, OverflowError):
         return True
     return True
-
-
-def _whole(x):
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _names(x):
-    return isinstance(x, list) and all(isinstance(n, str) for n in x)
-
-
-class Recorder(Observer):
-    """The store's view of a run: each evaluation and Gathering as it happens."""
-
-    def __init__(self, store, run_id, cfg):
-        self.store, self.run_id, self.cfg = store, run_id, cfg
-        self.stage = EVOLUTION
-
-    def primordial_started(self, todo):
-        self.stage = PRIMORDIAL
-
-    def generation_started(self, cycle, generation, todo):
-        self.stage = EVOLUTION
-
-    def final_started(self, organisms, todo, what):
-        self.stage = FINAL_JUDGEMENT
-
-    def evaluated(self, organism):
-        self.store.add_evaluation(self.run_id, organism, self.cfg.steps, self.stage)
-
-    def generation(self, cycle, generation, populations):
-        self.store.add_champions(self.run_id, cycle, generation, populations)
-
-    def gathering(self, cycle, pool, received):
-        self.store.add_gathering(self.run_id, cycle, received)
