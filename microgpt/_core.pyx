@@ -42,7 +42,6 @@ cdef extern from "_kernels.h":
     # the backward queue's bucket of a key
     int mg_bitlen(unsigned long long x) nogil
     # each forward, then its backward
-    double mg_dot(const double* a, const double* b, Py_ssize_t n) nogil
     void mg_linear(const double* w, const double* x, double* y, Py_ssize_t rows, Py_ssize_t cols,
                    double scale, int relu) nogil
     void mg_linear_back(const double* w, double* wg, const double* x, double* xg, const double* gy,
@@ -101,11 +100,6 @@ cdef struct Pack:
     unsigned long long mark # the epoch of the last backward that queued all its items
     Storage* st             # non-NULL: items[k]'s data and grad are st.data[k], st.grad[k]
     PyObject** items
-    # A layer's input is buffered: its values are copied in once (xd) and every output's
-    # backward adds into xg, handed to the Vals in one pass once all outputs are done.
-    double* xd
-    double* xg
-    unsigned long long newest   # the largest seq among the items (0: all leaves)
 
 
 # The contiguous data and grad of a ValMatrix's Vals. Adopted Vals point here.
@@ -274,9 +268,8 @@ cdef void _storage_release(Storage* st) noexcept:
         free(st)
 
 
-cdef Pack* _pack_new(Py_ssize_t n, bint buffered=False) except NULL:
-    cdef Pack* pk = <Pack*>malloc(sizeof(Pack) + n * sizeof(PyObject*)
-                                  + (2 * n * sizeof(double) if buffered else 0))
+cdef Pack* _pack_new(Py_ssize_t n) except NULL:
+    cdef Pack* pk = <Pack*>malloc(sizeof(Pack) + n * sizeof(PyObject*))
     if pk == NULL:
         raise MemoryError()
     pk.refcnt = 1
@@ -284,10 +277,7 @@ cdef Pack* _pack_new(Py_ssize_t n, bint buffered=False) except NULL:
     pk.has_interior = False
     pk.mark = 0
     pk.st = NULL
-    pk.newest = 0
     pk.items = <PyObject**>(pk + 1)
-    pk.xd = <double*>(pk.items + n) if buffered else NULL
-    pk.xg = pk.xd + n if buffered else NULL
     return pk
 
 
@@ -297,8 +287,6 @@ cdef inline void _pack_put(Pack* pk, Val v) noexcept:
     pk.n += 1
     if v.e != NULL:
         pk.has_interior = True
-        if v.e.seq > pk.newest:
-            pk.newest = v.e.seq
 
 
 cdef void _pack_release(Pack* pk) noexcept:
@@ -321,7 +309,7 @@ cdef inline Val _as_val(object o):
     raise TypeError(f"expected a Val or a number, got {type(o).__name__}")
 
 
-cdef Pack* _pack_seq(object seq, Py_ssize_t expected, bint buffered=False) except NULL:
+cdef Pack* _pack_seq(object seq, Py_ssize_t expected) except NULL:
     """Pack a sequence of Vals (numbers become constants); expected < 0 means any length."""
     cdef object fast = PySequence_Fast(seq, "expected a sequence of Vals")
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(fast), i
@@ -329,12 +317,10 @@ cdef Pack* _pack_seq(object seq, Py_ssize_t expected, bint buffered=False) excep
     cdef Pack* pk
     if expected >= 0 and n != expected:
         raise ValueError(f"expected {expected} Vals, got {n}")
-    pk = _pack_new(n, buffered)
+    pk = _pack_new(n)
     try:
         for i in range(n):
             _pack_put(pk, _as_val(<object>items[i]))
-            if buffered:
-                pk.xd[i] = D(pk.items[i])
     except BaseException:
         _pack_release(pk)
         raise
@@ -584,9 +570,8 @@ cdef class Val:
 
 
 # ---------------------------------------------------------------------------------------------
-# backward: a queue of the nodes waiting for their gradient, newest (largest seq) first.
-# A node's key is 2 seq. A buffered input pack (a layer's shared x) is queued too, with key
-# 2 newest + 1: after every node that uses it, before the newest of its items.
+# backward: a queue of the nodes waiting for their gradient, newest (largest seq) first; a
+# node's key is its seq.
 # The queue is a radix heap: every key pushed is at most the last key popped (a parent is older
 # than its child), so keys can be bucketed by the highest bit where they differ from that last
 # key, and a pop is a scan of at most 65 buckets instead of a chain of comparisons.
@@ -630,7 +615,7 @@ cdef inline int _q_push(Queue* q, PyObject* o, unsigned long long s) except -1:
     return 0
 
 
-cdef int _q_pop(Queue* q, PyObject** out, unsigned long long* key) except -1:
+cdef int _q_pop(Queue* q, PyObject** out) except -1:
     """Take the entry with the largest key."""
     cdef Py_ssize_t i = 0, j
     cdef Bucket* bk
@@ -650,7 +635,6 @@ cdef int _q_pop(Queue* q, PyObject** out, unsigned long long* key) except -1:
     q.b[0].n -= 1
     q.size -= 1
     out[0] = q.b[0].items[q.b[0].n].node
-    key[0] = q.b[0].items[q.b[0].n].seq
     return 0
 
 
@@ -659,7 +643,7 @@ cdef inline int _visit(PyObject* o, Queue* q, unsigned long long epoch) except -
     cdef Edges* e = (<Val>o).e
     if e != NULL and e.mark != epoch:
         e.mark = epoch
-        _q_push(q, o, 2 * e.seq)
+        _q_push(q, o, e.seq)
     return 0
 
 
@@ -686,16 +670,11 @@ cdef int _backward(Val root) except -1:
     global _epoch
     cdef Queue q
     cdef Py_ssize_t j, n
-    cdef unsigned long long key
     cdef PyObject* o
     cdef PyObject* b
     cdef Edges* e
     cdef Pack* pa
     cdef Pack* pb
-    cdef double* wd
-    cdef double* wg
-    cdef double* xd
-    cdef double* xg
     cdef double* vg
     cdef double g, gs, bd
     if root.e == NULL:
@@ -705,18 +684,11 @@ cdef int _backward(Val root) except -1:
     for j in range(65):
         q.b[j].items = _buckets[j].items
         q.b[j].cap = _buckets[j].cap
-    q.last = 2 * root.e.seq
+    q.last = root.e.seq
     try:
         _visit(<PyObject*>root, &q, _epoch)
         while q.size > 0:
-            _q_pop(&q, &o, &key)
-            if key & 1:                       # a buffered input: every user is done
-                pb = <Pack*>o
-                for j in range(pb.n):
-                    add_grad(pb.items[j], pb.xg[j])
-                    if pb.has_interior:
-                        _visit(pb.items[j], &q, _epoch)
-                continue
+            _q_pop(&q, &o)
             if _type_of(o) == <PyTypeObject*>Vec:   # a whole layer's node: its own backward
                 _vec_backward(<Vec>o, &q, _epoch)
                 continue
@@ -752,24 +724,6 @@ cdef int _backward(Val root) except -1:
                 if pb == NULL:
                     for j in range(n):
                         add_grad(pa.items[e.r.dot.oa + j], gs)
-                elif pb.xd != NULL:           # b is a layer's buffered input
-                    if pb.mark != _epoch:     # its first user in this pass
-                        pb.mark = _epoch
-                        memset(pb.xg, 0, pb.n * sizeof(double))
-                        _q_push(&q, <PyObject*>pb, 2 * pb.newest + 1)
-                    xd = pb.xd
-                    xg = pb.xg
-                    if pa.st != NULL:         # a row of a matrix: plain arrays on both sides
-                        wd = pa.st.data + e.r.dot.oa
-                        wg = pa.st.grad + e.r.dot.oa
-                        for j in range(n):
-                            xg[j] += gs * wd[j]
-                            wg[j] += gs * xd[j]
-                    else:
-                        for j in range(n):
-                            o = pa.items[e.r.dot.oa + j]
-                            xg[j] += gs * D(o)
-                            add_grad(o, gs * xd[j])
                 else:
                     for j in range(n):
                         o = pa.items[e.r.dot.oa + j]
@@ -853,8 +807,6 @@ cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t n, double scale
     if pb == NULL:
         for j in range(n):
             s += D(pa.items[oa + j])
-    elif pa.st != NULL and pb.xd != NULL:
-        s = mg_dot(pa.st.data + oa, pb.xd, n)
     else:
         for j in range(n):
             s += D(pa.items[oa + j]) * D(pb.items[j])
@@ -1200,7 +1152,7 @@ cdef inline int _visit_vec(PyObject* o, Queue* q, unsigned long long epoch) exce
     cdef Vec v = <Vec>o
     if v.op != V_LEAF and v.op != V_PART and v.mark != epoch:
         v.mark = epoch
-        _q_push(q, o, 2 * v.seq)
+        _q_push(q, o, v.seq)
     return 0
 
 
@@ -1549,7 +1501,7 @@ def linear(x, W, double scale=1.0, bint relu=False):
         if type(W) is not ValMatrix:
             raise TypeError("linear: a Vec input needs a ValMatrix of weights")
         return _vec_linear(<Vec>x, <ValMatrix>W, scale, relu)
-    cdef Pack* px = _pack_seq(x, -1, True)
+    cdef Pack* px = _pack_seq(x, -1)
     cdef Pack* pw = NULL
     cdef Py_ssize_t n = px.n, m, i
     cdef list out
