@@ -1,22 +1,30 @@
-"""The atom: `Val`, a scalar that remembers how it was made, and the fused ops built from it.
+"""The atom: `Val`, a scalar that remembers how it was made; `Vec`, a vector that does; and the
+ops a GPT is built from, each forward followed by its backward.
 
 Follows the seed's `Val` (data, grad, edges to parents with local derivatives) and micrograd's
-engine, re-derived for speed:
+engine, re-derived for speed, laid out as llm.c's train_gpt2.c is:
 
-- `data`/`grad` are C doubles. A Val keeps its own, unless a `ValMatrix` has adopted it: then they
-  live in the matrix's contiguous arrays, so a layer's weights stream through the cache as plain
-  doubles, never as a walk over objects.
-- Edges live in C: a pooled `Edges` block per interior node (inline for one or two parents,
-  shared arrays for fused ops), never Python tuples. Leaves have none.
-- Fused n-ary ops (`vsum`, `dot`, `linear`, `softmax`, `rmsnorm`, `cross_entropy`) make one node
-  with many parents instead of a chain of binary nodes.
-- `backward` visits nodes newest first (creation order is a topological order: a node is always
-  made after its parents) with a radix heap; visited marks live in the node.
-- Freeing a deep graph defers every release to an explicit stack: it never recurses in C.
-- `Vec` nodes hold whole vectors; a transformer block's halves are one node each
-  (`attention_block`, `mlp_block`), their backward beside their forward. `Decoder` runs the same
-  forward over plain arrays with no graph at all, for sampling and losses nobody differentiates.
-  Both call the same C kernels (in `_kernels.h`), so every path gives the same numbers to the bit.
+1. Plumbing: node pools, deferred releases, packs of Vals, the backward queue.
+2. `Val`, whose elementary ops save their local derivatives; one backward serves them all.
+3. Fused Val ops (`vsum`, `dot`, `softmax`, `vrelu`): one node with many parents instead of a
+   chain of binary nodes.
+4. `ValMatrix`: a layer's weights, adopted into contiguous arrays of data and grad.
+5. `Vec` and its ops (`vadd`, `rmsnorm`, `linear`, `attention`, `attention_block`, `mlp_block`,
+   `cross_entropy`), one node per op; each op's public function also takes lists of Vals.
+6. The backward sweep: newest node first (a node is always made after its parents, so creation
+   order is a topological order), each node's backward found by its op.
+7. Adam, sampling's draw, and `Decoder`: the forward pass with no graph, for sampling and losses
+   nobody differentiates.
+
+Not here: GPTs beyond their ops (model.py), files, randomness, processes; not a tensor library
+(a Vec is one vector). The loops over plain arrays are C, in `_kernels.h`: the Vec ops and the
+Decoder call the same ones, so every path gives the same numbers to the bit.
+
+Notation: a Vec's values and gradients are d and g (a Val's are pd[0] and pg[0], which point into
+a ValMatrix's arrays once it adopts the Val); "the backward of y = f(x)" adds d loss / d x into
+x's g given y's g (grads accumulate, never overwritten); E = n_emb, T = positions attended over,
+hd = E / heads. Edges live in C (a pooled block per interior node, never Python tuples), visited
+marks in the node, and freeing a deep graph never recurses in C.
 
 Compiler directives are set in setup.py, in one place.
 """
@@ -88,7 +96,10 @@ cdef extern from "_kernels.h":
     double mg_gpt_nll(const mg_gpt* m, Py_ssize_t target, double* scratch) nogil
 
 
-# ---------------------------------------------------------------------------------------------
+# =============================================================================================
+# 1. Plumbing: storage, node pools, deferred releases, packs of Vals, the backward queue.
+# =============================================================================================
+
 # Storage: Packs (shared arrays of Vals), Storage (a matrix's contiguous doubles), Edges.
 
 # A Pack is a reference-counted C array of Vals, shared by the many nodes of a fused op
@@ -118,6 +129,7 @@ cdef enum:
     WEIGHTED = 2
     DOT = 3
     VEC = 4
+
 
 cdef struct TwoEdges:
     PyObject* p0
@@ -157,6 +169,7 @@ cdef struct Edges:          # 64 bytes: one cache line
 
 cdef unsigned long long _next_seq = 1
 cdef unsigned long long _epoch = 0      # one per backward or graph walk: marks need no reset
+
 
 # Edges come from a pool of fixed-size blocks: an interior node costs no malloc. Blocks are
 # handed out in address order from the chunks (a freed block is reused first); when every block
@@ -351,15 +364,132 @@ cdef Pack* _pack_rows(object rows, Py_ssize_t n_cols, Py_ssize_t* n_rows) except
     return pk
 
 
-# ---------------------------------------------------------------------------------------------
-# Val
+cdef double* _doubles(Py_ssize_t n) except NULL:
+    cdef double* d = <double*>malloc((n if n > 0 else 1) * sizeof(double))
+    if d == NULL:
+        raise MemoryError()
+    return d
 
+
+cdef inline bint _overlap(const double* a, Py_ssize_t na, const double* b, Py_ssize_t nb) noexcept:
+    """Whether a[0:na] and b[0:nb] share memory."""
+    return a < b + nb and b < a + na
+
+
+# A Val's value, and an add into its grad, through a raw pointer.
 cdef inline double D(PyObject* o) noexcept:
     return (<Val>o).pd[0]
+
 
 cdef inline void add_grad(PyObject* o, double x) noexcept:
     (<Val>o).pg[0] = (<Val>o).pg[0] + x
 
+
+# The backward queue: the nodes waiting for their gradient, newest (largest seq) first; a
+# node's key is its seq. It is a radix heap: every key pushed is at most the last key popped (a
+# parent is older than its child), so keys can be bucketed by the highest bit where they differ
+# from that last key, and a pop is a scan of at most 65 buckets instead of a chain of comparisons.
+
+cdef struct QueueItem:
+    unsigned long long seq
+    PyObject* node
+
+
+cdef struct Bucket:
+    QueueItem* items
+    Py_ssize_t n
+    Py_ssize_t cap
+
+
+cdef struct Queue:
+    unsigned long long last      # the last key popped; every key queued is <= last
+    Py_ssize_t size
+    Bucket b[65]                 # b[i]: keys whose highest bit differing from last is bit i-1
+
+
+# The buckets' arrays outlive a backward pass (the next one reuses them), unless they grew large.
+cdef Bucket _buckets[65]
+
+
+cdef inline int _q_append(Bucket* bk, unsigned long long s, PyObject* o) except -1:
+    cdef QueueItem* grown
+    if bk.n == bk.cap:
+        grown = <QueueItem*>realloc(bk.items, (2 * bk.cap + 16) * sizeof(QueueItem))
+        if grown == NULL:
+            raise MemoryError()
+        bk.items = grown
+        bk.cap = 2 * bk.cap + 16
+    bk.items[bk.n].seq = s
+    bk.items[bk.n].node = o
+    bk.n += 1
+    return 0
+
+
+cdef inline int _q_push(Queue* q, PyObject* o, unsigned long long s) except -1:
+    _q_append(&q.b[mg_bitlen(q.last ^ s)], s, o)
+    q.size += 1
+    return 0
+
+
+cdef int _q_pop(Queue* q, PyObject** out) except -1:
+    """Take the entry with the largest key."""
+    cdef Py_ssize_t i = 0, j
+    cdef Bucket* bk
+    cdef unsigned long long top
+    if q.b[0].n == 0:
+        while q.b[i].n == 0:
+            i += 1
+        bk = &q.b[i]
+        top = bk.items[0].seq
+        for j in range(1, bk.n):
+            if bk.items[j].seq > top:
+                top = bk.items[j].seq
+        q.last = top                    # every other key in bk moves to a lower bucket
+        for j in range(bk.n):
+            _q_append(&q.b[mg_bitlen(top ^ bk.items[j].seq)], bk.items[j].seq, bk.items[j].node)
+        bk.n = 0
+    q.b[0].n -= 1
+    q.size -= 1
+    out[0] = q.b[0].items[q.b[0].n].node
+    return 0
+
+
+cdef inline int _visit(PyObject* o, Queue* q, unsigned long long epoch) except -1:
+    """Queue an interior node the first time this pass reaches it."""
+    cdef Edges* e = (<Val>o).e
+    if e != NULL and e.mark != epoch:
+        e.mark = epoch
+        _q_push(q, o, e.seq)
+    return 0
+
+
+cdef inline int _visit_pack(Pack* pk, Py_ssize_t off, Py_ssize_t n, Queue* q,
+                            unsigned long long epoch) except -1:
+    cdef Py_ssize_t j
+    if not pk.has_interior:
+        return 0
+    if off == 0 and n == pk.n:          # the whole pack (the shared input of a layer): once
+        if pk.mark == epoch:
+            return 0
+        pk.mark = epoch
+    for j in range(n):
+        _visit(pk.items[off + j], q, epoch)
+    return 0
+
+
+cdef inline int _visit_vec(PyObject* o, Queue* q, unsigned long long epoch) except -1:
+    """Queue an interior Vec the first time this pass reaches it."""
+    cdef Vec v = <Vec>o
+    if v.op != V_LEAF and v.op != V_PART and v.mark != epoch:
+        v.mark = epoch
+        _q_push(q, o, v.seq)
+    return 0
+
+
+# =============================================================================================
+# 2. Val: a scalar and its elementary ops. Each op saves its local derivatives in its node
+# (EDGES: one or two parents), so one backward, under the class, serves them all.
+# =============================================================================================
 
 cdef inline Val _leaf(double data):
     cdef Val v = Val.__new__(Val)
@@ -569,231 +699,20 @@ cdef class Val:
         _backward(self)
 
 
-# ---------------------------------------------------------------------------------------------
-# backward: a queue of the nodes waiting for their gradient, newest (largest seq) first; a
-# node's key is its seq.
-# The queue is a radix heap: every key pushed is at most the last key popped (a parent is older
-# than its child), so keys can be bucketed by the highest bit where they differ from that last
-# key, and a pop is a scan of at most 65 buckets instead of a chain of comparisons.
-
-cdef struct QueueItem:
-    unsigned long long seq
-    PyObject* node
-
-cdef struct Bucket:
-    QueueItem* items
-    Py_ssize_t n
-    Py_ssize_t cap
-
-cdef struct Queue:
-    unsigned long long last      # the last key popped; every key queued is <= last
-    Py_ssize_t size
-    Bucket b[65]                 # b[i]: keys whose highest bit differing from last is bit i-1
-
-
-# The buckets' arrays outlive a backward pass (the next one reuses them), unless they grew large.
-cdef Bucket _buckets[65]
-
-
-cdef inline int _q_append(Bucket* bk, unsigned long long s, PyObject* o) except -1:
-    cdef QueueItem* grown
-    if bk.n == bk.cap:
-        grown = <QueueItem*>realloc(bk.items, (2 * bk.cap + 16) * sizeof(QueueItem))
-        if grown == NULL:
-            raise MemoryError()
-        bk.items = grown
-        bk.cap = 2 * bk.cap + 16
-    bk.items[bk.n].seq = s
-    bk.items[bk.n].node = o
-    bk.n += 1
+cdef inline int _edges_back(Edges* e, double g, Queue* q, unsigned long long epoch) except -1:
+    """The backward of every elementary op (an EDGES node): each parent's grad += g times the
+    local derivative its forward saved."""
+    add_grad(e.r.two.p0, g * e.r.two.d0)
+    _visit(e.r.two.p0, q, epoch)
+    if e.n == 2:
+        add_grad(e.r.two.p1, g * e.r.two.d1)
+        _visit(e.r.two.p1, q, epoch)
     return 0
 
 
-cdef inline int _q_push(Queue* q, PyObject* o, unsigned long long s) except -1:
-    _q_append(&q.b[mg_bitlen(q.last ^ s)], s, o)
-    q.size += 1
-    return 0
-
-
-cdef int _q_pop(Queue* q, PyObject** out) except -1:
-    """Take the entry with the largest key."""
-    cdef Py_ssize_t i = 0, j
-    cdef Bucket* bk
-    cdef unsigned long long top
-    if q.b[0].n == 0:
-        while q.b[i].n == 0:
-            i += 1
-        bk = &q.b[i]
-        top = bk.items[0].seq
-        for j in range(1, bk.n):
-            if bk.items[j].seq > top:
-                top = bk.items[j].seq
-        q.last = top                    # every other key in bk moves to a lower bucket
-        for j in range(bk.n):
-            _q_append(&q.b[mg_bitlen(top ^ bk.items[j].seq)], bk.items[j].seq, bk.items[j].node)
-        bk.n = 0
-    q.b[0].n -= 1
-    q.size -= 1
-    out[0] = q.b[0].items[q.b[0].n].node
-    return 0
-
-
-cdef inline int _visit(PyObject* o, Queue* q, unsigned long long epoch) except -1:
-    """Queue an interior node the first time this pass reaches it."""
-    cdef Edges* e = (<Val>o).e
-    if e != NULL and e.mark != epoch:
-        e.mark = epoch
-        _q_push(q, o, e.seq)
-    return 0
-
-
-cdef inline int _visit_pack(Pack* pk, Py_ssize_t off, Py_ssize_t n, Queue* q,
-                            unsigned long long epoch) except -1:
-    cdef Py_ssize_t j
-    if not pk.has_interior:
-        return 0
-    if off == 0 and n == pk.n:          # the whole pack (the shared input of a layer): once
-        if pk.mark == epoch:
-            return 0
-        pk.mark = epoch
-    for j in range(n):
-        _visit(pk.items[off + j], q, epoch)
-    return 0
-
-
-cdef int _backward(Val root) except -1:
-    """Reverse-mode sweep from root, newest node first, each interior node exactly once.
-
-    A node is newer than all its parents, so when it is popped every node that uses it has
-    already added its share: its grad is final and can be pushed down.
-    """
-    global _epoch
-    cdef Queue q
-    cdef Py_ssize_t j, n
-    cdef PyObject* o
-    cdef PyObject* b
-    cdef Edges* e
-    cdef Pack* pa
-    cdef Pack* pb
-    cdef double* vg
-    cdef double g, gs, bd
-    if root.e == NULL:
-        return 0
-    _epoch += 1
-    memset(&q, 0, sizeof(Queue))
-    for j in range(65):
-        q.b[j].items = _buckets[j].items
-        q.b[j].cap = _buckets[j].cap
-    q.last = root.e.seq
-    try:
-        _visit(<PyObject*>root, &q, _epoch)
-        while q.size > 0:
-            _q_pop(&q, &o)
-            if _type_of(o) == <PyTypeObject*>Vec:   # a whole layer's node: its own backward
-                _vec_backward(<Vec>o, &q, _epoch)
-                continue
-            e = (<Val>o).e
-            g = (<Val>o).pg[0]
-            n = e.n
-            if e.kind == VEC:
-                vg = (<Vec>e.r.vec.vec).g + e.r.vec.off
-                if e.r.vec.ds == NULL:
-                    for j in range(n):
-                        vg[j] += g
-                else:
-                    for j in range(n):
-                        vg[j] += g * e.r.vec.ds[j]
-                _visit_vec(e.r.vec.vec, &q, _epoch)
-            elif e.kind == EDGES:
-                add_grad(e.r.two.p0, g * e.r.two.d0)
-                _visit(e.r.two.p0, &q, _epoch)
-                if n == 2:
-                    add_grad(e.r.two.p1, g * e.r.two.d1)
-                    _visit(e.r.two.p1, &q, _epoch)
-            elif e.kind == WEIGHTED:
-                pa = e.r.w.pa
-                for j in range(n):
-                    add_grad(pa.items[j], g * e.r.w.ds[j])
-                _visit_pack(pa, 0, n, &q, _epoch)
-            else:  # DOT: d/da_j = scale b_j, d/db_j = scale a_j (b_j = 1 for a plain sum)
-                if e.r.dot.scale == 0.0:      # a clamped relu (or a zero scale) passes nothing
-                    continue
-                gs = g * e.r.dot.scale
-                pa = e.r.dot.pa
-                pb = e.r.dot.pb
-                if pb == NULL:
-                    for j in range(n):
-                        add_grad(pa.items[e.r.dot.oa + j], gs)
-                else:
-                    for j in range(n):
-                        o = pa.items[e.r.dot.oa + j]
-                        b = pb.items[j]
-                        bd = D(b)                     # read both before writing: a may be b
-                        add_grad(b, gs * D(o))
-                        add_grad(o, gs * bd)
-                    _visit_pack(pb, 0, n, &q, _epoch)
-                _visit_pack(pa, e.r.dot.oa, n, &q, _epoch)
-    finally:
-        for j in range(65):
-            if q.b[j].cap > 65536:             # a huge graph's: give it back
-                free(q.b[j].items)
-                q.b[j].items = NULL
-                q.b[j].cap = 0
-            _buckets[j].items = q.b[j].items
-            _buckets[j].cap = q.b[j].cap
-    return 0
-
-
-def graph_size(Val root):
-    """(interior nodes, edges) of the graph below root: what one backward pass walks. A Vec is
-    one node; its edges count its parents (and, for `linear`, the weight matrix)."""
-    global _epoch
-    cdef list stack = [root]
-    cdef Py_ssize_t nodes = 0, edges = 0, j
-    cdef Val v
-    cdef Vec w
-    cdef Edges* e
-    if root.e == NULL:
-        return (0, 0)
-    _epoch += 1
-    root.e.mark = _epoch
-    while stack:
-        node = stack.pop()
-        nodes += 1
-        if type(node) is Vec:
-            w = <Vec>node
-            parents = [<object>w.parents[j] for j in range(w.n_parents)]
-            edges += len(parents) + (w.W is not None) + (len(w.Ws) if w.Ws is not None else 0)
-        else:
-            v = <Val>node
-            e = v.e
-            if e.kind == EDGES:
-                parents = [<object>e.r.two.p0] if e.n == 1 else [<object>e.r.two.p0, <object>e.r.two.p1]
-            elif e.kind == WEIGHTED:
-                parents = [<object>e.r.w.pa.items[j] for j in range(e.n)]
-            elif e.kind == VEC:
-                parents = [<object>e.r.vec.vec]
-            else:
-                parents = [<object>e.r.dot.pa.items[e.r.dot.oa + j] for j in range(e.n)]
-                if e.r.dot.pb != NULL:
-                    parents += [<object>e.r.dot.pb.items[j] for j in range(e.n)]
-            edges += len(parents)
-        for p in parents:
-            if type(p) is Vec:
-                w = <Vec>p
-                if w.op != V_LEAF and w.op != V_PART and w.mark != _epoch:
-                    w.mark = _epoch
-                    stack.append(p)
-                continue
-            e = (<Val>p).e
-            if e != NULL and e.mark != _epoch:
-                e.mark = _epoch
-                stack.append(p)
-    return (nodes, edges)
-
-
-# ---------------------------------------------------------------------------------------------
-# Fused ops: one node with many parents where the seed would build a chain of binary nodes.
+# =============================================================================================
+# 3. Fused Val ops: one node with many parents where the seed builds a chain of binary nodes.
+# =============================================================================================
 
 cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t n, double scale,
                    bint relu=False):
@@ -826,26 +745,31 @@ cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t n, double scale
     return v
 
 
-cdef Val _weighted(double data, Pack* pk, double* ds):
-    """A node over all of pk with local derivatives ds (the node takes ownership of ds)."""
-    cdef Val v
-    try:
-        v = _node(data, WEIGHTED)
-    except BaseException:
-        free(ds)
-        raise
-    v.e.n = pk.n
-    v.e.r.w.pa = pk
-    pk.refcnt += 1
-    v.e.r.w.ds = ds
-    return v
-
-
-cdef double* _doubles(Py_ssize_t n) except NULL:
-    cdef double* d = <double*>malloc((n if n > 0 else 1) * sizeof(double))
-    if d == NULL:
-        raise MemoryError()
-    return d
+cdef inline int _dot_back(Edges* e, double g, Queue* q, unsigned long long epoch) except -1:
+    """The backward of _dot_node: d/da_j = scale b_j, d/db_j = scale a_j (b_j = 1 for a plain
+    sum)."""
+    cdef Py_ssize_t j, n = e.n
+    cdef Pack* pa = e.r.dot.pa
+    cdef Pack* pb = e.r.dot.pb
+    cdef PyObject* a
+    cdef PyObject* b
+    cdef double gs, bd
+    if e.r.dot.scale == 0.0:            # a clamped relu (or a zero scale) passes nothing
+        return 0
+    gs = g * e.r.dot.scale
+    if pb == NULL:
+        for j in range(n):
+            add_grad(pa.items[e.r.dot.oa + j], gs)
+    else:
+        for j in range(n):
+            a = pa.items[e.r.dot.oa + j]
+            b = pb.items[j]
+            bd = D(b)                   # read both before writing: a may be b
+            add_grad(b, gs * D(a))
+            add_grad(a, gs * bd)
+        _visit_pack(pb, 0, n, q, epoch)
+    _visit_pack(pa, e.r.dot.oa, n, q, epoch)
+    return 0
 
 
 def vsum(vals, double scale=1.0):
@@ -869,6 +793,72 @@ def dot(a, b, double scale=1.0):
         if pb != NULL:
             _pack_release(pb)
 
+
+cdef Val _weighted(double data, Pack* pk, double* ds):
+    """A node over all of pk with local derivatives ds (the node takes ownership of ds)."""
+    cdef Val v
+    try:
+        v = _node(data, WEIGHTED)
+    except BaseException:
+        free(ds)
+        raise
+    v.e.n = pk.n
+    v.e.r.w.pa = pk
+    pk.refcnt += 1
+    v.e.r.w.ds = ds
+    return v
+
+
+cdef inline int _weighted_back(Edges* e, double g, Queue* q, unsigned long long epoch) except -1:
+    """The backward of _weighted: x_j's grad += g ds_j."""
+    cdef Py_ssize_t j
+    cdef Pack* pa = e.r.w.pa
+    for j in range(e.n):
+        add_grad(pa.items[j], g * e.r.w.ds[j])
+    _visit_pack(pa, 0, e.n, q, epoch)
+    return 0
+
+
+cdef double _log_sum_exp(Pack* pk, double* p):
+    """log sum_j exp(x_j) of a pack's values, writing softmax(x)_j into p."""
+    cdef Py_ssize_t j
+    for j in range(pk.n):
+        p[j] = D(pk.items[j])
+    return mg_softmax(p, pk.n)
+
+
+def softmax(logits):
+    """softmax(logits) as len(logits) Vals summing to 1.
+
+    Built as y_i = exp(x_i - L) with L = logsumexp(x) one shared node (dL/dx_j = y_j),
+    so y_i has two parents (dy_i/dx_i = y_i, dy_i/dL = -y_i): O(n) edges, not n^2.
+    """
+    cdef Pack* pk = _pack_seq(logits, -1)
+    cdef Py_ssize_t n = pk.n, i
+    cdef double* p
+    cdef Val lse
+    cdef list out
+    try:
+        if n == 0:
+            raise ValueError("softmax of an empty list")
+        p = _doubles(n)
+        lse = _weighted(_log_sum_exp(pk, p), pk, p)
+        out = [None] * n
+        for i in range(n):
+            out[i] = _binary(p[i], <Val>pk.items[i], p[i], lse, -p[i])
+        return out
+    finally:
+        _pack_release(pk)
+
+
+def vrelu(x):
+    """[relu(x_i)] for a list of Vals."""
+    return [(<Val>_as_val(v)).relu() for v in x]
+
+
+# =============================================================================================
+# 4. ValMatrix: a layer's weights, adopted into contiguous arrays.
+# =============================================================================================
 
 cdef bint _adopt(Pack* pk) except -1:
     """Move the data and grad of pk's Vals into contiguous arrays, if each is a leaf that no
@@ -1013,9 +1003,8 @@ cdef class ValMatrix:
         return f"ValMatrix(rows={self.rows}, cols={self.cols})"
 
 
-
-# ---------------------------------------------------------------------------------------------
-# Vec: a whole layer's outputs as one node.
+# =============================================================================================
+# 5. Vec: a whole layer's outputs as one node; its ops, each forward followed by its backward.
 #
 # A GPT's forward pass is a handful of vector ops per token (add, RMSNorm, a matrix times a
 # vector, attention). Made of scalar Vals, each is one Python object per output; a Vec is one
@@ -1023,7 +1012,9 @@ cdef class ValMatrix:
 # arrays. Vecs sit in the same graph as Vals: `cross_entropy` (and indexing, `v[i]`) makes a Val
 # from a Vec, and backward walks both in creation order. A Vec's parents are Vecs, or the
 # contiguous weights of a ValMatrix, whose gradients it adds into directly.
+# =============================================================================================
 
+# What made a Vec, and so which backward the sweep calls for it.
 cdef enum:
     V_LEAF = 0          # a row of a ValMatrix (a view of its arrays), or constants
     V_ADD = 1
@@ -1092,7 +1083,7 @@ cdef class Vec:
         return [self.g[j] for j in range(self.n)]
 
     def __getitem__(self, Py_ssize_t i):
-        """Element i as a Val whose gradient flows back into this Vec."""
+        """Element i as a Val whose gradient flows back into this Vec (see _element_back)."""
         cdef Val v
         if i < 0:
             i += self.n
@@ -1147,15 +1138,6 @@ cdef inline Vec _vec_arg(object o, str where):
     return <Vec>o
 
 
-cdef inline int _visit_vec(PyObject* o, Queue* q, unsigned long long epoch) except -1:
-    """Queue an interior Vec the first time this pass reaches it."""
-    cdef Vec v = <Vec>o
-    if v.op != V_LEAF and v.op != V_PART and v.mark != epoch:
-        v.mark = epoch
-        _q_push(q, o, v.seq)
-    return 0
-
-
 cdef Vec _row(ValMatrix W, Py_ssize_t i):
     cdef Vec v
     if W.pk.st == NULL:
@@ -1173,6 +1155,9 @@ cdef Vec _row(ValMatrix W, Py_ssize_t i):
     return v
 
 
+# ---------------------------------------------------------------------------------------------
+# vadd: y = a + b
+
 cdef Vec _vec_add(Vec a, Vec b):
     cdef Vec v
     cdef Py_ssize_t j
@@ -1186,6 +1171,36 @@ cdef Vec _vec_add(Vec a, Vec b):
     return v
 
 
+cdef int _vec_add_back(Vec v) except -1:
+    """The backward of y = a + b: a.g += y.g, b.g += y.g."""
+    cdef Py_ssize_t i, j
+    cdef Vec x
+    for i in range(2):
+        x = <Vec>v.parents[i]
+        for j in range(v.n):
+            x.g[j] += v.g[j]
+    return 0
+
+
+def vadd(a, b):
+    """[a_i + b_i]: the elementwise sum of two equal-length lists of Vals, or of two Vecs."""
+    if type(a) is Vec and type(b) is Vec:
+        return _vec_add(<Vec>a, <Vec>b)
+    cdef Py_ssize_t n = len(a), i
+    cdef Val x, y
+    if len(b) != n:
+        raise ValueError(f"vadd: lengths {n} and {len(b)} differ")
+    out = [None] * n
+    for i in range(n):
+        x = _as_val(a[i])
+        y = _as_val(b[i])
+        out[i] = _binary(x.pd[0] + y.pd[0], x, 1.0, y, 1.0)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# rmsnorm: y = x s, s = (mean(x^2) + eps)^-1/2
+
 cdef Vec _vec_rmsnorm(Vec x, double eps):
     cdef Vec v
     if x.n == 0:
@@ -1195,6 +1210,50 @@ cdef Vec _vec_rmsnorm(Vec x, double eps):
     _vec_parent(v, x)
     return v
 
+
+cdef int _vec_rmsnorm_back(Vec v) except -1:
+    """The backward of y = x s (s saved in v.scale; ds/dx_j = -x_j s^3 / n)."""
+    cdef Vec x = <Vec>v.parents[0]
+    mg_rmsnorm_back(x.d, x.g, v.g, v.n, v.scale)
+    return 0
+
+
+def rmsnorm(x, double eps=1e-5):
+    """x * (mean(x^2) + eps)^-1/2 as len(x) Vals (no learned scale); as one Vec for a Vec.
+
+    The factor s is one shared node (ds/dx_j = -x_j s^3 / n); y_i = x_i * s has two parents.
+    """
+    if type(x) is Vec:
+        return _vec_rmsnorm(<Vec>x, eps)
+    cdef Pack* pk = _pack_seq(x, -1)
+    cdef Py_ssize_t n = pk.n, j
+    cdef double ms = 0.0, s, xj
+    cdef double* ds
+    cdef Val s_node
+    cdef list out
+    try:
+        if n == 0:
+            raise ValueError("rmsnorm of an empty list")
+        for j in range(n):
+            xj = D(pk.items[j])
+            ms += xj * xj
+        ms /= n
+        s = pow(ms + eps, -0.5)
+        ds = _doubles(n)
+        for j in range(n):
+            ds[j] = -D(pk.items[j]) * s * s * s / n
+        s_node = _weighted(s, pk, ds)
+        out = [None] * n
+        for j in range(n):
+            xj = D(pk.items[j])
+            out[j] = _binary(xj * s, <Val>pk.items[j], s, s_node, xj)
+        return out
+    finally:
+        _pack_release(pk)
+
+
+# ---------------------------------------------------------------------------------------------
+# linear: y = relu?(scale W x)
 
 cdef Vec _vec_linear(Vec x, ValMatrix W, double scale, bint relu):
     cdef Vec v
@@ -1211,6 +1270,67 @@ cdef Vec _vec_linear(Vec x, ValMatrix W, double scale, bint relu):
     _vec_parent(v, x)
     return v
 
+
+cdef int _vec_linear_back(Vec v) except -1:
+    """The backward of y = relu?(scale W x): x.g += W^T g', W's grad += g' x^T, g' = scale y.g
+    where y > 0."""
+    cdef Vec x = <Vec>v.parents[0]
+    cdef Py_ssize_t j, n = v.n, cols = x.n
+    cdef double* w = v.W.pk.st.data
+    cdef double* wg = v.W.pk.st.grad
+    cdef double* tmp
+    if not (_overlap(x.d, cols, wg, n * cols) or _overlap(x.g, cols, w, n * cols)
+            or _overlap(x.g, cols, wg, n * cols)):
+        mg_linear_back(w, wg, x.d, x.g, v.g, v.d, n, cols, v.scale, v.relu)
+    else:                                  # x is a row of W itself: work on copies of x
+        tmp = <double*>calloc(2 * cols, sizeof(double))
+        if tmp == NULL:
+            raise MemoryError()
+        memcpy(tmp, x.d, cols * sizeof(double))
+        mg_linear_back(w, wg, tmp, tmp + cols, v.g, v.d, n, cols, v.scale, v.relu)
+        for j in range(cols):
+            x.g[j] += tmp[cols + j]
+        free(tmp)
+    return 0
+
+
+def linear(x, W, double scale=1.0, bint relu=False):
+    """W·x as len(W) Vals: out_i = scale * sum_j W[i][j] * x[j], one node per output.
+
+    W is a ValMatrix or a sequence of equal-length rows. Every output shares the packed x and W,
+    so a layer costs one small node per output, not two nodes per multiply-add. relu=True gives
+    relu(out_i) in the same node (d/d out_i = 1 if out_i > 0 else 0).
+    With x a Vec (and W a ValMatrix of weights), the output is one Vec.
+    """
+    if type(x) is Vec:
+        if type(W) is not ValMatrix:
+            raise TypeError("linear: a Vec input needs a ValMatrix of weights")
+        return _vec_linear(<Vec>x, <ValMatrix>W, scale, relu)
+    cdef Pack* px = _pack_seq(x, -1)
+    cdef Pack* pw = NULL
+    cdef Py_ssize_t n = px.n, m, i
+    cdef list out
+    try:
+        if type(W) is ValMatrix:
+            if (<ValMatrix>W).cols != n:
+                raise ValueError(f"linear: W has {(<ValMatrix>W).cols} columns, x has {n} Vals")
+            pw = (<ValMatrix>W).pk
+            pw.refcnt += 1
+            m = (<ValMatrix>W).rows
+        else:
+            pw = _pack_rows(W, n, &m)
+        out = [None] * m
+        for i in range(m):
+            out[i] = _dot_node(pw, i * n, px, n, scale, relu)
+        return out
+    finally:
+        _pack_release(px)
+        if pw != NULL:
+            _pack_release(pw)
+
+
+# ---------------------------------------------------------------------------------------------
+# attention: out_h = sum_t softmax_t(scale q_h . k_t,h) v_t,h, every head in one node
 
 cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double scale):
     """Causal attention of one query over the cached keys and values, every head in one node."""
@@ -1243,6 +1363,13 @@ cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double 
     for h in range(heads):                     # out_h = sum_t softmax_t(scale q_h . k_t,h) v_t,h
         mg_attend(q.d + h * hd, kv, kv + T, h * hd, T, hd, scale, v.saved + h * T, v.d + h * hd)
     return v
+
+
+cdef int _vec_attention_back(Vec v) except -1:
+    """The backward of attention: into the query and every key and value (_attention_back)."""
+    cdef Vec q = <Vec>v.parents[0]
+    return _attention_back(v.parents + 1, (v.n_parents - 1) // 2, v.heads, v.n // v.heads,
+                           v.scale, v.saved, v.g, q.d, q.g)
 
 
 cdef int _attention_back(PyObject** kv, Py_ssize_t T, Py_ssize_t heads, Py_ssize_t hd,
@@ -1282,111 +1409,30 @@ cdef int _attention_back(PyObject** kv, Py_ssize_t T, Py_ssize_t heads, Py_ssize
     return 0
 
 
+def attention(q, keys, values, Py_ssize_t heads, scale=None):
+    """Causal self-attention of one position, every head at once, as one Vec.
+
+    q: this position's query (a Vec of n); keys, values: lists of Vecs of n, one per position so
+    far, this one's included. Head h takes the slice [h n/heads, (h+1) n/heads) of each:
+    out_h = sum_t softmax_t(scale q_h . k_t,h) v_t,h, scale = 1/sqrt(n/heads) unless given.
+    """
+    cdef Vec qv = _vec_arg(q, "attention")
+    if heads < 1 or qv.n % heads:
+        raise ValueError(f"attention: {qv.n} values do not split into {heads} heads")
+    return _vec_attention(qv, list(keys), list(values), heads,
+                          1.0 / sqrt(<double>(qv.n // heads)) if scale is None else <double>scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# A transformer block's two halves, one node each, with the same numbers, forward and
+# backward, as the separate ops above in the same order. First, their weights:
+
 cdef inline double* _data(object W) noexcept:
     return (<ValMatrix>W).pk.st.data
 
 
 cdef inline double* _grad(object W) noexcept:
     return (<ValMatrix>W).pk.st.grad
-
-
-cdef int _attention_block_back(Vec v) except -1:
-    """The attention block's backward: each op's, in the order the separate nodes' backward
-    passes ran (the sum, wo, attention, wq, wv, wk, rmsnorm), so the gradients are theirs."""
-    cdef Py_ssize_t E = v.n, T = (v.n_parents - 1) // 2, j
-    cdef Vec x = <Vec>v.parents[0]
-    cdef Vec k = <Vec>v.parents[T]
-    cdef Vec vv = <Vec>v.parents[2 * T]
-    cdef double* a = v.saved                        # heads x T, then the insides, 8 E, then s
-    cdef double* xn = a + v.heads * T
-    cdef double* xng = xn + E
-    cdef double* qd = xng + E
-    cdef double* qg = qd + E
-    cdef double* att = qg + E
-    cdef double* attg = att + E
-    cdef double* o = attg + E
-    cdef double* og = o + E
-    cdef double s = og[E]
-    cdef object wq = v.Ws[0], wk = v.Ws[1], wv = v.Ws[2], wo = v.Ws[3]
-    for j in range(E):                              # y = x + o
-        x.g[j] += v.g[j]
-    for j in range(E):
-        og[j] += v.g[j]
-    mg_linear_back(_data(wo), _grad(wo), att, attg, og, o, E, E, 1.0, False)
-    _attention_back(v.parents + 1, T, v.heads, E // v.heads, v.scale, a, attg, qd, qg)
-    mg_linear_back(_data(wq), _grad(wq), xn, xng, qg, qd, E, E, 1.0, False)
-    mg_linear_back(_data(wv), _grad(wv), xn, xng, vv.g, vv.d, E, E, 1.0, False)
-    mg_linear_back(_data(wk), _grad(wk), xn, xng, k.g, k.d, E, E, 1.0, False)
-    mg_rmsnorm_back(x.d, x.g, xng, E, s)
-    return 0
-
-
-cdef int _mlp_block_back(Vec v) except -1:
-    """The MLP block's backward, op by op as the separate nodes' ran (the sum, fc2, fc1,
-    rmsnorm)."""
-    cdef Py_ssize_t E = v.n, j
-    cdef Vec x = <Vec>v.parents[0]
-    cdef object fc1 = v.Ws[0], fc2 = v.Ws[1]
-    cdef Py_ssize_t n_ff = (<ValMatrix>fc1).rows
-    cdef double* xn = v.saved                       # xn, xng, o, og (E each), h, hg (n_ff each)
-    cdef double* xng = xn + E
-    cdef double* o = xng + E
-    cdef double* og = o + E
-    cdef double* h = og + E
-    cdef double* hg = h + n_ff
-    for j in range(E):                              # y = x + o
-        x.g[j] += v.g[j]
-    for j in range(E):
-        og[j] += v.g[j]
-    mg_linear_back(_data(fc2), _grad(fc2), h, hg, og, o, E, n_ff, 1.0, False)
-    mg_linear_back(_data(fc1), _grad(fc1), xn, xng, hg, h, n_ff, E, 1.0, True)
-    mg_rmsnorm_back(x.d, x.g, xng, E, v.scale)
-    return 0
-
-
-cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
-    """Add v's gradient into its parents' (and its weights'), and queue the parents."""
-    cdef Py_ssize_t i, j, n = v.n, cols
-    cdef Vec x, qv
-    cdef double* w
-    cdef double* wg
-    cdef double* tmp
-    if v.op == V_ADD:
-        for i in range(2):
-            x = <Vec>v.parents[i]
-            for j in range(n):
-                x.g[j] += v.g[j]
-    elif v.op == V_RMSNORM:                    # y = x s, ds/dx_j = -x_j s^3 / n
-        x = <Vec>v.parents[0]
-        mg_rmsnorm_back(x.d, x.g, v.g, n, v.scale)
-    elif v.op == V_LINEAR:                     # y_i = scale W_i . x
-        x = <Vec>v.parents[0]
-        cols = x.n
-        w = v.W.pk.st.data
-        wg = v.W.pk.st.grad
-        if not (_overlap(x.d, cols, wg, n * cols) or _overlap(x.g, cols, w, n * cols)
-                or _overlap(x.g, cols, wg, n * cols)):
-            mg_linear_back(w, wg, x.d, x.g, v.g, v.d, n, cols, v.scale, v.relu)
-        else:                                  # x is a row of W itself: work on copies of x
-            tmp = <double*>calloc(2 * cols, sizeof(double))
-            if tmp == NULL:
-                raise MemoryError()
-            memcpy(tmp, x.d, cols * sizeof(double))
-            mg_linear_back(w, wg, tmp, tmp + cols, v.g, v.d, n, cols, v.scale, v.relu)
-            for j in range(cols):
-                x.g[j] += tmp[cols + j]
-            free(tmp)
-    elif v.op == V_ATTENTION:
-        qv = <Vec>v.parents[0]
-        _attention_back(v.parents + 1, (v.n_parents - 1) // 2, v.heads, n // v.heads, v.scale,
-                        v.saved, v.g, qv.d, qv.g)
-    elif v.op == V_ATTENTION_BLOCK:
-        _attention_block_back(v)
-    elif v.op == V_MLP_BLOCK:
-        _mlp_block_back(v)
-    for i in range(v.n_parents):
-        _visit_vec(v.parents[i], q, epoch)
-    return 0
 
 
 cdef ValMatrix _square(object W, Py_ssize_t rows, Py_ssize_t cols, str where):
@@ -1398,6 +1444,9 @@ cdef ValMatrix _square(object W, Py_ssize_t rows, Py_ssize_t cols, str where):
                          f"{(<ValMatrix>W).cols}, expected {rows} x {cols}")
     return <ValMatrix>W
 
+
+# ---------------------------------------------------------------------------------------------
+# attention_block: the attention half (rmsnorm, wq wk wv, attention, wo, the residual sum)
 
 def attention_block(x, wq, wk, wv, wo, list keys, list values, Py_ssize_t heads,
                     double eps=1e-5):
@@ -1454,6 +1503,40 @@ def attention_block(x, wq, wk, wv, wo, list keys, list values, Py_ssize_t heads,
     return v
 
 
+cdef int _attention_block_back(Vec v) except -1:
+    """The attention block's backward: each op's, in the order the separate nodes' backward
+    passes ran (the sum, wo, attention, wq, wv, wk, rmsnorm), so the gradients are theirs."""
+    cdef Py_ssize_t E = v.n, T = (v.n_parents - 1) // 2, j
+    cdef Vec x = <Vec>v.parents[0]
+    cdef Vec k = <Vec>v.parents[T]
+    cdef Vec vv = <Vec>v.parents[2 * T]
+    cdef double* a = v.saved                        # heads x T, then the insides, 8 E, then s
+    cdef double* xn = a + v.heads * T
+    cdef double* xng = xn + E
+    cdef double* qd = xng + E
+    cdef double* qg = qd + E
+    cdef double* att = qg + E
+    cdef double* attg = att + E
+    cdef double* o = attg + E
+    cdef double* og = o + E
+    cdef double s = og[E]
+    cdef object wq = v.Ws[0], wk = v.Ws[1], wv = v.Ws[2], wo = v.Ws[3]
+    for j in range(E):                              # y = x + o
+        x.g[j] += v.g[j]
+    for j in range(E):
+        og[j] += v.g[j]
+    mg_linear_back(_data(wo), _grad(wo), att, attg, og, o, E, E, 1.0, False)
+    _attention_back(v.parents + 1, T, v.heads, E // v.heads, v.scale, a, attg, qd, qg)
+    mg_linear_back(_data(wq), _grad(wq), xn, xng, qg, qd, E, E, 1.0, False)
+    mg_linear_back(_data(wv), _grad(wv), xn, xng, vv.g, vv.d, E, E, 1.0, False)
+    mg_linear_back(_data(wk), _grad(wk), xn, xng, k.g, k.d, E, E, 1.0, False)
+    mg_rmsnorm_back(x.d, x.g, xng, E, s)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# mlp_block: the MLP half (rmsnorm, fc1, relu, fc2, the residual sum)
+
 def mlp_block(x, fc1, fc2, double eps=1e-5):
     """x + fc2 . relu(fc1 . rmsnorm(x, eps)) as one Vec: the same numbers, forward and backward,
     as the separate ops (rmsnorm, linear, linear, vadd), with one node instead of four."""
@@ -1475,59 +1558,248 @@ def mlp_block(x, fc1, fc2, double eps=1e-5):
     return v
 
 
-def attention(q, keys, values, Py_ssize_t heads, scale=None):
-    """Causal self-attention of one position, every head at once, as one Vec.
+cdef int _mlp_block_back(Vec v) except -1:
+    """The MLP block's backward, op by op as the separate nodes' ran (the sum, fc2, fc1,
+    rmsnorm)."""
+    cdef Py_ssize_t E = v.n, j
+    cdef Vec x = <Vec>v.parents[0]
+    cdef object fc1 = v.Ws[0], fc2 = v.Ws[1]
+    cdef Py_ssize_t n_ff = (<ValMatrix>fc1).rows
+    cdef double* xn = v.saved                       # xn, xng, o, og (E each), h, hg (n_ff each)
+    cdef double* xng = xn + E
+    cdef double* o = xng + E
+    cdef double* og = o + E
+    cdef double* h = og + E
+    cdef double* hg = h + n_ff
+    for j in range(E):                              # y = x + o
+        x.g[j] += v.g[j]
+    for j in range(E):
+        og[j] += v.g[j]
+    mg_linear_back(_data(fc2), _grad(fc2), h, hg, og, o, E, n_ff, 1.0, False)
+    mg_linear_back(_data(fc1), _grad(fc1), xn, xng, hg, h, n_ff, E, 1.0, True)
+    mg_rmsnorm_back(x.d, x.g, xng, E, v.scale)
+    return 0
 
-    q: this position's query (a Vec of n); keys, values: lists of Vecs of n, one per position so
-    far, this one's included. Head h takes the slice [h n/heads, (h+1) n/heads) of each:
-    out_h = sum_t softmax_t(scale q_h . k_t,h) v_t,h, scale = 1/sqrt(n/heads) unless given.
-    """
-    cdef Vec qv = _vec_arg(q, "attention")
-    if heads < 1 or qv.n % heads:
-        raise ValueError(f"attention: {qv.n} values do not split into {heads} heads")
-    return _vec_attention(qv, list(keys), list(values), heads,
-                          1.0 / sqrt(<double>(qv.n // heads)) if scale is None else <double>scale)
 
+# ---------------------------------------------------------------------------------------------
+# cross_entropy and v[i]: a Val made from a Vec (a VEC node)
 
-def linear(x, W, double scale=1.0, bint relu=False):
-    """W·x as len(W) Vals: out_i = scale * sum_j W[i][j] * x[j], one node per output.
-
-    W is a ValMatrix or a sequence of equal-length rows. Every output shares the packed x and W,
-    so a layer costs one small node per output, not two nodes per multiply-add. relu=True gives
-    relu(out_i) in the same node (d/d out_i = 1 if out_i > 0 else 0).
-    With x a Vec (and W a ValMatrix of weights), the output is one Vec.
-    """
-    if type(x) is Vec:
-        if type(W) is not ValMatrix:
-            raise TypeError("linear: a Vec input needs a ValMatrix of weights")
-        return _vec_linear(<Vec>x, <ValMatrix>W, scale, relu)
-    cdef Pack* px = _pack_seq(x, -1)
-    cdef Pack* pw = NULL
-    cdef Py_ssize_t n = px.n, m, i
-    cdef list out
+cdef Val _vec_cross_entropy(Vec x, Py_ssize_t target):
+    cdef double lse
+    cdef double* p
+    cdef Val out
+    if not 0 <= target < x.n:
+        raise IndexError(f"cross_entropy: target {target} outside {x.n} logits")
+    p = <double*>mg_mem_get(x.n * sizeof(double))
+    if p == NULL:
+        raise MemoryError()
+    memcpy(p, x.d, x.n * sizeof(double))
+    lse = mg_softmax(p, x.n)
+    p[target] -= 1.0                           # d/dx_j = softmax_j - [j == target]
     try:
-        if type(W) is ValMatrix:
-            if (<ValMatrix>W).cols != n:
-                raise ValueError(f"linear: W has {(<ValMatrix>W).cols} columns, x has {n} Vals")
-            pw = (<ValMatrix>W).pk
-            pw.refcnt += 1
-            m = (<ValMatrix>W).rows
-        else:
-            pw = _pack_rows(W, n, &m)
-        out = [None] * m
-        for i in range(m):
-            out[i] = _dot_node(pw, i * n, px, n, scale, relu)
-        return out
+        out = _node(lse - x.d[target], VEC)
+    except BaseException:
+        mg_mem_put(p)
+        raise
+    out.e.n = x.n
+    Py_INCREF(x)
+    out.e.r.vec.vec = <PyObject*>x
+    out.e.r.vec.ds = p
+    return out
+
+
+cdef inline int _element_back(Edges* e, double g, Queue* q, unsigned long long epoch) except -1:
+    """The backward of a Val made from a Vec (a VEC node: `v[i]`, or a Vec's `cross_entropy`):
+    elements off .. off + n - 1 of the Vec get g ds_j (ds NULL: g, an element's view)."""
+    cdef Py_ssize_t j
+    cdef double* vg = (<Vec>e.r.vec.vec).g + e.r.vec.off
+    if e.r.vec.ds == NULL:
+        for j in range(e.n):
+            vg[j] += g
+    else:
+        for j in range(e.n):
+            vg[j] += g * e.r.vec.ds[j]
+    _visit_vec(e.r.vec.vec, q, epoch)
+    return 0
+
+
+def cross_entropy(logits, Py_ssize_t target):
+    """-log softmax(logits)[target] as one Val (d/dx_j = softmax_j - [j == target]); logits is a
+    list of Vals or a Vec."""
+    if type(logits) is Vec:
+        return _vec_cross_entropy(<Vec>logits, target)
+    cdef Pack* pk = _pack_seq(logits, -1)
+    cdef double* p
+    cdef double lse
+    try:
+        if not 0 <= target < pk.n:
+            raise IndexError(f"cross_entropy: target {target} outside {pk.n} logits")
+        p = _doubles(pk.n)
+        lse = _log_sum_exp(pk, p)
+        p[target] -= 1.0
+        return _weighted(lse - D(pk.items[target]), pk, p)
     finally:
-        _pack_release(px)
-        if pw != NULL:
-            _pack_release(pw)
+        _pack_release(pk)
 
 
-cdef double _softmax_inplace(double* p, Py_ssize_t n) noexcept:
-    """log sum_j exp(p_j), turning p[0:n] (n >= 1) into softmax(p); the max is subtracted first,
-    so exp cannot overflow."""
-    return mg_softmax(p, n)
+# =============================================================================================
+# 6. The backward sweep: pop the newest node, add its grad into its parents' by its own backward
+# (written under its forward, above), queue the parents; repeat until the queue is empty.
+# =============================================================================================
+
+cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
+    """Add v's gradient into its parents' (and its weights') by its op's backward; queue the
+    parents."""
+    cdef Py_ssize_t i
+    if v.op == V_ADD:
+        _vec_add_back(v)
+    elif v.op == V_RMSNORM:
+        _vec_rmsnorm_back(v)
+    elif v.op == V_LINEAR:
+        _vec_linear_back(v)
+    elif v.op == V_ATTENTION:
+        _vec_attention_back(v)
+    elif v.op == V_ATTENTION_BLOCK:
+        _attention_block_back(v)
+    elif v.op == V_MLP_BLOCK:
+        _mlp_block_back(v)
+    for i in range(v.n_parents):
+        _visit_vec(v.parents[i], q, epoch)
+    return 0
+
+
+cdef inline int _val_backward(Val v, Queue* q, unsigned long long epoch) except -1:
+    """Add v's gradient into its parents' by its kind's backward; queue the parents."""
+    cdef Edges* e = v.e
+    cdef double g = v.pg[0]
+    if e.kind == EDGES:
+        return _edges_back(e, g, q, epoch)
+    if e.kind == WEIGHTED:
+        return _weighted_back(e, g, q, epoch)
+    if e.kind == DOT:
+        return _dot_back(e, g, q, epoch)
+    return _element_back(e, g, q, epoch)        # VEC
+
+
+cdef int _backward(Val root) except -1:
+    """Reverse-mode sweep from root, newest node first, each interior node exactly once.
+
+    A node is newer than all its parents, so when it is popped every node that uses it has
+    already added its share: its grad is final and can be pushed down.
+    """
+    global _epoch
+    cdef Queue q
+    cdef Py_ssize_t j
+    cdef PyObject* o
+    if root.e == NULL:
+        return 0
+    _epoch += 1
+    memset(&q, 0, sizeof(Queue))
+    for j in range(65):
+        q.b[j].items = _buckets[j].items
+        q.b[j].cap = _buckets[j].cap
+    q.last = root.e.seq
+    try:
+        _visit(<PyObject*>root, &q, _epoch)
+        while q.size > 0:
+            _q_pop(&q, &o)
+            if _type_of(o) == <PyTypeObject*>Vec:
+                _vec_backward(<Vec>o, &q, _epoch)
+            else:
+                _val_backward(<Val>o, &q, _epoch)
+    finally:
+        for j in range(65):
+            if q.b[j].cap > 65536:             # a huge graph's: give it back
+                free(q.b[j].items)
+                q.b[j].items = NULL
+                q.b[j].cap = 0
+            _buckets[j].items = q.b[j].items
+            _buckets[j].cap = q.b[j].cap
+    return 0
+
+
+def graph_size(Val root):
+    """(interior nodes, edges) of the graph below root: what one backward pass walks. A Vec is
+    one node; its edges count its parents (and, for `linear`, the weight matrix)."""
+    global _epoch
+    cdef list stack = [root]
+    cdef Py_ssize_t nodes = 0, edges = 0, j
+    cdef Val v
+    cdef Vec w
+    cdef Edges* e
+    if root.e == NULL:
+        return (0, 0)
+    _epoch += 1
+    root.e.mark = _epoch
+    while stack:
+        node = stack.pop()
+        nodes += 1
+        if type(node) is Vec:
+            w = <Vec>node
+            parents = [<object>w.parents[j] for j in range(w.n_parents)]
+            edges += len(parents) + (w.W is not None) + (len(w.Ws) if w.Ws is not None else 0)
+        else:
+            v = <Val>node
+            e = v.e
+            if e.kind == EDGES:
+                parents = [<object>e.r.two.p0] if e.n == 1 else [<object>e.r.two.p0, <object>e.r.two.p1]
+            elif e.kind == WEIGHTED:
+                parents = [<object>e.r.w.pa.items[j] for j in range(e.n)]
+            elif e.kind == VEC:
+                parents = [<object>e.r.vec.vec]
+            else:
+                parents = [<object>e.r.dot.pa.items[e.r.dot.oa + j] for j in range(e.n)]
+                if e.r.dot.pb != NULL:
+                    parents += [<object>e.r.dot.pb.items[j] for j in range(e.n)]
+            edges += len(parents)
+        for p in parents:
+            if type(p) is Vec:
+                w = <Vec>p
+                if w.op != V_LEAF and w.op != V_PART and w.mark != _epoch:
+                    w.mark = _epoch
+                    stack.append(p)
+                continue
+            e = (<Val>p).e
+            if e != NULL and e.mark != _epoch:
+                e.mark = _epoch
+                stack.append(p)
+    return (nodes, edges)
+
+
+# =============================================================================================
+# 7. Adam, sampling's draw, and the Decoder: plain arrays, no graph.
+# =============================================================================================
+
+def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
+              double beta1, double beta2, double eps, Py_ssize_t t):
+    """Apply one bias-corrected Adam step (t counts from 1) to every param, then zero its grad.
+
+    m and v are the first and second moment buffers, one float64 per param, updated in place.
+    """
+    cdef Py_ssize_t n = params.pk.n, i
+    cdef double c1, c2, g
+    cdef PyObject* p
+    if m.shape[0] != n or v.shape[0] != n:
+        raise ValueError(f"adam_step: {n} params but moments of length {m.shape[0]}, {v.shape[0]}")
+    if t < 1:
+        raise ValueError("adam_step: t counts from 1")
+    c1 = 1.0 / (1.0 - pow(beta1, <double>t))     # bias corrections, as factors
+    c2 = 1.0 / (1.0 - pow(beta2, <double>t))
+    if params.pk.st != NULL:           # adopted weights: the contiguous arrays
+        if n > 0 and (_overlap(&m[0], n, &v[0], n) or _overlap(&m[0], n, params.pk.st.data, n)
+                      or _overlap(&m[0], n, params.pk.st.grad, n)
+                      or _overlap(&v[0], n, params.pk.st.data, n)
+                      or _overlap(&v[0], n, params.pk.st.grad, n)):
+            raise ValueError("adam_step: m, v and the params must be separate arrays")
+        mg_adam(params.pk.st.data, params.pk.st.grad, &m[0], &v[0], n, lr, beta1, beta2, c1, c2, eps)
+        return
+    for i in range(n):
+        p = params.pk.items[i]
+        g = (<Val>p).pg[0]
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
+        (<Val>p).pd[0] = D(p) - lr * (m[i] * c1) / (sqrt(v[i] * c2) + eps)
+        (<Val>p).pg[0] = 0.0
 
 
 def draw_index(logits, double temperature, double u):
@@ -1574,174 +1846,6 @@ def draw_index(logits, double temperature, double u):
         mg_mem_put(w)
 
 
-cdef double _log_sum_exp(Pack* pk, double* p):
-    """log sum_j exp(x_j) of a pack's values, writing softmax(x)_j into p."""
-    cdef Py_ssize_t j
-    for j in range(pk.n):
-        p[j] = D(pk.items[j])
-    return _softmax_inplace(p, pk.n)
-
-
-def softmax(logits):
-    """softmax(logits) as len(logits) Vals summing to 1.
-
-    Built as y_i = exp(x_i - L) with L = logsumexp(x) one shared node (dL/dx_j = y_j),
-    so y_i has two parents (dy_i/dx_i = y_i, dy_i/dL = -y_i): O(n) edges, not n^2.
-    """
-    cdef Pack* pk = _pack_seq(logits, -1)
-    cdef Py_ssize_t n = pk.n, i
-    cdef double* p
-    cdef Val lse
-    cdef list out
-    try:
-        if n == 0:
-            raise ValueError("softmax of an empty list")
-        p = _doubles(n)
-        lse = _weighted(_log_sum_exp(pk, p), pk, p)
-        out = [None] * n
-        for i in range(n):
-            out[i] = _binary(p[i], <Val>pk.items[i], p[i], lse, -p[i])
-        return out
-    finally:
-        _pack_release(pk)
-
-
-def cross_entropy(logits, Py_ssize_t target):
-    """-log softmax(logits)[target] as one Val (d/dx_j = softmax_j - [j == target]); logits is a
-    list of Vals or a Vec."""
-    if type(logits) is Vec:
-        return _vec_cross_entropy(<Vec>logits, target)
-    cdef Pack* pk = _pack_seq(logits, -1)
-    cdef double* p
-    cdef double lse
-    try:
-        if not 0 <= target < pk.n:
-            raise IndexError(f"cross_entropy: target {target} outside {pk.n} logits")
-        p = _doubles(pk.n)
-        lse = _log_sum_exp(pk, p)
-        p[target] -= 1.0
-        return _weighted(lse - D(pk.items[target]), pk, p)
-    finally:
-        _pack_release(pk)
-
-
-cdef Val _vec_cross_entropy(Vec x, Py_ssize_t target):
-    cdef double lse
-    cdef double* p
-    cdef Val out
-    if not 0 <= target < x.n:
-        raise IndexError(f"cross_entropy: target {target} outside {x.n} logits")
-    p = <double*>mg_mem_get(x.n * sizeof(double))
-    if p == NULL:
-        raise MemoryError()
-    memcpy(p, x.d, x.n * sizeof(double))
-    lse = _softmax_inplace(p, x.n)
-    p[target] -= 1.0                           # d/dx_j = softmax_j - [j == target]
-    try:
-        out = _node(lse - x.d[target], VEC)
-    except BaseException:
-        mg_mem_put(p)
-        raise
-    out.e.n = x.n
-    Py_INCREF(x)
-    out.e.r.vec.vec = <PyObject*>x
-    out.e.r.vec.ds = p
-    return out
-
-
-def rmsnorm(x, double eps=1e-5):
-    """x * (mean(x^2) + eps)^-1/2 as len(x) Vals (no learned scale); as one Vec for a Vec.
-
-    The factor s is one shared node (ds/dx_j = -x_j s^3 / n); y_i = x_i * s has two parents.
-    """
-    if type(x) is Vec:
-        return _vec_rmsnorm(<Vec>x, eps)
-    cdef Pack* pk = _pack_seq(x, -1)
-    cdef Py_ssize_t n = pk.n, j
-    cdef double ms = 0.0, s, xj
-    cdef double* ds
-    cdef Val s_node
-    cdef list out
-    try:
-        if n == 0:
-            raise ValueError("rmsnorm of an empty list")
-        for j in range(n):
-            xj = D(pk.items[j])
-            ms += xj * xj
-        ms /= n
-        s = pow(ms + eps, -0.5)
-        ds = _doubles(n)
-        for j in range(n):
-            ds[j] = -D(pk.items[j]) * s * s * s / n
-        s_node = _weighted(s, pk, ds)
-        out = [None] * n
-        for j in range(n):
-            xj = D(pk.items[j])
-            out[j] = _binary(xj * s, <Val>pk.items[j], s, s_node, xj)
-        return out
-    finally:
-        _pack_release(pk)
-
-
-def vadd(a, b):
-    """[a_i + b_i]: the elementwise sum of two equal-length lists of Vals, or of two Vecs."""
-    if type(a) is Vec and type(b) is Vec:
-        return _vec_add(<Vec>a, <Vec>b)
-    cdef Py_ssize_t n = len(a), i
-    cdef Val x, y
-    if len(b) != n:
-        raise ValueError(f"vadd: lengths {n} and {len(b)} differ")
-    out = [None] * n
-    for i in range(n):
-        x = _as_val(a[i])
-        y = _as_val(b[i])
-        out[i] = _binary(x.pd[0] + y.pd[0], x, 1.0, y, 1.0)
-    return out
-
-
-def vrelu(x):
-    """[relu(x_i)] for a list of Vals."""
-    return [(<Val>_as_val(v)).relu() for v in x]
-
-
-cdef inline bint _overlap(const double* a, Py_ssize_t na, const double* b, Py_ssize_t nb) noexcept:
-    """Whether a[0:na] and b[0:nb] share memory."""
-    return a < b + nb and b < a + na
-
-
-def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
-              double beta1, double beta2, double eps, Py_ssize_t t):
-    """Apply one bias-corrected Adam step (t counts from 1) to every param, then zero its grad.
-
-    m and v are the first and second moment buffers, one float64 per param, updated in place.
-    """
-    cdef Py_ssize_t n = params.pk.n, i
-    cdef double c1, c2, g
-    cdef PyObject* p
-    if m.shape[0] != n or v.shape[0] != n:
-        raise ValueError(f"adam_step: {n} params but moments of length {m.shape[0]}, {v.shape[0]}")
-    if t < 1:
-        raise ValueError("adam_step: t counts from 1")
-    c1 = 1.0 / (1.0 - pow(beta1, <double>t))     # bias corrections, as factors
-    c2 = 1.0 / (1.0 - pow(beta2, <double>t))
-    if params.pk.st != NULL:           # adopted weights: the contiguous arrays
-        if n > 0 and (_overlap(&m[0], n, &v[0], n) or _overlap(&m[0], n, params.pk.st.data, n)
-                      or _overlap(&m[0], n, params.pk.st.grad, n)
-                      or _overlap(&v[0], n, params.pk.st.data, n)
-                      or _overlap(&v[0], n, params.pk.st.grad, n)):
-            raise ValueError("adam_step: m, v and the params must be separate arrays")
-        mg_adam(params.pk.st.data, params.pk.st.grad, &m[0], &v[0], n, lr, beta1, beta2, c1, c2, eps)
-        return
-    for i in range(n):
-        p = params.pk.items[i]
-        g = (<Val>p).pg[0]
-        m[i] = beta1 * m[i] + (1.0 - beta1) * g
-        v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
-        (<Val>p).pd[0] = D(p) - lr * (m[i] * c1) / (sqrt(v[i] * c2) + eps)
-        (<Val>p).pg[0] = 0.0
-
-
-# ---------------------------------------------------------------------------------------------
 # Decoder: the GPT's forward pass without a graph, for sampling and for a loss nobody
 # differentiates. No nodes, no saved derivatives: plain arrays, a KV cache of plain arrays, and
 # the weights read in place from their ValMatrix arrays (so it follows training as Adam updates
