@@ -72,7 +72,9 @@ cdef extern from "_kernels.h":
                         double eps) nogil
     void mg_adam(double* w, double* g, double* m, double* v, Py_ssize_t n, double lr, double b1,
                  double b2, double c1, double c2, double eps) nogil
-    # the GPT's forward pass without a graph (the Decoder's)
+    # the GPT's forward pass without a graph (the Decoder's); a layer's matrices, in order: wq,
+    # wk, wv, wo, fc1, fc2
+    enum: MG_LAYER_WEIGHTS
     ctypedef struct mg_gpt:
         Py_ssize_t vocab, n_ctx, n_emb, n_head, n_layer, n_ff
         double eps
@@ -237,6 +239,12 @@ cdef inline void _edges_free(Edges* e) noexcept:
             _n_chunks = CHUNKS_KEPT
 
 
+# An array reused from one graph to the next (the release stack below, the backward queue's
+# buckets) that grew past this many entries, for a huge graph, goes back to malloc once empty.
+cdef enum:
+    KEPT_ENTRIES_MAX = 65536
+
+
 # Deferred releases: freeing node N releases N's parents through this stack, not recursively.
 cdef PyObject** _pending = NULL
 cdef Py_ssize_t _n_pending = 0
@@ -267,7 +275,7 @@ cdef void _release(PyObject* o) noexcept:
         _n_pending -= 1
         _decref(_pending[_n_pending])
     _draining = False
-    if _cap_pending > 65536:            # a huge graph was freed: give the stack back
+    if _cap_pending > KEPT_ENTRIES_MAX:     # a huge graph was freed: give the stack back
         free(_pending)
         _pending = NULL
         _cap_pending = 0
@@ -388,7 +396,10 @@ cdef inline void add_grad(PyObject* o, double x) noexcept:
 # The backward queue: the nodes waiting for their gradient, newest (largest seq) first; a
 # node's key is its seq. It is a radix heap: every key pushed is at most the last key popped (a
 # parent is older than its child), so keys can be bucketed by the highest bit where they differ
-# from that last key, and a pop is a scan of at most 65 buckets instead of a chain of comparisons.
+# from that last key, and a pop is a scan of at most QUEUE_BUCKETS buckets instead of a chain of
+# comparisons.
+cdef enum:
+    QUEUE_BUCKETS = 65      # one per highest differing bit of a 64-bit key, and one for none
 
 cdef struct QueueItem:
     unsigned long long seq
@@ -404,11 +415,11 @@ cdef struct Bucket:
 cdef struct Queue:
     unsigned long long last      # the last key popped; every key queued is <= last
     Py_ssize_t size
-    Bucket b[65]                 # b[i]: keys whose highest bit differing from last is bit i-1
+    Bucket b[QUEUE_BUCKETS]      # b[i]: keys whose highest bit differing from last is bit i-1
 
 
 # The buckets' arrays outlive a backward pass (the next one reuses them), unless they grew large.
-cdef Bucket _buckets[65]
+cdef Bucket _buckets[QUEUE_BUCKETS]
 
 
 cdef inline int _q_append(Bucket* bk, unsigned long long s, PyObject* o) except -1:
@@ -531,7 +542,7 @@ cdef inline bint _is_number(object o):
 
 
 @cython.final
-@cython.freelist(4096)
+@cython.freelist(4096)                  # freed Vals kept for reuse: a node costs no malloc
 cdef class Val:
     """A scalar with a gradient and the edges (parent, d self / d parent) that made it."""
     cdef double* pd                     # -> own_data, or a slot of an adopting ValMatrix
@@ -1027,7 +1038,7 @@ cdef enum:
 
 
 @cython.final
-@cython.freelist(256)
+@cython.freelist(256)                   # freed Vecs kept for reuse
 cdef class Vec:
     """n doubles with a gradient each, made by one op from its parents: one node for a vector.
 
@@ -1695,7 +1706,7 @@ cdef int _backward(Val root) except -1:
         return 0
     _epoch += 1
     memset(&q, 0, sizeof(Queue))
-    for j in range(65):
+    for j in range(QUEUE_BUCKETS):
         q.b[j].items = _buckets[j].items
         q.b[j].cap = _buckets[j].cap
     q.last = root.e.seq
@@ -1708,8 +1719,8 @@ cdef int _backward(Val root) except -1:
             else:
                 _val_backward(<Val>o, &q, _epoch)
     finally:
-        for j in range(65):
-            if q.b[j].cap > 65536:             # a huge graph's: give it back
+        for j in range(QUEUE_BUCKETS):
+            if q.b[j].cap > KEPT_ENTRIES_MAX:  # a huge graph's: give it back
                 free(q.b[j].items)
                 q.b[j].items = NULL
                 q.b[j].cap = 0
@@ -1884,7 +1895,7 @@ cdef class Decoder:
         vocab, E, n_ctx = (<ValMatrix>wte).rows, (<ValMatrix>wte).cols, (<ValMatrix>wpe).rows
         if n_head < 1 or E % n_head:
             raise ValueError(f"Decoder: n_emb ({E}) does not split into {n_head} heads")
-        if any(len(layer) != 6 for layer in layers):
+        if any(len(layer) != MG_LAYER_WEIGHTS for layer in layers):
             raise ValueError("Decoder: each layer is (wq, wk, wv, wo, fc1, fc2)")
         n_ff = (<ValMatrix>layers[0][4]).rows if layers and type(layers[0][4]) is ValMatrix else 0
         self.mats = (wte, wpe, lm_head, layers)
@@ -1893,15 +1904,17 @@ cdef class Decoder:
         self.m.wte = _weights(wte, vocab, E, "wte")
         self.m.wpe = _weights(wpe, n_ctx, E, "wpe")
         self.m.lm_head = _weights(lm_head, vocab, E, "lm_head")
-        self.m.layers = <const double**>malloc((6 * len(layers) + 2 * n_ctx + 1) * sizeof(double*))
+        self.m.layers = <const double**>malloc((MG_LAYER_WEIGHTS * len(layers) + 2 * n_ctx + 1)
+                                                * sizeof(double*))
         if self.m.layers == NULL:
             raise MemoryError()
-        self.m.kp = self.m.layers + 6 * len(layers)
+        self.m.kp = self.m.layers + MG_LAYER_WEIGHTS * len(layers)
         self.m.vp = self.m.kp + n_ctx
         for l in range(len(layers)):
             for i, (name, rows, cols) in enumerate((("wq", E, E), ("wk", E, E), ("wv", E, E),
                                                     ("wo", E, E), ("fc1", n_ff, E), ("fc2", E, n_ff))):
-                self.m.layers[6 * l + i] = _weights(layers[l][i], rows, cols, f"layers.{l}.{name}")
+                self.m.layers[MG_LAYER_WEIGHTS * l + i] = _weights(layers[l][i], rows, cols,
+                                                                   f"layers.{l}.{name}")
         # KV cache (2 n_layer n_ctx E), x xn q att tmp (5 E), hidden, attention weights
         # (n_head n_ctx), logits, and the scratch of a loss (vocab)
         n = 2 * len(layers) * n_ctx * E + 5 * E + n_ff + n_head * n_ctx + 2 * vocab
