@@ -1,4 +1,5 @@
-"""Build the compiled core (microgpt/_core.pyx) and ship the bundled names inside the package.
+"""Build the compiled core (microgpt/_core.pyx, with its C kernels in microgpt/_kernels.h) and ship
+the bundled names inside the package.
 
 Cython compiler directives live here, and only here.
 """

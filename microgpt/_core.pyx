@@ -1,22 +1,30 @@
-"""The atom: `Val`, a scalar that remembers how it was made, and the fused ops built from it.
+"""The atom: `Val`, a scalar that remembers how it was made; `Vec`, a vector that does; and the
+ops a GPT is built from, each forward followed by its backward.
 
 Follows the seed's `Val` (data, grad, edges to parents with local derivatives) and micrograd's
-engine, re-derived for speed:
+engine, re-derived for speed, laid out as llm.c's train_gpt2.c is:
 
-- `data`/`grad` are C doubles. A Val keeps its own, unless a `ValMatrix` has adopted it: then they
-  live in the matrix's contiguous arrays, so a layer's weights stream through the cache as plain
-  doubles, never as a walk over objects.
-- Edges live in C: a pooled `Edges` block per interior node (inline for one or two parents,
-  shared arrays for fused ops), never Python tuples. Leaves have none.
-- Fused n-ary ops (`vsum`, `dot`, `linear`, `softmax`, `rmsnorm`, `cross_entropy`) make one node
-  with many parents instead of a chain of binary nodes.
-- `backward` visits nodes newest first (creation order is a topological order: a node is always
-  made after its parents) with a radix heap; visited marks live in the node.
-- Freeing a deep graph defers every release to an explicit stack: it never recurses in C.
-- `Vec` nodes hold whole vectors; a transformer block's halves are one node each
-  (`attention_block`, `mlp_block`), their backward beside their forward. `Decoder` runs the same
-  forward over plain arrays with no graph at all, for sampling and losses nobody differentiates.
-  Both call the C kernels the single ops call, so every path gives the same numbers to the bit.
+1. Plumbing: node pools, deferred releases, packs of Vals, the backward queue.
+2. `Val`, whose elementary ops save their local derivatives; one backward serves them all.
+3. Fused Val ops (`vsum`, `dot`, `softmax`, `vrelu`): one node with many parents instead of a
+   chain of binary nodes.
+4. `ValMatrix`: a layer's weights, adopted into contiguous arrays of data and grad.
+5. `Vec` and its ops (`vadd`, `rmsnorm`, `linear`, `attention`, `attention_block`, `mlp_block`,
+   `cross_entropy`), one node per op; each op's public function also takes lists of Vals.
+6. The backward sweep: newest node first (a node is always made after its parents, so creation
+   order is a topological order), each node's backward found by its op.
+7. Adam, sampling's draw, and `Decoder`: the forward pass with no graph, for sampling and losses
+   nobody differentiates.
+
+Not here: GPTs beyond their ops (model.py), files, randomness, processes; not a tensor library
+(a Vec is one vector). The loops over plain arrays are C, in `_kernels.h`: the Vec ops and the
+Decoder call the same ones, so every path gives the same numbers to the bit.
+
+Notation: a Vec's values and gradients are d and g (a Val's are pd[0] and pg[0], which point into
+a ValMatrix's arrays once it adopts the Val); "the backward of y = f(x)" adds d loss / d x into
+x's g given y's g (grads accumulate, never overwritten); E = n_emb, T = positions attended over,
+hd = E / heads. Edges live in C (a pooled block per interior node, never Python tuples), visited
+marks in the node, and freeing a deep graph never recurses in C.
 
 Compiler directives are set in setup.py, in one place.
 """
@@ -32,8 +40,68 @@ cdef extern from "Python.h":
     ctypedef struct PyTypeObject
     PyTypeObject* _type_of "Py_TYPE"(PyObject* o)
 
+# The C kernels: loops over plain arrays, with their comments, in _kernels.h beside this file.
+# The graph's Vec ops and the graph-free Decoder call the same ones, so every path gives the same
+# numbers to the bit.
+cdef extern from "_kernels.h":
+    # the allocator of nodes' arrays (per-size free lists: no malloc per node after one step)
+    void* mg_mem_get(size_t n) nogil
+    void mg_mem_put(void* p) nogil
+    # the backward queue's bucket of a key
+    int mg_bitlen(unsigned long long x) nogil
+    # each forward, then its backward
+    void mg_linear(const double* w, const double* x, double* y, Py_ssize_t rows, Py_ssize_t cols,
+                   double scale, int relu) nogil
+    void mg_linear_back(const double* w, double* wg, const double* x, double* xg, const double* gy,
+                        const double* y, Py_ssize_t rows, Py_ssize_t cols, double scale,
+                        int relu) nogil
+    double mg_rmsnorm(const double* x, double* y, Py_ssize_t n, double eps) nogil
+    void mg_rmsnorm_back(const double* x, double* xg, const double* yg, Py_ssize_t n,
+                         double s) nogil
+    double mg_softmax(double* p, Py_ssize_t n) nogil
+    void mg_attend(const double* q, const double* const* k, const double* const* v,
+                   Py_ssize_t off, Py_ssize_t T, Py_ssize_t hd, double scale, double* a,
+                   double* out) nogil
+    double mg_attention_block(const double* x, double* y, const double* const* w, double* xn,
+                              double* q, double* k, double* v, const double* const* kp,
+                              const double* const* vp, Py_ssize_t T, Py_ssize_t E,
+                              Py_ssize_t heads, double eps, double* a, double* att,
+                              double* o) nogil
+    double mg_mlp_block(const double* x, double* y, const double* fc1, const double* fc2,
+                        double* xn, double* h, double* o, Py_ssize_t E, Py_ssize_t n_ff,
+                        double eps) nogil
+    void mg_adam(double* w, double* g, double* m, double* v, Py_ssize_t n, double lr, double b1,
+                 double b2, double c1, double c2, double eps) nogil
+    # the GPT's forward pass without a graph (the Decoder's); a layer's matrices, in order: wq,
+    # wk, wv, wo, fc1, fc2
+    enum: MG_LAYER_WEIGHTS
+    ctypedef struct mg_gpt:
+        Py_ssize_t vocab, n_ctx, n_emb, n_head, n_layer, n_ff
+        double eps
+        const double* wte
+        const double* wpe
+        const double* lm_head
+        const double** layers
+        double* keys
+        double* values
+        const double** kp
+        const double** vp
+        double* x
+        double* xn
+        double* q
+        double* att
+        double* tmp
+        double* hidden
+        double* a
+        double* logits
+    void mg_gpt_forward(mg_gpt* m, Py_ssize_t token, Py_ssize_t pos) nogil
+    double mg_gpt_nll(const mg_gpt* m, Py_ssize_t target, double* scratch) nogil
 
-# ---------------------------------------------------------------------------------------------
+
+# =============================================================================================
+# 1. Plumbing: storage, node pools, deferred releases, packs of Vals, the backward queue.
+# =============================================================================================
+
 # Storage: Packs (shared arrays of Vals), Storage (a matrix's contiguous doubles), Edges.
 
 # A Pack is a reference-counted C array of Vals, shared by the many nodes of a fused op
@@ -45,11 +113,6 @@ cdef struct Pack:
     unsigned long long mark # the epoch of the last backward that queued all its items
     Storage* st             # non-NULL: items[k]'s data and grad are st.data[k], st.grad[k]
     PyObject** items
-    # A layer's input is buffered: its values are copied in once (xd) and every output's
-    # backward adds into xg, handed to the Vals in one pass once all outputs are done.
-    double* xd
-    double* xg
-    unsigned long long newest   # the largest seq among the items (0: all leaves)
 
 
 # The contiguous data and grad of a ValMatrix's Vals. Adopted Vals point here.
@@ -68,6 +131,7 @@ cdef enum:
     WEIGHTED = 2
     DOT = 3
     VEC = 4
+
 
 cdef struct TwoEdges:
     PyObject* p0
@@ -107,6 +171,7 @@ cdef struct Edges:          # 64 bytes: one cache line
 
 cdef unsigned long long _next_seq = 1
 cdef unsigned long long _epoch = 0      # one per backward or graph walk: marks need no reset
+
 
 # Edges come from a pool of fixed-size blocks: an interior node costs no malloc. Blocks are
 # handed out in address order from the chunks (a freed block is reused first); when every block
@@ -174,6 +239,12 @@ cdef inline void _edges_free(Edges* e) noexcept:
             _n_chunks = CHUNKS_KEPT
 
 
+# An array reused from one graph to the next (the release stack below, the backward queue's
+# buckets) that grew past this many entries, for a huge graph, goes back to malloc once empty.
+cdef enum:
+    KEPT_ENTRIES_MAX = 65536
+
+
 # Deferred releases: freeing node N releases N's parents through this stack, not recursively.
 cdef PyObject** _pending = NULL
 cdef Py_ssize_t _n_pending = 0
@@ -204,7 +275,7 @@ cdef void _release(PyObject* o) noexcept:
         _n_pending -= 1
         _decref(_pending[_n_pending])
     _draining = False
-    if _cap_pending > 65536:            # a huge graph was freed: give the stack back
+    if _cap_pending > KEPT_ENTRIES_MAX:     # a huge graph was freed: give the stack back
         free(_pending)
         _pending = NULL
         _cap_pending = 0
@@ -218,55 +289,8 @@ cdef void _storage_release(Storage* st) noexcept:
         free(st)
 
 
-# The arrays of Vec nodes (values and gradients, parents, attention weights) and of losses come
-# from per-size free lists: a training step makes and frees the same sizes every time, so after
-# the first step no node costs a malloc. A block remembers its size class in a 16-byte header;
-# the lists keep at most MG_MEM_KEPT bytes, the rest goes back to malloc.
-cdef extern from *:
-    """
-    #include <stdlib.h>
-    enum { MG_MEM_UNIT = 64, MG_MEM_CLASSES = 256 };     /* classes of 64 .. 16384 bytes */
-    #define MG_MEM_KEPT ((size_t)32 << 20)
-    typedef struct mg_block { struct mg_block* next; size_t cls; } mg_block;
-    static mg_block* mg_mem_lists[MG_MEM_CLASSES + 1];
-    static size_t mg_mem_kept = 0;
-
-    /* n bytes (aligned as malloc's, 16), or NULL when memory runs out. */
-    static void* mg_mem_get(size_t n) {
-        size_t cls = (n + sizeof(mg_block) + MG_MEM_UNIT - 1) / MG_MEM_UNIT;
-        mg_block* b;
-        if (cls <= MG_MEM_CLASSES && mg_mem_lists[cls] != NULL) {
-            b = mg_mem_lists[cls];
-            mg_mem_lists[cls] = b->next;
-            mg_mem_kept -= cls * MG_MEM_UNIT;
-            return b + 1;
-        }
-        b = (mg_block*)malloc(cls <= MG_MEM_CLASSES ? cls * MG_MEM_UNIT : n + sizeof(mg_block));
-        if (b == NULL) return NULL;
-        b->cls = cls;
-        return b + 1;
-    }
-
-    /* Give back a block from mg_mem_get (NULL: nothing). */
-    static void mg_mem_put(void* p) {
-        if (p == NULL) return;
-        mg_block* b = (mg_block*)p - 1;
-        if (b->cls <= MG_MEM_CLASSES && mg_mem_kept + b->cls * MG_MEM_UNIT <= MG_MEM_KEPT) {
-            b->next = mg_mem_lists[b->cls];
-            mg_mem_lists[b->cls] = b;
-            mg_mem_kept += b->cls * MG_MEM_UNIT;
-        } else {
-            free(b);
-        }
-    }
-    """
-    void* mg_mem_get(size_t n) nogil
-    void mg_mem_put(void* p) nogil
-
-
-cdef Pack* _pack_new(Py_ssize_t n, bint buffered=False) except NULL:
-    cdef Pack* pk = <Pack*>malloc(sizeof(Pack) + n * sizeof(PyObject*)
-                                  + (2 * n * sizeof(double) if buffered else 0))
+cdef Pack* _pack_new(Py_ssize_t n) except NULL:
+    cdef Pack* pk = <Pack*>malloc(sizeof(Pack) + n * sizeof(PyObject*))
     if pk == NULL:
         raise MemoryError()
     pk.refcnt = 1
@@ -274,10 +298,7 @@ cdef Pack* _pack_new(Py_ssize_t n, bint buffered=False) except NULL:
     pk.has_interior = False
     pk.mark = 0
     pk.st = NULL
-    pk.newest = 0
     pk.items = <PyObject**>(pk + 1)
-    pk.xd = <double*>(pk.items + n) if buffered else NULL
-    pk.xg = pk.xd + n if buffered else NULL
     return pk
 
 
@@ -287,8 +308,6 @@ cdef inline void _pack_put(Pack* pk, Val v) noexcept:
     pk.n += 1
     if v.e != NULL:
         pk.has_interior = True
-        if v.e.seq > pk.newest:
-            pk.newest = v.e.seq
 
 
 cdef void _pack_release(Pack* pk) noexcept:
@@ -311,7 +330,7 @@ cdef inline Val _as_val(object o):
     raise TypeError(f"expected a Val or a number, got {type(o).__name__}")
 
 
-cdef Pack* _pack_seq(object seq, Py_ssize_t expected, bint buffered=False) except NULL:
+cdef Pack* _pack_seq(object seq, Py_ssize_t expected) except NULL:
     """Pack a sequence of Vals (numbers become constants); expected < 0 means any length."""
     cdef object fast = PySequence_Fast(seq, "expected a sequence of Vals")
     cdef Py_ssize_t n = PySequence_Fast_GET_SIZE(fast), i
@@ -319,12 +338,10 @@ cdef Pack* _pack_seq(object seq, Py_ssize_t expected, bint buffered=False) excep
     cdef Pack* pk
     if expected >= 0 and n != expected:
         raise ValueError(f"expected {expected} Vals, got {n}")
-    pk = _pack_new(n, buffered)
+    pk = _pack_new(n)
     try:
         for i in range(n):
             _pack_put(pk, _as_val(<object>items[i]))
-            if buffered:
-                pk.xd[i] = D(pk.items[i])
     except BaseException:
         _pack_release(pk)
         raise
@@ -355,15 +372,135 @@ cdef Pack* _pack_rows(object rows, Py_ssize_t n_cols, Py_ssize_t* n_rows) except
     return pk
 
 
-# ---------------------------------------------------------------------------------------------
-# Val
+cdef double* _doubles(Py_ssize_t n) except NULL:
+    cdef double* d = <double*>malloc((n if n > 0 else 1) * sizeof(double))
+    if d == NULL:
+        raise MemoryError()
+    return d
 
+
+cdef inline bint _overlap(const double* a, Py_ssize_t na, const double* b, Py_ssize_t nb) noexcept:
+    """Whether a[0:na] and b[0:nb] share memory."""
+    return a < b + nb and b < a + na
+
+
+# A Val's value, and an add into its grad, through a raw pointer.
 cdef inline double D(PyObject* o) noexcept:
     return (<Val>o).pd[0]
+
 
 cdef inline void add_grad(PyObject* o, double x) noexcept:
     (<Val>o).pg[0] = (<Val>o).pg[0] + x
 
+
+# The backward queue: the nodes waiting for their gradient, newest (largest seq) first; a
+# node's key is its seq. It is a radix heap: every key pushed is at most the last key popped (a
+# parent is older than its child), so keys can be bucketed by the highest bit where they differ
+# from that last key, and a pop is a scan of at most QUEUE_BUCKETS buckets instead of a chain of
+# comparisons.
+cdef enum:
+    QUEUE_BUCKETS = 65      # one per highest differing bit of a 64-bit key, and one for none
+
+cdef struct QueueItem:
+    unsigned long long seq
+    PyObject* node
+
+
+cdef struct Bucket:
+    QueueItem* items
+    Py_ssize_t n
+    Py_ssize_t cap
+
+
+cdef struct Queue:
+    unsigned long long last      # the last key popped; every key queued is <= last
+    Py_ssize_t size
+    Bucket b[QUEUE_BUCKETS]      # b[i]: keys whose highest bit differing from last is bit i-1
+
+
+# The buckets' arrays outlive a backward pass (the next one reuses them), unless they grew large.
+cdef Bucket _buckets[QUEUE_BUCKETS]
+
+
+cdef inline int _q_append(Bucket* bk, unsigned long long s, PyObject* o) except -1:
+    cdef QueueItem* grown
+    if bk.n == bk.cap:
+        grown = <QueueItem*>realloc(bk.items, (2 * bk.cap + 16) * sizeof(QueueItem))
+        if grown == NULL:
+            raise MemoryError()
+        bk.items = grown
+        bk.cap = 2 * bk.cap + 16
+    bk.items[bk.n].seq = s
+    bk.items[bk.n].node = o
+    bk.n += 1
+    return 0
+
+
+cdef inline int _q_push(Queue* q, PyObject* o, unsigned long long s) except -1:
+    _q_append(&q.b[mg_bitlen(q.last ^ s)], s, o)
+    q.size += 1
+    return 0
+
+
+cdef int _q_pop(Queue* q, PyObject** out) except -1:
+    """Take the entry with the largest key."""
+    cdef Py_ssize_t i = 0, j
+    cdef Bucket* bk
+    cdef unsigned long long top
+    if q.b[0].n == 0:
+        while q.b[i].n == 0:
+            i += 1
+        bk = &q.b[i]
+        top = bk.items[0].seq
+        for j in range(1, bk.n):
+            if bk.items[j].seq > top:
+                top = bk.items[j].seq
+        q.last = top                    # every other key in bk moves to a lower bucket
+        for j in range(bk.n):
+            _q_append(&q.b[mg_bitlen(top ^ bk.items[j].seq)], bk.items[j].seq, bk.items[j].node)
+        bk.n = 0
+    q.b[0].n -= 1
+    q.size -= 1
+    out[0] = q.b[0].items[q.b[0].n].node
+    return 0
+
+
+cdef inline int _visit(PyObject* o, Queue* q, unsigned long long epoch) except -1:
+    """Queue an interior node the first time this pass reaches it."""
+    cdef Edges* e = (<Val>o).e
+    if e != NULL and e.mark != epoch:
+        e.mark = epoch
+        _q_push(q, o, e.seq)
+    return 0
+
+
+cdef inline int _visit_pack(Pack* pk, Py_ssize_t off, Py_ssize_t n, Queue* q,
+                            unsigned long long epoch) except -1:
+    cdef Py_ssize_t j
+    if not pk.has_interior:
+        return 0
+    if off == 0 and n == pk.n:          # the whole pack (the shared input of a layer): once
+        if pk.mark == epoch:
+            return 0
+        pk.mark = epoch
+    for j in range(n):
+        _visit(pk.items[off + j], q, epoch)
+    return 0
+
+
+cdef inline int _visit_vec(PyObject* o, Queue* q, unsigned long long epoch) except -1:
+    """Queue an interior Vec the first time this pass reaches it."""
+    cdef Vec v = <Vec>o
+    if v.op != V_LEAF and v.op != V_PART and v.mark != epoch:
+        v.mark = epoch
+        _q_push(q, o, v.seq)
+    return 0
+
+
+# =============================================================================================
+# 2. Val: a scalar and its elementary ops. Each op saves its local derivatives in its node
+# (EDGES: one or two parents), so one backward, under the class, serves them all.
+# =============================================================================================
 
 cdef inline Val _leaf(double data):
     cdef Val v = Val.__new__(Val)
@@ -405,7 +542,7 @@ cdef inline bint _is_number(object o):
 
 
 @cython.final
-@cython.freelist(4096)
+@cython.freelist(4096)                  # freed Vals kept for reuse: a node costs no malloc
 cdef class Val:
     """A scalar with a gradient and the edges (parent, d self / d parent) that made it."""
     cdef double* pd                     # -> own_data, or a slot of an adopting ValMatrix
@@ -573,519 +710,20 @@ cdef class Val:
         _backward(self)
 
 
-# ---------------------------------------------------------------------------------------------
-# backward: a queue of the nodes waiting for their gradient, newest (largest seq) first.
-# A node's key is 2 seq. A buffered input pack (a layer's shared x) is queued too, with key
-# 2 newest + 1: after every node that uses it, before the newest of its items.
-# The queue is a radix heap: every key pushed is at most the last key popped (a parent is older
-# than its child), so keys can be bucketed by the highest bit where they differ from that last
-# key, and a pop is a scan of at most 65 buckets instead of a chain of comparisons.
-
-cdef extern from *:
-    """
-    static inline int mg_bitlen(unsigned long long x) {
-    #if defined(__GNUC__) || defined(__clang__)
-        return x ? 64 - __builtin_clzll(x) : 0;
-    #else
-        int n = 0;
-        while (x) { n++; x >>= 1; }
-        return n;
-    #endif
-    }
-    """
-    int mg_bitlen(unsigned long long x) nogil
-
-
-# Kernels over plain arrays, in C: `restrict` promises the compiler that the arrays do not overlap
-# (the callers check), so it vectorises the loops; on x86-64 with GCC and glibc each kernel is also
-# built for AVX2 and the CPU picks at load time. Element by element the arithmetic is the same in
-# every build (no reassociation, no fused multiply-add), so results do not depend on the CPU.
-cdef extern from *:
-    """
-    #include <math.h>
-    #if defined(_MSC_VER)
-    #define restrict __restrict
-    #endif
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
-    #define MG_CLONES __attribute__((target_clones("avx2", "default")))
-    #else
-    #define MG_CLONES
-    #endif
-
-    MG_CLONES static void mg_adam(double* restrict w, double* restrict g, double* restrict m,
-                                  double* restrict v, Py_ssize_t n, double lr, double b1,
-                                  double b2, double c1, double c2, double eps) {
-        for (Py_ssize_t i = 0; i < n; i++) {
-            double gi = g[i];
-            m[i] = b1 * m[i] + (1.0 - b1) * gi;
-            v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-            w[i] -= lr * (m[i] * c1) / (sqrt(v[i] * c2) + eps);
-            g[i] = 0.0;
-        }
-    }
-
-    /* sum_j a_j b_j in four running sums (lane k takes the terms j = k mod 4, so the adds need
-       not wait on one another), added as (s0 + s1) + (s2 + s3). */
-    static inline double mg_dot(const double* restrict a, const double* restrict b, Py_ssize_t n) {
-        Py_ssize_t m = n - n % 4;
-        double s[4] = {0.0, 0.0, 0.0, 0.0};
-        for (Py_ssize_t j = 0; j < m; j += 4)
-            for (int k = 0; k < 4; k++) s[k] += a[j + k] * b[j + k];
-        for (Py_ssize_t j = m; j < n; j++) s[0] += a[j] * b[j];
-        return (s[0] + s[1]) + (s[2] + s[3]);
-    }
-
-    /* y = relu?(scale W x), y_i = scale mg_dot(W_i, x) bit for bit. With GCC or Clang, four
-       rows at a time: a vector of 4 doubles holds a row's four running sums (lane k takes the
-       terms j = k mod 4, as in mg_dot), the four rows share each load of x, and nothing is
-       reordered (a lane's multiply-adds stay in order; -ffp-contract=off keeps them unfused). */
-    #if defined(__GNUC__) || defined(__clang__)
-    typedef double mg_v4 __attribute__((vector_size(32)));
-    #define mg_load4(p) ({ mg_v4 v_; memcpy(&v_, (p), sizeof v_); v_; })   /* unaligned */
-    #define MG_V4 1
-    #if defined(__has_builtin)
-    #if __has_builtin(__builtin_shufflevector)
-    #define MG_SHUFFLE 1
-    #endif
-    #endif
-    #endif
-
-    MG_CLONES static void mg_linear(const double* restrict w, const double* restrict x,
-                                    double* restrict y, Py_ssize_t rows, Py_ssize_t cols,
-                                    double scale, int relu) {
-        Py_ssize_t i = 0;
-    #ifdef MG_V4
-        Py_ssize_t m = cols - cols % 4;
-        for (; i + 4 <= rows; i += 4) {
-            const double* w0 = w + i * cols;
-            const double* w1 = w0 + cols;
-            const double* w2 = w1 + cols;
-            const double* w3 = w2 + cols;
-            mg_v4 s0 = {0.0, 0.0, 0.0, 0.0}, s1 = s0, s2 = s0, s3 = s0;
-            for (Py_ssize_t j = 0; j < m; j += 4) {
-                mg_v4 xj = mg_load4(x + j);
-                s0 += mg_load4(w0 + j) * xj;
-                s1 += mg_load4(w1 + j) * xj;
-                s2 += mg_load4(w2 + j) * xj;
-                s3 += mg_load4(w3 + j) * xj;
-            }
-            for (Py_ssize_t j = m; j < cols; j++) {
-                s0[0] += w0[j] * x[j];
-                s1[0] += w1[j] * x[j];
-                s2[0] += w2[j] * x[j];
-                s3[0] += w3[j] * x[j];
-            }
-    #ifdef MG_SHUFFLE   /* the four rows' (s[0] + s[1]) + (s[2] + s[3]) as two vector adds */
-            mg_v4 t0 = __builtin_shufflevector(s0, s1, 0, 4, 2, 6) + __builtin_shufflevector(s0, s1, 1, 5, 3, 7);
-            mg_v4 t1 = __builtin_shufflevector(s2, s3, 0, 4, 2, 6) + __builtin_shufflevector(s2, s3, 1, 5, 3, 7);
-            mg_v4 out = __builtin_shufflevector(t0, t1, 0, 1, 4, 5) + __builtin_shufflevector(t0, t1, 2, 3, 6, 7);
-    #else
-            mg_v4 out = {(s0[0] + s0[1]) + (s0[2] + s0[3]), (s1[0] + s1[1]) + (s1[2] + s1[3]),
-                         (s2[0] + s2[1]) + (s2[2] + s2[3]), (s3[0] + s3[1]) + (s3[2] + s3[3])};
-    #endif
-            for (int r = 0; r < 4; r++) {
-                double o = scale * out[r];
-                y[i + r] = (!relu || o > 0.0) ? o : 0.0;
-            }
-        }
-    #endif
-        for (; i < rows; i++) {
-            double out = scale * mg_dot(w + i * cols, x, cols);
-            y[i] = (!relu || out > 0.0) ? out : 0.0;
-        }
-    }
-
-    /* The backward of y = relu?(scale W x): xg += W^T g', wg += g' x^T, g' = scale gy where y > 0. */
-    MG_CLONES static void mg_linear_back(const double* restrict w, double* restrict wg,
-                                         const double* restrict x, double* restrict xg,
-                                         const double* restrict gy, const double* restrict y,
-                                         Py_ssize_t rows, Py_ssize_t cols, double scale, int relu) {
-        for (Py_ssize_t i = 0; i < rows; i++) {
-            if (relu && !(y[i] > 0.0)) continue;
-            double gi = gy[i] * scale;
-            if (gi == 0.0) continue;
-            const double* restrict wi = w + i * cols;
-            double* restrict wgi = wg + i * cols;
-            Py_ssize_t j = 0;
-    #ifdef MG_V4
-            mg_v4 g4 = {gi, gi, gi, gi};
-            for (; j + 4 <= cols; j += 4) {      /* the same adds, four columns at a time */
-                mg_v4 xg4 = mg_load4(xg + j) + g4 * mg_load4(wi + j);
-                mg_v4 wg4 = mg_load4(wgi + j) + g4 * mg_load4(x + j);
-                memcpy(xg + j, &xg4, sizeof xg4);
-                memcpy(wgi + j, &wg4, sizeof wg4);
-            }
-    #endif
-            for (; j < cols; j++) {
-                xg[j] += gi * wi[j];
-                wgi[j] += gi * x[j];
-            }
-        }
-    }
-    """
-    void mg_adam(double* w, double* g, double* m, double* v, Py_ssize_t n, double lr, double b1,
-                 double b2, double c1, double c2, double eps) nogil
-    double mg_dot(const double* a, const double* b, Py_ssize_t n) nogil
-    void mg_linear(const double* w, const double* x, double* y, Py_ssize_t rows, Py_ssize_t cols,
-                   double scale, int relu) nogil
-    void mg_linear_back(const double* w, double* wg, const double* x, double* xg, const double* gy,
-                        const double* y, Py_ssize_t rows, Py_ssize_t cols, double scale,
-                        int relu) nogil
-
-
-# The forward arithmetic of the other vector ops, over plain arrays: the graph's ops (Vec) and the
-# graph-free forward pass (Decoder, below) both call these, so the two compute the same numbers in
-# the same order, to the last bit.
-cdef extern from *:
-    """
-    /* y = x s with s = (mean(x^2) + eps)^-1/2, the squares summed left to right; returns s. */
-    static double mg_rmsnorm(const double* x, double* y, Py_ssize_t n, double eps) {
-        double ms = 0.0;
-        for (Py_ssize_t j = 0; j < n; j++) ms += x[j] * x[j];
-        double s = pow(ms / (double)n + eps, -0.5);
-        for (Py_ssize_t j = 0; j < n; j++) y[j] = x[j] * s;
-        return s;
-    }
-
-    /* p[0:n] (n >= 1) becomes softmax(p); returns log sum_j exp(p_j). The max is subtracted
-       first, so exp cannot overflow. */
-    static double mg_softmax(double* p, Py_ssize_t n) {
-        double m = p[0], s = 0.0;
-        for (Py_ssize_t j = 1; j < n; j++) if (p[j] > m) m = p[j];
-        for (Py_ssize_t j = 0; j < n; j++) { p[j] = exp(p[j] - m); s += p[j]; }
-        for (Py_ssize_t j = 0; j < n; j++) p[j] /= s;
-        return m + log(s);
-    }
-
-    /* One head of causal attention over T positions: a[t] = softmax_t(scale q . k[t]),
-       out = sum_t a[t] v[t]. q, out and each k[t] + off, v[t] + off are hd doubles. */
-    static void mg_attend(const double* restrict q, const double* const* k,
-                          const double* const* v, Py_ssize_t off, Py_ssize_t T, Py_ssize_t hd,
-                          double scale, double* restrict a, double* restrict out) {
-        for (Py_ssize_t t = 0; t < T; t++) {
-            const double* restrict kt = k[t] + off;
-            double y = 0.0;
-            for (Py_ssize_t j = 0; j < hd; j++) y += q[j] * kt[j];
-            a[t] = y * scale;
-        }
-        mg_softmax(a, T);
-        for (Py_ssize_t j = 0; j < hd; j++) out[j] = 0.0;
-        for (Py_ssize_t t = 0; t < T; t++) {
-            const double* restrict vt = v[t] + off;
-            double at = a[t];
-            for (Py_ssize_t j = 0; j < hd; j++) out[j] += at * vt[j];
-        }
-    }
-
-    /* The backward of y = x s (s from mg_rmsnorm): xg += s yg - x s^3/n (yg . x). */
-    static void mg_rmsnorm_back(const double* x, double* xg, const double* yg, Py_ssize_t n,
-                                double s) {
-        double dot = 0.0;
-        for (Py_ssize_t j = 0; j < n; j++) dot += yg[j] * x[j];
-        double s3 = s * s * s / (double)n;
-        for (Py_ssize_t j = 0; j < n; j++) xg[j] += s * yg[j] - x[j] * s3 * dot;
-    }
-
-    /* A transformer block's two halves, forward, in the order model.py writes them (each
-       vector op the kernel its Vec op calls). Both return the rmsnorm factor s.
-       Attention: xn = rmsnorm(x), k = wk xn, v = wv xn, q = wq xn, head h of att attends over
-       kp[0..T), vp[0..T) (kp[T-1] = k, vp[T-1] = v) with weights a[h T .. h T + T),
-       o = wo att, y = x + o. w: wq, wk, wv, wo, each E x E. */
-    static double mg_attention_block(const double* x, double* y, const double* const* w,
-                                     double* xn, double* q, double* k, double* v,
-                                     const double* const* kp, const double* const* vp,
-                                     Py_ssize_t T, Py_ssize_t E, Py_ssize_t heads, double eps,
-                                     double* a, double* att, double* o) {
-        Py_ssize_t hd = E / heads;
-        double scale = 1.0 / sqrt((double)hd);
-        double s = mg_rmsnorm(x, xn, E, eps);
-        mg_linear(w[1], xn, k, E, E, 1.0, 0);
-        mg_linear(w[2], xn, v, E, E, 1.0, 0);
-        mg_linear(w[0], xn, q, E, E, 1.0, 0);
-        for (Py_ssize_t h = 0; h < heads; h++)
-            mg_attend(q + h * hd, kp, vp, h * hd, T, hd, scale, a + h * T, att + h * hd);
-        mg_linear(w[3], att, o, E, E, 1.0, 0);
-        for (Py_ssize_t j = 0; j < E; j++) y[j] = x[j] + o[j];
-        return s;
-    }
-
-    /* MLP: xn = rmsnorm(x), h = relu(fc1 xn) (n_ff), o = fc2 h, y = x + o. */
-    static double mg_mlp_block(const double* x, double* y, const double* fc1, const double* fc2,
-                               double* xn, double* h, double* o, Py_ssize_t E, Py_ssize_t n_ff,
-                               double eps) {
-        double s = mg_rmsnorm(x, xn, E, eps);
-        mg_linear(fc1, xn, h, n_ff, E, 1.0, 1);
-        mg_linear(fc2, h, o, E, n_ff, 1.0, 0);
-        for (Py_ssize_t j = 0; j < E; j++) y[j] = x[j] + o[j];
-        return s;
-    }
-    """
-    double mg_rmsnorm(const double* x, double* y, Py_ssize_t n, double eps) nogil
-    void mg_rmsnorm_back(const double* x, double* xg, const double* yg, Py_ssize_t n,
-                         double s) nogil
-    double mg_attention_block(const double* x, double* y, const double* const* w, double* xn,
-                              double* q, double* k, double* v, const double* const* kp,
-                              const double* const* vp, Py_ssize_t T, Py_ssize_t E,
-                              Py_ssize_t heads, double eps, double* a, double* att,
-                              double* o) nogil
-    double mg_mlp_block(const double* x, double* y, const double* fc1, const double* fc2,
-                        double* xn, double* h, double* o, Py_ssize_t E, Py_ssize_t n_ff,
-                        double eps) nogil
-    double mg_softmax(double* p, Py_ssize_t n) nogil
-    void mg_attend(const double* q, const double* const* k, const double* const* v,
-                   Py_ssize_t off, Py_ssize_t T, Py_ssize_t hd, double scale, double* a,
-                   double* out) nogil
-
-
-cdef struct QueueItem:
-    unsigned long long seq
-    PyObject* node
-
-cdef struct Bucket:
-    QueueItem* items
-    Py_ssize_t n
-    Py_ssize_t cap
-
-cdef struct Queue:
-    unsigned long long last      # the last key popped; every key queued is <= last
-    Py_ssize_t size
-    Bucket b[65]                 # b[i]: keys whose highest bit differing from last is bit i-1
-
-
-# The buckets' arrays outlive a backward pass (the next one reuses them), unless they grew large.
-cdef Bucket _buckets[65]
-
-
-cdef inline int _q_append(Bucket* bk, unsigned long long s, PyObject* o) except -1:
-    cdef QueueItem* grown
-    if bk.n == bk.cap:
-        grown = <QueueItem*>realloc(bk.items, (2 * bk.cap + 16) * sizeof(QueueItem))
-        if grown == NULL:
-            raise MemoryError()
-        bk.items = grown
-        bk.cap = 2 * bk.cap + 16
-    bk.items[bk.n].seq = s
-    bk.items[bk.n].node = o
-    bk.n += 1
+cdef inline int _edges_back(Edges* e, double g, Queue* q, unsigned long long epoch) except -1:
+    """The backward of every elementary op (an EDGES node): each parent's grad += g times the
+    local derivative its forward saved."""
+    add_grad(e.r.two.p0, g * e.r.two.d0)
+    _visit(e.r.two.p0, q, epoch)
+    if e.n == 2:
+        add_grad(e.r.two.p1, g * e.r.two.d1)
+        _visit(e.r.two.p1, q, epoch)
     return 0
 
 
-cdef inline int _q_push(Queue* q, PyObject* o, unsigned long long s) except -1:
-    _q_append(&q.b[mg_bitlen(q.last ^ s)], s, o)
-    q.size += 1
-    return 0
-
-
-cdef int _q_pop(Queue* q, PyObject** out, unsigned long long* key) except -1:
-    """Take the entry with the largest key."""
-    cdef Py_ssize_t i = 0, j
-    cdef Bucket* bk
-    cdef unsigned long long top
-    if q.b[0].n == 0:
-        while q.b[i].n == 0:
-            i += 1
-        bk = &q.b[i]
-        top = bk.items[0].seq
-        for j in range(1, bk.n):
-            if bk.items[j].seq > top:
-                top = bk.items[j].seq
-        q.last = top                    # every other key in bk moves to a lower bucket
-        for j in range(bk.n):
-            _q_append(&q.b[mg_bitlen(top ^ bk.items[j].seq)], bk.items[j].seq, bk.items[j].node)
-        bk.n = 0
-    q.b[0].n -= 1
-    q.size -= 1
-    out[0] = q.b[0].items[q.b[0].n].node
-    key[0] = q.b[0].items[q.b[0].n].seq
-    return 0
-
-
-cdef inline int _visit(PyObject* o, Queue* q, unsigned long long epoch) except -1:
-    """Queue an interior node the first time this pass reaches it."""
-    cdef Edges* e = (<Val>o).e
-    if e != NULL and e.mark != epoch:
-        e.mark = epoch
-        _q_push(q, o, 2 * e.seq)
-    return 0
-
-
-cdef inline int _visit_pack(Pack* pk, Py_ssize_t off, Py_ssize_t n, Queue* q,
-                            unsigned long long epoch) except -1:
-    cdef Py_ssize_t j
-    if not pk.has_interior:
-        return 0
-    if off == 0 and n == pk.n:          # the whole pack (the shared input of a layer): once
-        if pk.mark == epoch:
-            return 0
-        pk.mark = epoch
-    for j in range(n):
-        _visit(pk.items[off + j], q, epoch)
-    return 0
-
-
-cdef int _backward(Val root) except -1:
-    """Reverse-mode sweep from root, newest node first, each interior node exactly once.
-
-    A node is newer than all its parents, so when it is popped every node that uses it has
-    already added its share: its grad is final and can be pushed down.
-    """
-    global _epoch
-    cdef Queue q
-    cdef Py_ssize_t j, n
-    cdef unsigned long long key
-    cdef PyObject* o
-    cdef PyObject* b
-    cdef Edges* e
-    cdef Pack* pa
-    cdef Pack* pb
-    cdef double* wd
-    cdef double* wg
-    cdef double* xd
-    cdef double* xg
-    cdef double* vg
-    cdef double g, gs, bd
-    if root.e == NULL:
-        return 0
-    _epoch += 1
-    memset(&q, 0, sizeof(Queue))
-    for j in range(65):
-        q.b[j].items = _buckets[j].items
-        q.b[j].cap = _buckets[j].cap
-    q.last = 2 * root.e.seq
-    try:
-        _visit(<PyObject*>root, &q, _epoch)
-        while q.size > 0:
-            _q_pop(&q, &o, &key)
-            if key & 1:                       # a buffered input: every user is done
-                pb = <Pack*>o
-                for j in range(pb.n):
-                    add_grad(pb.items[j], pb.xg[j])
-                    if pb.has_interior:
-                        _visit(pb.items[j], &q, _epoch)
-                continue
-            if _type_of(o) == <PyTypeObject*>Vec:   # a whole layer's node: its own backward
-                _vec_backward(<Vec>o, &q, _epoch)
-                continue
-            e = (<Val>o).e
-            g = (<Val>o).pg[0]
-            n = e.n
-            if e.kind == VEC:
-                vg = (<Vec>e.r.vec.vec).g + e.r.vec.off
-                if e.r.vec.ds == NULL:
-                    for j in range(n):
-                        vg[j] += g
-                else:
-                    for j in range(n):
-                        vg[j] += g * e.r.vec.ds[j]
-                _visit_vec(e.r.vec.vec, &q, _epoch)
-            elif e.kind == EDGES:
-                add_grad(e.r.two.p0, g * e.r.two.d0)
-                _visit(e.r.two.p0, &q, _epoch)
-                if n == 2:
-                    add_grad(e.r.two.p1, g * e.r.two.d1)
-                    _visit(e.r.two.p1, &q, _epoch)
-            elif e.kind == WEIGHTED:
-                pa = e.r.w.pa
-                for j in range(n):
-                    add_grad(pa.items[j], g * e.r.w.ds[j])
-                _visit_pack(pa, 0, n, &q, _epoch)
-            else:  # DOT: d/da_j = scale b_j, d/db_j = scale a_j (b_j = 1 for a plain sum)
-                if e.r.dot.scale == 0.0:      # a clamped relu (or a zero scale) passes nothing
-                    continue
-                gs = g * e.r.dot.scale
-                pa = e.r.dot.pa
-                pb = e.r.dot.pb
-                if pb == NULL:
-                    for j in range(n):
-                        add_grad(pa.items[e.r.dot.oa + j], gs)
-                elif pb.xd != NULL:           # b is a layer's buffered input
-                    if pb.mark != _epoch:     # its first user in this pass
-                        pb.mark = _epoch
-                        memset(pb.xg, 0, pb.n * sizeof(double))
-                        _q_push(&q, <PyObject*>pb, 2 * pb.newest + 1)
-                    xd = pb.xd
-                    xg = pb.xg
-                    if pa.st != NULL:         # a row of a matrix: plain arrays on both sides
-                        wd = pa.st.data + e.r.dot.oa
-                        wg = pa.st.grad + e.r.dot.oa
-                        for j in range(n):
-                            xg[j] += gs * wd[j]
-                            wg[j] += gs * xd[j]
-                    else:
-                        for j in range(n):
-                            o = pa.items[e.r.dot.oa + j]
-                            xg[j] += gs * D(o)
-                            add_grad(o, gs * xd[j])
-                else:
-                    for j in range(n):
-                        o = pa.items[e.r.dot.oa + j]
-                        b = pb.items[j]
-                        bd = D(b)                     # read both before writing: a may be b
-                        add_grad(b, gs * D(o))
-                        add_grad(o, gs * bd)
-                    _visit_pack(pb, 0, n, &q, _epoch)
-                _visit_pack(pa, e.r.dot.oa, n, &q, _epoch)
-    finally:
-        for j in range(65):
-            if q.b[j].cap > 65536:             # a huge graph's: give it back
-                free(q.b[j].items)
-                q.b[j].items = NULL
-                q.b[j].cap = 0
-            _buckets[j].items = q.b[j].items
-            _buckets[j].cap = q.b[j].cap
-    return 0
-
-
-def graph_size(Val root):
-    """(interior nodes, edges) of the graph below root: what one backward pass walks. A Vec is
-    one node; its edges count its parents (and, for `linear`, the weight matrix)."""
-    global _epoch
-    cdef list stack = [root]
-    cdef Py_ssize_t nodes = 0, edges = 0, j
-    cdef Val v
-    cdef Vec w
-    cdef Edges* e
-    if root.e == NULL:
-        return (0, 0)
-    _epoch += 1
-    root.e.mark = _epoch
-    while stack:
-        node = stack.pop()
-        nodes += 1
-        if type(node) is Vec:
-            w = <Vec>node
-            parents = [<object>w.parents[j] for j in range(w.n_parents)]
-            edges += len(parents) + (w.W is not None) + (len(w.Ws) if w.Ws is not None else 0)
-        else:
-            v = <Val>node
-            e = v.e
-            if e.kind == EDGES:
-                parents = [<object>e.r.two.p0] if e.n == 1 else [<object>e.r.two.p0, <object>e.r.two.p1]
-            elif e.kind == WEIGHTED:
-                parents = [<object>e.r.w.pa.items[j] for j in range(e.n)]
-            elif e.kind == VEC:
-                parents = [<object>e.r.vec.vec]
-            else:
-                parents = [<object>e.r.dot.pa.items[e.r.dot.oa + j] for j in range(e.n)]
-                if e.r.dot.pb != NULL:
-                    parents += [<object>e.r.dot.pb.items[j] for j in range(e.n)]
-            edges += len(parents)
-        for p in parents:
-            if type(p) is Vec:
-                w = <Vec>p
-                if w.op != V_LEAF and w.op != V_PART and w.mark != _epoch:
-                    w.mark = _epoch
-                    stack.append(p)
-                continue
-            e = (<Val>p).e
-            if e != NULL and e.mark != _epoch:
-                e.mark = _epoch
-                stack.append(p)
-    return (nodes, edges)
-
-
-# ---------------------------------------------------------------------------------------------
-# Fused ops: one node with many parents where the seed would build a chain of binary nodes.
+# =============================================================================================
+# 3. Fused Val ops: one node with many parents where the seed builds a chain of binary nodes.
+# =============================================================================================
 
 cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t n, double scale,
                    bint relu=False):
@@ -1099,8 +737,6 @@ cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t n, double scale
     if pb == NULL:
         for j in range(n):
             s += D(pa.items[oa + j])
-    elif pa.st != NULL and pb.xd != NULL:
-        s = mg_dot(pa.st.data + oa, pb.xd, n)
     else:
         for j in range(n):
             s += D(pa.items[oa + j]) * D(pb.items[j])
@@ -1120,26 +756,31 @@ cdef Val _dot_node(Pack* pa, Py_ssize_t oa, Pack* pb, Py_ssize_t n, double scale
     return v
 
 
-cdef Val _weighted(double data, Pack* pk, double* ds):
-    """A node over all of pk with local derivatives ds (the node takes ownership of ds)."""
-    cdef Val v
-    try:
-        v = _node(data, WEIGHTED)
-    except BaseException:
-        free(ds)
-        raise
-    v.e.n = pk.n
-    v.e.r.w.pa = pk
-    pk.refcnt += 1
-    v.e.r.w.ds = ds
-    return v
-
-
-cdef double* _doubles(Py_ssize_t n) except NULL:
-    cdef double* d = <double*>malloc((n if n > 0 else 1) * sizeof(double))
-    if d == NULL:
-        raise MemoryError()
-    return d
+cdef inline int _dot_back(Edges* e, double g, Queue* q, unsigned long long epoch) except -1:
+    """The backward of _dot_node: d/da_j = scale b_j, d/db_j = scale a_j (b_j = 1 for a plain
+    sum)."""
+    cdef Py_ssize_t j, n = e.n
+    cdef Pack* pa = e.r.dot.pa
+    cdef Pack* pb = e.r.dot.pb
+    cdef PyObject* a
+    cdef PyObject* b
+    cdef double gs, bd
+    if e.r.dot.scale == 0.0:            # a clamped relu (or a zero scale) passes nothing
+        return 0
+    gs = g * e.r.dot.scale
+    if pb == NULL:
+        for j in range(n):
+            add_grad(pa.items[e.r.dot.oa + j], gs)
+    else:
+        for j in range(n):
+            a = pa.items[e.r.dot.oa + j]
+            b = pb.items[j]
+            bd = D(b)                   # read both before writing: a may be b
+            add_grad(b, gs * D(a))
+            add_grad(a, gs * bd)
+        _visit_pack(pb, 0, n, q, epoch)
+    _visit_pack(pa, e.r.dot.oa, n, q, epoch)
+    return 0
 
 
 def vsum(vals, double scale=1.0):
@@ -1163,6 +804,72 @@ def dot(a, b, double scale=1.0):
         if pb != NULL:
             _pack_release(pb)
 
+
+cdef Val _weighted(double data, Pack* pk, double* ds):
+    """A node over all of pk with local derivatives ds (the node takes ownership of ds)."""
+    cdef Val v
+    try:
+        v = _node(data, WEIGHTED)
+    except BaseException:
+        free(ds)
+        raise
+    v.e.n = pk.n
+    v.e.r.w.pa = pk
+    pk.refcnt += 1
+    v.e.r.w.ds = ds
+    return v
+
+
+cdef inline int _weighted_back(Edges* e, double g, Queue* q, unsigned long long epoch) except -1:
+    """The backward of _weighted: x_j's grad += g ds_j."""
+    cdef Py_ssize_t j
+    cdef Pack* pa = e.r.w.pa
+    for j in range(e.n):
+        add_grad(pa.items[j], g * e.r.w.ds[j])
+    _visit_pack(pa, 0, e.n, q, epoch)
+    return 0
+
+
+cdef double _log_sum_exp(Pack* pk, double* p):
+    """log sum_j exp(x_j) of a pack's values, writing softmax(x)_j into p."""
+    cdef Py_ssize_t j
+    for j in range(pk.n):
+        p[j] = D(pk.items[j])
+    return mg_softmax(p, pk.n)
+
+
+def softmax(logits):
+    """softmax(logits) as len(logits) Vals summing to 1.
+
+    Built as y_i = exp(x_i - L) with L = logsumexp(x) one shared node (dL/dx_j = y_j),
+    so y_i has two parents (dy_i/dx_i = y_i, dy_i/dL = -y_i): O(n) edges, not n^2.
+    """
+    cdef Pack* pk = _pack_seq(logits, -1)
+    cdef Py_ssize_t n = pk.n, i
+    cdef double* p
+    cdef Val lse
+    cdef list out
+    try:
+        if n == 0:
+            raise ValueError("softmax of an empty list")
+        p = _doubles(n)
+        lse = _weighted(_log_sum_exp(pk, p), pk, p)
+        out = [None] * n
+        for i in range(n):
+            out[i] = _binary(p[i], <Val>pk.items[i], p[i], lse, -p[i])
+        return out
+    finally:
+        _pack_release(pk)
+
+
+def vrelu(x):
+    """[relu(x_i)] for a list of Vals."""
+    return [(<Val>_as_val(v)).relu() for v in x]
+
+
+# =============================================================================================
+# 4. ValMatrix: a layer's weights, adopted into contiguous arrays.
+# =============================================================================================
 
 cdef bint _adopt(Pack* pk) except -1:
     """Move the data and grad of pk's Vals into contiguous arrays, if each is a leaf that no
@@ -1307,9 +1014,8 @@ cdef class ValMatrix:
         return f"ValMatrix(rows={self.rows}, cols={self.cols})"
 
 
-
-# ---------------------------------------------------------------------------------------------
-# Vec: a whole layer's outputs as one node.
+# =============================================================================================
+# 5. Vec: a whole layer's outputs as one node; its ops, each forward followed by its backward.
 #
 # A GPT's forward pass is a handful of vector ops per token (add, RMSNorm, a matrix times a
 # vector, attention). Made of scalar Vals, each is one Python object per output; a Vec is one
@@ -1317,7 +1023,9 @@ cdef class ValMatrix:
 # arrays. Vecs sit in the same graph as Vals: `cross_entropy` (and indexing, `v[i]`) makes a Val
 # from a Vec, and backward walks both in creation order. A Vec's parents are Vecs, or the
 # contiguous weights of a ValMatrix, whose gradients it adds into directly.
+# =============================================================================================
 
+# What made a Vec, and so which backward the sweep calls for it.
 cdef enum:
     V_LEAF = 0          # a row of a ValMatrix (a view of its arrays), or constants
     V_ADD = 1
@@ -1330,7 +1038,7 @@ cdef enum:
 
 
 @cython.final
-@cython.freelist(256)
+@cython.freelist(256)                   # freed Vecs kept for reuse
 cdef class Vec:
     """n doubles with a gradient each, made by one op from its parents: one node for a vector.
 
@@ -1386,7 +1094,7 @@ cdef class Vec:
         return [self.g[j] for j in range(self.n)]
 
     def __getitem__(self, Py_ssize_t i):
-        """Element i as a Val whose gradient flows back into this Vec."""
+        """Element i as a Val whose gradient flows back into this Vec (see _element_back)."""
         cdef Val v
         if i < 0:
             i += self.n
@@ -1441,15 +1149,6 @@ cdef inline Vec _vec_arg(object o, str where):
     return <Vec>o
 
 
-cdef inline int _visit_vec(PyObject* o, Queue* q, unsigned long long epoch) except -1:
-    """Queue an interior Vec the first time this pass reaches it."""
-    cdef Vec v = <Vec>o
-    if v.op != V_LEAF and v.op != V_PART and v.mark != epoch:
-        v.mark = epoch
-        _q_push(q, o, 2 * v.seq)
-    return 0
-
-
 cdef Vec _row(ValMatrix W, Py_ssize_t i):
     cdef Vec v
     if W.pk.st == NULL:
@@ -1467,6 +1166,9 @@ cdef Vec _row(ValMatrix W, Py_ssize_t i):
     return v
 
 
+# ---------------------------------------------------------------------------------------------
+# vadd: y = a + b
+
 cdef Vec _vec_add(Vec a, Vec b):
     cdef Vec v
     cdef Py_ssize_t j
@@ -1480,6 +1182,36 @@ cdef Vec _vec_add(Vec a, Vec b):
     return v
 
 
+cdef int _vec_add_back(Vec v) except -1:
+    """The backward of y = a + b: a.g += y.g, b.g += y.g."""
+    cdef Py_ssize_t i, j
+    cdef Vec x
+    for i in range(2):
+        x = <Vec>v.parents[i]
+        for j in range(v.n):
+            x.g[j] += v.g[j]
+    return 0
+
+
+def vadd(a, b):
+    """[a_i + b_i]: the elementwise sum of two equal-length lists of Vals, or of two Vecs."""
+    if type(a) is Vec and type(b) is Vec:
+        return _vec_add(<Vec>a, <Vec>b)
+    cdef Py_ssize_t n = len(a), i
+    cdef Val x, y
+    if len(b) != n:
+        raise ValueError(f"vadd: lengths {n} and {len(b)} differ")
+    out = [None] * n
+    for i in range(n):
+        x = _as_val(a[i])
+        y = _as_val(b[i])
+        out[i] = _binary(x.pd[0] + y.pd[0], x, 1.0, y, 1.0)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# rmsnorm: y = x s, s = (mean(x^2) + eps)^-1/2
+
 cdef Vec _vec_rmsnorm(Vec x, double eps):
     cdef Vec v
     if x.n == 0:
@@ -1489,6 +1221,50 @@ cdef Vec _vec_rmsnorm(Vec x, double eps):
     _vec_parent(v, x)
     return v
 
+
+cdef int _vec_rmsnorm_back(Vec v) except -1:
+    """The backward of y = x s (s saved in v.scale; ds/dx_j = -x_j s^3 / n)."""
+    cdef Vec x = <Vec>v.parents[0]
+    mg_rmsnorm_back(x.d, x.g, v.g, v.n, v.scale)
+    return 0
+
+
+def rmsnorm(x, double eps=1e-5):
+    """x * (mean(x^2) + eps)^-1/2 as len(x) Vals (no learned scale); as one Vec for a Vec.
+
+    The factor s is one shared node (ds/dx_j = -x_j s^3 / n); y_i = x_i * s has two parents.
+    """
+    if type(x) is Vec:
+        return _vec_rmsnorm(<Vec>x, eps)
+    cdef Pack* pk = _pack_seq(x, -1)
+    cdef Py_ssize_t n = pk.n, j
+    cdef double ms = 0.0, s, xj
+    cdef double* ds
+    cdef Val s_node
+    cdef list out
+    try:
+        if n == 0:
+            raise ValueError("rmsnorm of an empty list")
+        for j in range(n):
+            xj = D(pk.items[j])
+            ms += xj * xj
+        ms /= n
+        s = pow(ms + eps, -0.5)
+        ds = _doubles(n)
+        for j in range(n):
+            ds[j] = -D(pk.items[j]) * s * s * s / n
+        s_node = _weighted(s, pk, ds)
+        out = [None] * n
+        for j in range(n):
+            xj = D(pk.items[j])
+            out[j] = _binary(xj * s, <Val>pk.items[j], s, s_node, xj)
+        return out
+    finally:
+        _pack_release(pk)
+
+
+# ---------------------------------------------------------------------------------------------
+# linear: y = relu?(scale W x)
 
 cdef Vec _vec_linear(Vec x, ValMatrix W, double scale, bint relu):
     cdef Vec v
@@ -1505,6 +1281,67 @@ cdef Vec _vec_linear(Vec x, ValMatrix W, double scale, bint relu):
     _vec_parent(v, x)
     return v
 
+
+cdef int _vec_linear_back(Vec v) except -1:
+    """The backward of y = relu?(scale W x): x.g += W^T g', W's grad += g' x^T, g' = scale y.g
+    where y > 0."""
+    cdef Vec x = <Vec>v.parents[0]
+    cdef Py_ssize_t j, n = v.n, cols = x.n
+    cdef double* w = v.W.pk.st.data
+    cdef double* wg = v.W.pk.st.grad
+    cdef double* tmp
+    if not (_overlap(x.d, cols, wg, n * cols) or _overlap(x.g, cols, w, n * cols)
+            or _overlap(x.g, cols, wg, n * cols)):
+        mg_linear_back(w, wg, x.d, x.g, v.g, v.d, n, cols, v.scale, v.relu)
+    else:                                  # x is a row of W itself: work on copies of x
+        tmp = <double*>calloc(2 * cols, sizeof(double))
+        if tmp == NULL:
+            raise MemoryError()
+        memcpy(tmp, x.d, cols * sizeof(double))
+        mg_linear_back(w, wg, tmp, tmp + cols, v.g, v.d, n, cols, v.scale, v.relu)
+        for j in range(cols):
+            x.g[j] += tmp[cols + j]
+        free(tmp)
+    return 0
+
+
+def linear(x, W, double scale=1.0, bint relu=False):
+    """W·x as len(W) Vals: out_i = scale * sum_j W[i][j] * x[j], one node per output.
+
+    W is a ValMatrix or a sequence of equal-length rows. Every output shares the packed x and W,
+    so a layer costs one small node per output, not two nodes per multiply-add. relu=True gives
+    relu(out_i) in the same node (d/d out_i = 1 if out_i > 0 else 0).
+    With x a Vec (and W a ValMatrix of weights), the output is one Vec.
+    """
+    if type(x) is Vec:
+        if type(W) is not ValMatrix:
+            raise TypeError("linear: a Vec input needs a ValMatrix of weights")
+        return _vec_linear(<Vec>x, <ValMatrix>W, scale, relu)
+    cdef Pack* px = _pack_seq(x, -1)
+    cdef Pack* pw = NULL
+    cdef Py_ssize_t n = px.n, m, i
+    cdef list out
+    try:
+        if type(W) is ValMatrix:
+            if (<ValMatrix>W).cols != n:
+                raise ValueError(f"linear: W has {(<ValMatrix>W).cols} columns, x has {n} Vals")
+            pw = (<ValMatrix>W).pk
+            pw.refcnt += 1
+            m = (<ValMatrix>W).rows
+        else:
+            pw = _pack_rows(W, n, &m)
+        out = [None] * m
+        for i in range(m):
+            out[i] = _dot_node(pw, i * n, px, n, scale, relu)
+        return out
+    finally:
+        _pack_release(px)
+        if pw != NULL:
+            _pack_release(pw)
+
+
+# ---------------------------------------------------------------------------------------------
+# attention: out_h = sum_t softmax_t(scale q_h . k_t,h) v_t,h, every head in one node
 
 cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double scale):
     """Causal attention of one query over the cached keys and values, every head in one node."""
@@ -1537,6 +1374,13 @@ cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double 
     for h in range(heads):                     # out_h = sum_t softmax_t(scale q_h . k_t,h) v_t,h
         mg_attend(q.d + h * hd, kv, kv + T, h * hd, T, hd, scale, v.saved + h * T, v.d + h * hd)
     return v
+
+
+cdef int _vec_attention_back(Vec v) except -1:
+    """The backward of attention: into the query and every key and value (_attention_back)."""
+    cdef Vec q = <Vec>v.parents[0]
+    return _attention_back(v.parents + 1, (v.n_parents - 1) // 2, v.heads, v.n // v.heads,
+                           v.scale, v.saved, v.g, q.d, q.g)
 
 
 cdef int _attention_back(PyObject** kv, Py_ssize_t T, Py_ssize_t heads, Py_ssize_t hd,
@@ -1576,111 +1420,30 @@ cdef int _attention_back(PyObject** kv, Py_ssize_t T, Py_ssize_t heads, Py_ssize
     return 0
 
 
+def attention(q, keys, values, Py_ssize_t heads, scale=None):
+    """Causal self-attention of one position, every head at once, as one Vec.
+
+    q: this position's query (a Vec of n); keys, values: lists of Vecs of n, one per position so
+    far, this one's included. Head h takes the slice [h n/heads, (h+1) n/heads) of each:
+    out_h = sum_t softmax_t(scale q_h . k_t,h) v_t,h, scale = 1/sqrt(n/heads) unless given.
+    """
+    cdef Vec qv = _vec_arg(q, "attention")
+    if heads < 1 or qv.n % heads:
+        raise ValueError(f"attention: {qv.n} values do not split into {heads} heads")
+    return _vec_attention(qv, list(keys), list(values), heads,
+                          1.0 / sqrt(<double>(qv.n // heads)) if scale is None else <double>scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# A transformer block's two halves, one node each, with the same numbers, forward and
+# backward, as the separate ops above in the same order. First, their weights:
+
 cdef inline double* _data(object W) noexcept:
     return (<ValMatrix>W).pk.st.data
 
 
 cdef inline double* _grad(object W) noexcept:
     return (<ValMatrix>W).pk.st.grad
-
-
-cdef int _attention_block_back(Vec v) except -1:
-    """The attention block's backward: each op's, in the order the separate nodes' backward
-    passes ran (the sum, wo, attention, wq, wv, wk, rmsnorm), so the gradients are theirs."""
-    cdef Py_ssize_t E = v.n, T = (v.n_parents - 1) // 2, j
-    cdef Vec x = <Vec>v.parents[0]
-    cdef Vec k = <Vec>v.parents[T]
-    cdef Vec vv = <Vec>v.parents[2 * T]
-    cdef double* a = v.saved                        # heads x T, then the insides, 8 E, then s
-    cdef double* xn = a + v.heads * T
-    cdef double* xng = xn + E
-    cdef double* qd = xng + E
-    cdef double* qg = qd + E
-    cdef double* att = qg + E
-    cdef double* attg = att + E
-    cdef double* o = attg + E
-    cdef double* og = o + E
-    cdef double s = og[E]
-    cdef object wq = v.Ws[0], wk = v.Ws[1], wv = v.Ws[2], wo = v.Ws[3]
-    for j in range(E):                              # y = x + o
-        x.g[j] += v.g[j]
-    for j in range(E):
-        og[j] += v.g[j]
-    mg_linear_back(_data(wo), _grad(wo), att, attg, og, o, E, E, 1.0, False)
-    _attention_back(v.parents + 1, T, v.heads, E // v.heads, v.scale, a, attg, qd, qg)
-    mg_linear_back(_data(wq), _grad(wq), xn, xng, qg, qd, E, E, 1.0, False)
-    mg_linear_back(_data(wv), _grad(wv), xn, xng, vv.g, vv.d, E, E, 1.0, False)
-    mg_linear_back(_data(wk), _grad(wk), xn, xng, k.g, k.d, E, E, 1.0, False)
-    mg_rmsnorm_back(x.d, x.g, xng, E, s)
-    return 0
-
-
-cdef int _mlp_block_back(Vec v) except -1:
-    """The MLP block's backward, op by op as the separate nodes' ran (the sum, fc2, fc1,
-    rmsnorm)."""
-    cdef Py_ssize_t E = v.n, j
-    cdef Vec x = <Vec>v.parents[0]
-    cdef object fc1 = v.Ws[0], fc2 = v.Ws[1]
-    cdef Py_ssize_t n_ff = (<ValMatrix>fc1).rows
-    cdef double* xn = v.saved                       # xn, xng, o, og (E each), h, hg (n_ff each)
-    cdef double* xng = xn + E
-    cdef double* o = xng + E
-    cdef double* og = o + E
-    cdef double* h = og + E
-    cdef double* hg = h + n_ff
-    for j in range(E):                              # y = x + o
-        x.g[j] += v.g[j]
-    for j in range(E):
-        og[j] += v.g[j]
-    mg_linear_back(_data(fc2), _grad(fc2), h, hg, og, o, E, n_ff, 1.0, False)
-    mg_linear_back(_data(fc1), _grad(fc1), xn, xng, hg, h, n_ff, E, 1.0, True)
-    mg_rmsnorm_back(x.d, x.g, xng, E, v.scale)
-    return 0
-
-
-cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
-    """Add v's gradient into its parents' (and its weights'), and queue the parents."""
-    cdef Py_ssize_t i, j, n = v.n, cols
-    cdef Vec x, qv
-    cdef double* w
-    cdef double* wg
-    cdef double* tmp
-    if v.op == V_ADD:
-        for i in range(2):
-            x = <Vec>v.parents[i]
-            for j in range(n):
-                x.g[j] += v.g[j]
-    elif v.op == V_RMSNORM:                    # y = x s, ds/dx_j = -x_j s^3 / n
-        x = <Vec>v.parents[0]
-        mg_rmsnorm_back(x.d, x.g, v.g, n, v.scale)
-    elif v.op == V_LINEAR:                     # y_i = scale W_i . x
-        x = <Vec>v.parents[0]
-        cols = x.n
-        w = v.W.pk.st.data
-        wg = v.W.pk.st.grad
-        if not (_overlap(x.d, cols, wg, n * cols) or _overlap(x.g, cols, w, n * cols)
-                or _overlap(x.g, cols, wg, n * cols)):
-            mg_linear_back(w, wg, x.d, x.g, v.g, v.d, n, cols, v.scale, v.relu)
-        else:                                  # x is a row of W itself: work on copies of x
-            tmp = <double*>calloc(2 * cols, sizeof(double))
-            if tmp == NULL:
-                raise MemoryError()
-            memcpy(tmp, x.d, cols * sizeof(double))
-            mg_linear_back(w, wg, tmp, tmp + cols, v.g, v.d, n, cols, v.scale, v.relu)
-            for j in range(cols):
-                x.g[j] += tmp[cols + j]
-            free(tmp)
-    elif v.op == V_ATTENTION:
-        qv = <Vec>v.parents[0]
-        _attention_back(v.parents + 1, (v.n_parents - 1) // 2, v.heads, n // v.heads, v.scale,
-                        v.saved, v.g, qv.d, qv.g)
-    elif v.op == V_ATTENTION_BLOCK:
-        _attention_block_back(v)
-    elif v.op == V_MLP_BLOCK:
-        _mlp_block_back(v)
-    for i in range(v.n_parents):
-        _visit_vec(v.parents[i], q, epoch)
-    return 0
 
 
 cdef ValMatrix _square(object W, Py_ssize_t rows, Py_ssize_t cols, str where):
@@ -1692,6 +1455,9 @@ cdef ValMatrix _square(object W, Py_ssize_t rows, Py_ssize_t cols, str where):
                          f"{(<ValMatrix>W).cols}, expected {rows} x {cols}")
     return <ValMatrix>W
 
+
+# ---------------------------------------------------------------------------------------------
+# attention_block: the attention half (rmsnorm, wq wk wv, attention, wo, the residual sum)
 
 def attention_block(x, wq, wk, wv, wo, list keys, list values, Py_ssize_t heads,
                     double eps=1e-5):
@@ -1748,6 +1514,40 @@ def attention_block(x, wq, wk, wv, wo, list keys, list values, Py_ssize_t heads,
     return v
 
 
+cdef int _attention_block_back(Vec v) except -1:
+    """The attention block's backward: each op's, in the order the separate nodes' backward
+    passes ran (the sum, wo, attention, wq, wv, wk, rmsnorm), so the gradients are theirs."""
+    cdef Py_ssize_t E = v.n, T = (v.n_parents - 1) // 2, j
+    cdef Vec x = <Vec>v.parents[0]
+    cdef Vec k = <Vec>v.parents[T]
+    cdef Vec vv = <Vec>v.parents[2 * T]
+    cdef double* a = v.saved                        # heads x T, then the insides, 8 E, then s
+    cdef double* xn = a + v.heads * T
+    cdef double* xng = xn + E
+    cdef double* qd = xng + E
+    cdef double* qg = qd + E
+    cdef double* att = qg + E
+    cdef double* attg = att + E
+    cdef double* o = attg + E
+    cdef double* og = o + E
+    cdef double s = og[E]
+    cdef object wq = v.Ws[0], wk = v.Ws[1], wv = v.Ws[2], wo = v.Ws[3]
+    for j in range(E):                              # y = x + o
+        x.g[j] += v.g[j]
+    for j in range(E):
+        og[j] += v.g[j]
+    mg_linear_back(_data(wo), _grad(wo), att, attg, og, o, E, E, 1.0, False)
+    _attention_back(v.parents + 1, T, v.heads, E // v.heads, v.scale, a, attg, qd, qg)
+    mg_linear_back(_data(wq), _grad(wq), xn, xng, qg, qd, E, E, 1.0, False)
+    mg_linear_back(_data(wv), _grad(wv), xn, xng, vv.g, vv.d, E, E, 1.0, False)
+    mg_linear_back(_data(wk), _grad(wk), xn, xng, k.g, k.d, E, E, 1.0, False)
+    mg_rmsnorm_back(x.d, x.g, xng, E, s)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# mlp_block: the MLP half (rmsnorm, fc1, relu, fc2, the residual sum)
+
 def mlp_block(x, fc1, fc2, double eps=1e-5):
     """x + fc2 . relu(fc1 . rmsnorm(x, eps)) as one Vec: the same numbers, forward and backward,
     as the separate ops (rmsnorm, linear, linear, vadd), with one node instead of four."""
@@ -1769,59 +1569,248 @@ def mlp_block(x, fc1, fc2, double eps=1e-5):
     return v
 
 
-def attention(q, keys, values, Py_ssize_t heads, scale=None):
-    """Causal self-attention of one position, every head at once, as one Vec.
+cdef int _mlp_block_back(Vec v) except -1:
+    """The MLP block's backward, op by op as the separate nodes' ran (the sum, fc2, fc1,
+    rmsnorm)."""
+    cdef Py_ssize_t E = v.n, j
+    cdef Vec x = <Vec>v.parents[0]
+    cdef object fc1 = v.Ws[0], fc2 = v.Ws[1]
+    cdef Py_ssize_t n_ff = (<ValMatrix>fc1).rows
+    cdef double* xn = v.saved                       # xn, xng, o, og (E each), h, hg (n_ff each)
+    cdef double* xng = xn + E
+    cdef double* o = xng + E
+    cdef double* og = o + E
+    cdef double* h = og + E
+    cdef double* hg = h + n_ff
+    for j in range(E):                              # y = x + o
+        x.g[j] += v.g[j]
+    for j in range(E):
+        og[j] += v.g[j]
+    mg_linear_back(_data(fc2), _grad(fc2), h, hg, og, o, E, n_ff, 1.0, False)
+    mg_linear_back(_data(fc1), _grad(fc1), xn, xng, hg, h, n_ff, E, 1.0, True)
+    mg_rmsnorm_back(x.d, x.g, xng, E, v.scale)
+    return 0
 
-    q: this position's query (a Vec of n); keys, values: lists of Vecs of n, one per position so
-    far, this one's included. Head h takes the slice [h n/heads, (h+1) n/heads) of each:
-    out_h = sum_t softmax_t(scale q_h . k_t,h) v_t,h, scale = 1/sqrt(n/heads) unless given.
-    """
-    cdef Vec qv = _vec_arg(q, "attention")
-    if heads < 1 or qv.n % heads:
-        raise ValueError(f"attention: {qv.n} values do not split into {heads} heads")
-    return _vec_attention(qv, list(keys), list(values), heads,
-                          1.0 / sqrt(<double>(qv.n // heads)) if scale is None else <double>scale)
 
+# ---------------------------------------------------------------------------------------------
+# cross_entropy and v[i]: a Val made from a Vec (a VEC node)
 
-def linear(x, W, double scale=1.0, bint relu=False):
-    """W·x as len(W) Vals: out_i = scale * sum_j W[i][j] * x[j], one node per output.
-
-    W is a ValMatrix or a sequence of equal-length rows. Every output shares the packed x and W,
-    so a layer costs one small node per output, not two nodes per multiply-add. relu=True gives
-    relu(out_i) in the same node (d/d out_i = 1 if out_i > 0 else 0).
-    With x a Vec (and W a ValMatrix of weights), the output is one Vec.
-    """
-    if type(x) is Vec:
-        if type(W) is not ValMatrix:
-            raise TypeError("linear: a Vec input needs a ValMatrix of weights")
-        return _vec_linear(<Vec>x, <ValMatrix>W, scale, relu)
-    cdef Pack* px = _pack_seq(x, -1, True)
-    cdef Pack* pw = NULL
-    cdef Py_ssize_t n = px.n, m, i
-    cdef list out
+cdef Val _vec_cross_entropy(Vec x, Py_ssize_t target):
+    cdef double lse
+    cdef double* p
+    cdef Val out
+    if not 0 <= target < x.n:
+        raise IndexError(f"cross_entropy: target {target} outside {x.n} logits")
+    p = <double*>mg_mem_get(x.n * sizeof(double))
+    if p == NULL:
+        raise MemoryError()
+    memcpy(p, x.d, x.n * sizeof(double))
+    lse = mg_softmax(p, x.n)
+    p[target] -= 1.0                           # d/dx_j = softmax_j - [j == target]
     try:
-        if type(W) is ValMatrix:
-            if (<ValMatrix>W).cols != n:
-                raise ValueError(f"linear: W has {(<ValMatrix>W).cols} columns, x has {n} Vals")
-            pw = (<ValMatrix>W).pk
-            pw.refcnt += 1
-            m = (<ValMatrix>W).rows
-        else:
-            pw = _pack_rows(W, n, &m)
-        out = [None] * m
-        for i in range(m):
-            out[i] = _dot_node(pw, i * n, px, n, scale, relu)
-        return out
+        out = _node(lse - x.d[target], VEC)
+    except BaseException:
+        mg_mem_put(p)
+        raise
+    out.e.n = x.n
+    Py_INCREF(x)
+    out.e.r.vec.vec = <PyObject*>x
+    out.e.r.vec.ds = p
+    return out
+
+
+cdef inline int _element_back(Edges* e, double g, Queue* q, unsigned long long epoch) except -1:
+    """The backward of a Val made from a Vec (a VEC node: `v[i]`, or a Vec's `cross_entropy`):
+    elements off .. off + n - 1 of the Vec get g ds_j (ds NULL: g, an element's view)."""
+    cdef Py_ssize_t j
+    cdef double* vg = (<Vec>e.r.vec.vec).g + e.r.vec.off
+    if e.r.vec.ds == NULL:
+        for j in range(e.n):
+            vg[j] += g
+    else:
+        for j in range(e.n):
+            vg[j] += g * e.r.vec.ds[j]
+    _visit_vec(e.r.vec.vec, q, epoch)
+    return 0
+
+
+def cross_entropy(logits, Py_ssize_t target):
+    """-log softmax(logits)[target] as one Val (d/dx_j = softmax_j - [j == target]); logits is a
+    list of Vals or a Vec."""
+    if type(logits) is Vec:
+        return _vec_cross_entropy(<Vec>logits, target)
+    cdef Pack* pk = _pack_seq(logits, -1)
+    cdef double* p
+    cdef double lse
+    try:
+        if not 0 <= target < pk.n:
+            raise IndexError(f"cross_entropy: target {target} outside {pk.n} logits")
+        p = _doubles(pk.n)
+        lse = _log_sum_exp(pk, p)
+        p[target] -= 1.0
+        return _weighted(lse - D(pk.items[target]), pk, p)
     finally:
-        _pack_release(px)
-        if pw != NULL:
-            _pack_release(pw)
+        _pack_release(pk)
 
 
-cdef double _softmax_inplace(double* p, Py_ssize_t n) noexcept:
-    """log sum_j exp(p_j), turning p[0:n] (n >= 1) into softmax(p); the max is subtracted first,
-    so exp cannot overflow."""
-    return mg_softmax(p, n)
+# =============================================================================================
+# 6. The backward sweep: pop the newest node, add its grad into its parents' by its own backward
+# (written under its forward, above), queue the parents; repeat until the queue is empty.
+# =============================================================================================
+
+cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
+    """Add v's gradient into its parents' (and its weights') by its op's backward; queue the
+    parents."""
+    cdef Py_ssize_t i
+    if v.op == V_ADD:
+        _vec_add_back(v)
+    elif v.op == V_RMSNORM:
+        _vec_rmsnorm_back(v)
+    elif v.op == V_LINEAR:
+        _vec_linear_back(v)
+    elif v.op == V_ATTENTION:
+        _vec_attention_back(v)
+    elif v.op == V_ATTENTION_BLOCK:
+        _attention_block_back(v)
+    elif v.op == V_MLP_BLOCK:
+        _mlp_block_back(v)
+    for i in range(v.n_parents):
+        _visit_vec(v.parents[i], q, epoch)
+    return 0
+
+
+cdef inline int _val_backward(Val v, Queue* q, unsigned long long epoch) except -1:
+    """Add v's gradient into its parents' by its kind's backward; queue the parents."""
+    cdef Edges* e = v.e
+    cdef double g = v.pg[0]
+    if e.kind == EDGES:
+        return _edges_back(e, g, q, epoch)
+    if e.kind == WEIGHTED:
+        return _weighted_back(e, g, q, epoch)
+    if e.kind == DOT:
+        return _dot_back(e, g, q, epoch)
+    return _element_back(e, g, q, epoch)        # VEC
+
+
+cdef int _backward(Val root) except -1:
+    """Reverse-mode sweep from root, newest node first, each interior node exactly once.
+
+    A node is newer than all its parents, so when it is popped every node that uses it has
+    already added its share: its grad is final and can be pushed down.
+    """
+    global _epoch
+    cdef Queue q
+    cdef Py_ssize_t j
+    cdef PyObject* o
+    if root.e == NULL:
+        return 0
+    _epoch += 1
+    memset(&q, 0, sizeof(Queue))
+    for j in range(QUEUE_BUCKETS):
+        q.b[j].items = _buckets[j].items
+        q.b[j].cap = _buckets[j].cap
+    q.last = root.e.seq
+    try:
+        _visit(<PyObject*>root, &q, _epoch)
+        while q.size > 0:
+            _q_pop(&q, &o)
+            if _type_of(o) == <PyTypeObject*>Vec:
+                _vec_backward(<Vec>o, &q, _epoch)
+            else:
+                _val_backward(<Val>o, &q, _epoch)
+    finally:
+        for j in range(QUEUE_BUCKETS):
+            if q.b[j].cap > KEPT_ENTRIES_MAX:  # a huge graph's: give it back
+                free(q.b[j].items)
+                q.b[j].items = NULL
+                q.b[j].cap = 0
+            _buckets[j].items = q.b[j].items
+            _buckets[j].cap = q.b[j].cap
+    return 0
+
+
+def graph_size(Val root):
+    """(interior nodes, edges) of the graph below root: what one backward pass walks. A Vec is
+    one node; its edges count its parents (and, for `linear`, the weight matrix)."""
+    global _epoch
+    cdef list stack = [root]
+    cdef Py_ssize_t nodes = 0, edges = 0, j
+    cdef Val v
+    cdef Vec w
+    cdef Edges* e
+    if root.e == NULL:
+        return (0, 0)
+    _epoch += 1
+    root.e.mark = _epoch
+    while stack:
+        node = stack.pop()
+        nodes += 1
+        if type(node) is Vec:
+            w = <Vec>node
+            parents = [<object>w.parents[j] for j in range(w.n_parents)]
+            edges += len(parents) + (w.W is not None) + (len(w.Ws) if w.Ws is not None else 0)
+        else:
+            v = <Val>node
+            e = v.e
+            if e.kind == EDGES:
+                parents = [<object>e.r.two.p0] if e.n == 1 else [<object>e.r.two.p0, <object>e.r.two.p1]
+            elif e.kind == WEIGHTED:
+                parents = [<object>e.r.w.pa.items[j] for j in range(e.n)]
+            elif e.kind == VEC:
+                parents = [<object>e.r.vec.vec]
+            else:
+                parents = [<object>e.r.dot.pa.items[e.r.dot.oa + j] for j in range(e.n)]
+                if e.r.dot.pb != NULL:
+                    parents += [<object>e.r.dot.pb.items[j] for j in range(e.n)]
+            edges += len(parents)
+        for p in parents:
+            if type(p) is Vec:
+                w = <Vec>p
+                if w.op != V_LEAF and w.op != V_PART and w.mark != _epoch:
+                    w.mark = _epoch
+                    stack.append(p)
+                continue
+            e = (<Val>p).e
+            if e != NULL and e.mark != _epoch:
+                e.mark = _epoch
+                stack.append(p)
+    return (nodes, edges)
+
+
+# =============================================================================================
+# 7. Adam, sampling's draw, and the Decoder: plain arrays, no graph.
+# =============================================================================================
+
+def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
+              double beta1, double beta2, double eps, Py_ssize_t t):
+    """Apply one bias-corrected Adam step (t counts from 1) to every param, then zero its grad.
+
+    m and v are the first and second moment buffers, one float64 per param, updated in place.
+    """
+    cdef Py_ssize_t n = params.pk.n, i
+    cdef double c1, c2, g
+    cdef PyObject* p
+    if m.shape[0] != n or v.shape[0] != n:
+        raise ValueError(f"adam_step: {n} params but moments of length {m.shape[0]}, {v.shape[0]}")
+    if t < 1:
+        raise ValueError("adam_step: t counts from 1")
+    c1 = 1.0 / (1.0 - pow(beta1, <double>t))     # bias corrections, as factors
+    c2 = 1.0 / (1.0 - pow(beta2, <double>t))
+    if params.pk.st != NULL:           # adopted weights: the contiguous arrays
+        if n > 0 and (_overlap(&m[0], n, &v[0], n) or _overlap(&m[0], n, params.pk.st.data, n)
+                      or _overlap(&m[0], n, params.pk.st.grad, n)
+                      or _overlap(&v[0], n, params.pk.st.data, n)
+                      or _overlap(&v[0], n, params.pk.st.grad, n)):
+            raise ValueError("adam_step: m, v and the params must be separate arrays")
+        mg_adam(params.pk.st.data, params.pk.st.grad, &m[0], &v[0], n, lr, beta1, beta2, c1, c2, eps)
+        return
+    for i in range(n):
+        p = params.pk.items[i]
+        g = (<Val>p).pg[0]
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g
+        v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
+        (<Val>p).pd[0] = D(p) - lr * (m[i] * c1) / (sqrt(v[i] * c2) + eps)
+        (<Val>p).pg[0] = 0.0
 
 
 def draw_index(logits, double temperature, double u):
@@ -1868,244 +1857,11 @@ def draw_index(logits, double temperature, double u):
         mg_mem_put(w)
 
 
-cdef double _log_sum_exp(Pack* pk, double* p):
-    """log sum_j exp(x_j) of a pack's values, writing softmax(x)_j into p."""
-    cdef Py_ssize_t j
-    for j in range(pk.n):
-        p[j] = D(pk.items[j])
-    return _softmax_inplace(p, pk.n)
-
-
-def softmax(logits):
-    """softmax(logits) as len(logits) Vals summing to 1.
-
-    Built as y_i = exp(x_i - L) with L = logsumexp(x) one shared node (dL/dx_j = y_j),
-    so y_i has two parents (dy_i/dx_i = y_i, dy_i/dL = -y_i): O(n) edges, not n^2.
-    """
-    cdef Pack* pk = _pack_seq(logits, -1)
-    cdef Py_ssize_t n = pk.n, i
-    cdef double* p
-    cdef Val lse
-    cdef list out
-    try:
-        if n == 0:
-            raise ValueError("softmax of an empty list")
-        p = _doubles(n)
-        lse = _weighted(_log_sum_exp(pk, p), pk, p)
-        out = [None] * n
-        for i in range(n):
-            out[i] = _binary(p[i], <Val>pk.items[i], p[i], lse, -p[i])
-        return out
-    finally:
-        _pack_release(pk)
-
-
-def cross_entropy(logits, Py_ssize_t target):
-    """-log softmax(logits)[target] as one Val (d/dx_j = softmax_j - [j == target]); logits is a
-    list of Vals or a Vec."""
-    if type(logits) is Vec:
-        return _vec_cross_entropy(<Vec>logits, target)
-    cdef Pack* pk = _pack_seq(logits, -1)
-    cdef double* p
-    cdef double lse
-    try:
-        if not 0 <= target < pk.n:
-            raise IndexError(f"cross_entropy: target {target} outside {pk.n} logits")
-        p = _doubles(pk.n)
-        lse = _log_sum_exp(pk, p)
-        p[target] -= 1.0
-        return _weighted(lse - D(pk.items[target]), pk, p)
-    finally:
-        _pack_release(pk)
-
-
-cdef Val _vec_cross_entropy(Vec x, Py_ssize_t target):
-    cdef double lse
-    cdef double* p
-    cdef Val out
-    if not 0 <= target < x.n:
-        raise IndexError(f"cross_entropy: target {target} outside {x.n} logits")
-    p = <double*>mg_mem_get(x.n * sizeof(double))
-    if p == NULL:
-        raise MemoryError()
-    memcpy(p, x.d, x.n * sizeof(double))
-    lse = _softmax_inplace(p, x.n)
-    p[target] -= 1.0                           # d/dx_j = softmax_j - [j == target]
-    try:
-        out = _node(lse - x.d[target], VEC)
-    except BaseException:
-        mg_mem_put(p)
-        raise
-    out.e.n = x.n
-    Py_INCREF(x)
-    out.e.r.vec.vec = <PyObject*>x
-    out.e.r.vec.ds = p
-    return out
-
-
-def rmsnorm(x, double eps=1e-5):
-    """x * (mean(x^2) + eps)^-1/2 as len(x) Vals (no learned scale); as one Vec for a Vec.
-
-    The factor s is one shared node (ds/dx_j = -x_j s^3 / n); y_i = x_i * s has two parents.
-    """
-    if type(x) is Vec:
-        return _vec_rmsnorm(<Vec>x, eps)
-    cdef Pack* pk = _pack_seq(x, -1)
-    cdef Py_ssize_t n = pk.n, j
-    cdef double ms = 0.0, s, xj
-    cdef double* ds
-    cdef Val s_node
-    cdef list out
-    try:
-        if n == 0:
-            raise ValueError("rmsnorm of an empty list")
-        for j in range(n):
-            xj = D(pk.items[j])
-            ms += xj * xj
-        ms /= n
-        s = pow(ms + eps, -0.5)
-        ds = _doubles(n)
-        for j in range(n):
-            ds[j] = -D(pk.items[j]) * s * s * s / n
-        s_node = _weighted(s, pk, ds)
-        out = [None] * n
-        for j in range(n):
-            xj = D(pk.items[j])
-            out[j] = _binary(xj * s, <Val>pk.items[j], s, s_node, xj)
-        return out
-    finally:
-        _pack_release(pk)
-
-
-def vadd(a, b):
-    """[a_i + b_i]: the elementwise sum of two equal-length lists of Vals, or of two Vecs."""
-    if type(a) is Vec and type(b) is Vec:
-        return _vec_add(<Vec>a, <Vec>b)
-    cdef Py_ssize_t n = len(a), i
-    cdef Val x, y
-    if len(b) != n:
-        raise ValueError(f"vadd: lengths {n} and {len(b)} differ")
-    out = [None] * n
-    for i in range(n):
-        x = _as_val(a[i])
-        y = _as_val(b[i])
-        out[i] = _binary(x.pd[0] + y.pd[0], x, 1.0, y, 1.0)
-    return out
-
-
-def vrelu(x):
-    """[relu(x_i)] for a list of Vals."""
-    return [(<Val>_as_val(v)).relu() for v in x]
-
-
-cdef inline bint _overlap(const double* a, Py_ssize_t na, const double* b, Py_ssize_t nb) noexcept:
-    """Whether a[0:na] and b[0:nb] share memory."""
-    return a < b + nb and b < a + na
-
-
-def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
-              double beta1, double beta2, double eps, Py_ssize_t t):
-    """Apply one bias-corrected Adam step (t counts from 1) to every param, then zero its grad.
-
-    m and v are the first and second moment buffers, one float64 per param, updated in place.
-    """
-    cdef Py_ssize_t n = params.pk.n, i
-    cdef double c1, c2, g
-    cdef PyObject* p
-    if m.shape[0] != n or v.shape[0] != n:
-        raise ValueError(f"adam_step: {n} params but moments of length {m.shape[0]}, {v.shape[0]}")
-    if t < 1:
-        raise ValueError("adam_step: t counts from 1")
-    c1 = 1.0 / (1.0 - pow(beta1, <double>t))     # bias corrections, as factors
-    c2 = 1.0 / (1.0 - pow(beta2, <double>t))
-    if params.pk.st != NULL:           # adopted weights: the contiguous arrays
-        if n > 0 and (_overlap(&m[0], n, &v[0], n) or _overlap(&m[0], n, params.pk.st.data, n)
-                      or _overlap(&m[0], n, params.pk.st.grad, n)
-                      or _overlap(&v[0], n, params.pk.st.data, n)
-                      or _overlap(&v[0], n, params.pk.st.grad, n)):
-            raise ValueError("adam_step: m, v and the params must be separate arrays")
-        mg_adam(params.pk.st.data, params.pk.st.grad, &m[0], &v[0], n, lr, beta1, beta2, c1, c2, eps)
-        return
-    for i in range(n):
-        p = params.pk.items[i]
-        g = (<Val>p).pg[0]
-        m[i] = beta1 * m[i] + (1.0 - beta1) * g
-        v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
-        (<Val>p).pd[0] = D(p) - lr * (m[i] * c1) / (sqrt(v[i] * c2) + eps)
-        (<Val>p).pg[0] = 0.0
-
-
-# ---------------------------------------------------------------------------------------------
 # Decoder: the GPT's forward pass without a graph, for sampling and for a loss nobody
 # differentiates. No nodes, no saved derivatives: plain arrays, a KV cache of plain arrays, and
 # the weights read in place from their ValMatrix arrays (so it follows training as Adam updates
 # them). Every op is the kernel the graph's op calls (mg_rmsnorm, mg_linear, mg_attend,
 # mg_softmax), in the same order, so the logits are the graph's to the last bit.
-
-cdef extern from *:
-    """
-    typedef struct {
-        Py_ssize_t vocab, n_ctx, n_emb, n_head, n_layer, n_ff;
-        double eps;
-        const double* wte;              /* vocab x n_emb */
-        const double* wpe;              /* n_ctx x n_emb */
-        const double* lm_head;          /* vocab x n_emb */
-        const double** layers;          /* per layer: wq, wk, wv, wo (n_emb x n_emb),
-                                           fc1 (n_ff x n_emb), fc2 (n_emb x n_ff) */
-        double* keys;                   /* per layer, n_ctx x n_emb */
-        double* values;                 /* per layer, n_ctx x n_emb */
-        const double** kp;              /* n_ctx: this layer's key rows so far */
-        const double** vp;              /* n_ctx: and its value rows */
-        double *x, *xn, *q, *att, *tmp, *hidden, *logits;
-        double* a;                      /* n_head x n_ctx: attention weights */
-    } mg_gpt;
-
-    /* logits (vocab) after token at pos, the KV cache holding positions 0 .. pos-1; the model's
-       forward pass (model.py) block for block. */
-    static void mg_gpt_forward(mg_gpt* m, Py_ssize_t token, Py_ssize_t pos) {
-        Py_ssize_t E = m->n_emb, T = pos + 1;
-        for (Py_ssize_t j = 0; j < E; j++) m->x[j] = m->wte[token * E + j] + m->wpe[pos * E + j];
-        for (Py_ssize_t l = 0; l < m->n_layer; l++) {
-            const double** w = m->layers + 6 * l;
-            double* K = m->keys + l * m->n_ctx * E;
-            double* V = m->values + l * m->n_ctx * E;
-            for (Py_ssize_t t = 0; t < T; t++) { m->kp[t] = K + t * E; m->vp[t] = V + t * E; }
-            mg_attention_block(m->x, m->x, w, m->xn, m->q, K + pos * E, V + pos * E, m->kp, m->vp,
-                               T, E, m->n_head, m->eps, m->a, m->att, m->tmp);
-            mg_mlp_block(m->x, m->x, w[4], w[5], m->xn, m->hidden, m->tmp, E, m->n_ff, m->eps);
-        }
-        mg_rmsnorm(m->x, m->xn, E, m->eps);
-        mg_linear(m->lm_head, m->xn, m->logits, m->vocab, E, 1.0, 0);
-    }
-
-    /* -log softmax(logits)[target], as cross_entropy computes it; scratch holds vocab doubles. */
-    static double mg_gpt_nll(const mg_gpt* m, Py_ssize_t target, double* scratch) {
-        for (Py_ssize_t j = 0; j < m->vocab; j++) scratch[j] = m->logits[j];
-        return mg_softmax(scratch, m->vocab) - m->logits[target];
-    }
-    """
-    ctypedef struct mg_gpt:
-        Py_ssize_t vocab, n_ctx, n_emb, n_head, n_layer, n_ff
-        double eps
-        const double* wte
-        const double* wpe
-        const double* lm_head
-        const double** layers
-        double* keys
-        double* values
-        const double** kp
-        const double** vp
-        double* x
-        double* xn
-        double* q
-        double* att
-        double* tmp
-        double* hidden
-        double* a
-        double* logits
-    void mg_gpt_forward(mg_gpt* m, Py_ssize_t token, Py_ssize_t pos) nogil
-    double mg_gpt_nll(const mg_gpt* m, Py_ssize_t target, double* scratch) nogil
-
 
 cdef const double* _weights(object W, Py_ssize_t rows, Py_ssize_t cols, str name) except NULL:
     """The contiguous values of W, a rows x cols ValMatrix of weights."""
@@ -2139,7 +1895,7 @@ cdef class Decoder:
         vocab, E, n_ctx = (<ValMatrix>wte).rows, (<ValMatrix>wte).cols, (<ValMatrix>wpe).rows
         if n_head < 1 or E % n_head:
             raise ValueError(f"Decoder: n_emb ({E}) does not split into {n_head} heads")
-        if any(len(layer) != 6 for layer in layers):
+        if any(len(layer) != MG_LAYER_WEIGHTS for layer in layers):
             raise ValueError("Decoder: each layer is (wq, wk, wv, wo, fc1, fc2)")
         n_ff = (<ValMatrix>layers[0][4]).rows if layers and type(layers[0][4]) is ValMatrix else 0
         self.mats = (wte, wpe, lm_head, layers)
@@ -2148,15 +1904,17 @@ cdef class Decoder:
         self.m.wte = _weights(wte, vocab, E, "wte")
         self.m.wpe = _weights(wpe, n_ctx, E, "wpe")
         self.m.lm_head = _weights(lm_head, vocab, E, "lm_head")
-        self.m.layers = <const double**>malloc((6 * len(layers) + 2 * n_ctx + 1) * sizeof(double*))
+        self.m.layers = <const double**>malloc((MG_LAYER_WEIGHTS * len(layers) + 2 * n_ctx + 1)
+                                                * sizeof(double*))
         if self.m.layers == NULL:
             raise MemoryError()
-        self.m.kp = self.m.layers + 6 * len(layers)
+        self.m.kp = self.m.layers + MG_LAYER_WEIGHTS * len(layers)
         self.m.vp = self.m.kp + n_ctx
         for l in range(len(layers)):
             for i, (name, rows, cols) in enumerate((("wq", E, E), ("wk", E, E), ("wv", E, E),
                                                     ("wo", E, E), ("fc1", n_ff, E), ("fc2", E, n_ff))):
-                self.m.layers[6 * l + i] = _weights(layers[l][i], rows, cols, f"layers.{l}.{name}")
+                self.m.layers[MG_LAYER_WEIGHTS * l + i] = _weights(layers[l][i], rows, cols,
+                                                                   f"layers.{l}.{name}")
         # KV cache (2 n_layer n_ctx E), x xn q att tmp (5 E), hidden, attention weights
         # (n_head n_ctx), logits, and the scratch of a loss (vocab)
         n = 2 * len(layers) * n_ctx * E + 5 * E + n_ff + n_head * n_ctx + 2 * vocab

@@ -1,0 +1,354 @@
+/* The C under microgpt's core (_core.pyx): arithmetic over plain arrays of doubles.
+
+   Every vector op of the graph (a Vec) and the graph-free forward pass (the Decoder, mg_gpt
+   below) calls these kernels, so every path computes the same numbers in the same order, to the
+   last bit. _core.pyx owns the nodes, the graph and backward; this file owns only loops.
+
+   Not here: Python objects (attention's backward, which adds into Vecs' gradients, stays in
+   _core.pyx), randomness, files, threads. Not a goal: speed at the cost of reproducibility. No
+   kernel reassociates a sum or fuses a multiply-add (setup.py builds with -ffp-contract=off),
+   so the results do not depend on the CPU or on which clone of a kernel it runs.
+
+   Notation: E = n_emb (a position's width), T = positions attended over, hd = E / heads (one
+   head's slice), n_ff = the MLP's hidden width, W_i = row i of a row-major matrix W. "The
+   backward of y = f(x)" adds d loss / d x into xg (and into the weights' gradients) given
+   yg = d loss / d y; gradients are always added to, never overwritten.
+
+   Contents: portability macros; the node allocator; the queue's bit length; the kernels, each
+   forward followed by its backward (dot and linear, rmsnorm, softmax and attention, a
+   transformer block's two halves, Adam); the GPT's forward pass without a graph. */
+#ifndef MICROGPT_KERNELS_H
+#define MICROGPT_KERNELS_H
+
+#include <Python.h>     /* Py_ssize_t */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------------
+   Portability. `restrict` promises the compiler that the arrays do not overlap (the callers
+   check), so it vectorises the loops; on x86-64 with GCC and glibc each MG_CLONES kernel is also
+   built for AVX2 and the CPU picks at load time. */
+#if defined(_MSC_VER)
+#define restrict __restrict
+#endif
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+#define MG_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MG_CLONES
+#endif
+
+/* Running sums per dot product: lane k takes the terms j = k mod MG_LANES. mg_dot and
+   mg_linear must agree on it (and on adding the lanes as (s0 + s1) + (s2 + s3)), or a Vec's
+   linear and a list's would differ in the last bits. */
+enum { MG_LANES = 4 };
+
+#if defined(__GNUC__) || defined(__clang__)
+typedef double mg_v4 __attribute__((vector_size(MG_LANES * sizeof(double))));
+#define mg_load4(p) ({ mg_v4 v_; memcpy(&v_, (p), sizeof v_); v_; })   /* unaligned */
+#define MG_V4 1
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define MG_SHUFFLE 1
+#endif
+#endif
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+   The allocator of Vec nodes' arrays (values and gradients, parents, attention weights) and of
+   losses: per-size free lists. A training step makes and frees the same sizes every time, so
+   after the first step no node costs a malloc. A block remembers its size class in a 16-byte
+   header; the lists keep at most MG_MEM_KEPT bytes, the rest goes back to malloc. */
+enum { MG_MEM_UNIT = 64, MG_MEM_CLASSES = 256 };     /* classes of 64 .. 16384 bytes */
+#define MG_MEM_KEPT ((size_t)32 << 20)
+typedef struct mg_block { struct mg_block* next; size_t cls; } mg_block;
+static mg_block* mg_mem_lists[MG_MEM_CLASSES + 1];
+static size_t mg_mem_kept = 0;
+
+/* n bytes (aligned as malloc's, 16), or NULL when memory runs out. */
+static void* mg_mem_get(size_t n) {
+    size_t cls = (n + sizeof(mg_block) + MG_MEM_UNIT - 1) / MG_MEM_UNIT;
+    mg_block* b;
+    if (cls <= MG_MEM_CLASSES && mg_mem_lists[cls] != NULL) {
+        b = mg_mem_lists[cls];
+        mg_mem_lists[cls] = b->next;
+        mg_mem_kept -= cls * MG_MEM_UNIT;
+        return b + 1;
+    }
+    b = (mg_block*)malloc(cls <= MG_MEM_CLASSES ? cls * MG_MEM_UNIT : n + sizeof(mg_block));
+    if (b == NULL) return NULL;
+    b->cls = cls;
+    return b + 1;
+}
+
+/* Give back a block from mg_mem_get (NULL: nothing). */
+static void mg_mem_put(void* p) {
+    if (p == NULL) return;
+    mg_block* b = (mg_block*)p - 1;
+    if (b->cls <= MG_MEM_CLASSES && mg_mem_kept + b->cls * MG_MEM_UNIT <= MG_MEM_KEPT) {
+        b->next = mg_mem_lists[b->cls];
+        mg_mem_lists[b->cls] = b;
+        mg_mem_kept += b->cls * MG_MEM_UNIT;
+    } else {
+        free(b);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   The backward queue's radix heap: the number of bits of x (0 for 0), the bucket of a key. */
+static inline int mg_bitlen(unsigned long long x) {
+#if defined(__GNUC__) || defined(__clang__)
+    return x ? 64 - __builtin_clzll(x) : 0;
+#else
+    int n = 0;
+    while (x) { n++; x >>= 1; }
+    return n;
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------------
+   dot and linear. */
+
+/* sum_j a_j b_j in MG_LANES running sums (the adds need not wait on one another), added as
+   (s0 + s1) + (s2 + s3). */
+static inline double mg_dot(const double* restrict a, const double* restrict b, Py_ssize_t n) {
+    Py_ssize_t m = n - n % MG_LANES;
+    double s[MG_LANES] = {0.0, 0.0, 0.0, 0.0};
+    for (Py_ssize_t j = 0; j < m; j += MG_LANES)
+        for (int k = 0; k < MG_LANES; k++) s[k] += a[j + k] * b[j + k];
+    for (Py_ssize_t j = m; j < n; j++) s[0] += a[j] * b[j];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* y = relu?(scale W x) (W: rows x cols), y_i = scale mg_dot(W_i, x) bit for bit. With GCC or
+   Clang, four rows at a time: a vector of MG_LANES doubles holds a row's running sums, the four
+   rows share each load of x, and nothing is reordered (a lane's multiply-adds stay in order;
+   -ffp-contract=off keeps them unfused). */
+MG_CLONES static void mg_linear(const double* restrict w, const double* restrict x,
+                                double* restrict y, Py_ssize_t rows, Py_ssize_t cols,
+                                double scale, int relu) {
+    Py_ssize_t i = 0;
+#ifdef MG_V4
+    Py_ssize_t m = cols - cols % MG_LANES;
+    for (; i + 4 <= rows; i += 4) {
+        const double* w0 = w + i * cols;
+        const double* w1 = w0 + cols;
+        const double* w2 = w1 + cols;
+        const double* w3 = w2 + cols;
+        mg_v4 s0 = {0.0, 0.0, 0.0, 0.0}, s1 = s0, s2 = s0, s3 = s0;
+        for (Py_ssize_t j = 0; j < m; j += MG_LANES) {
+            mg_v4 xj = mg_load4(x + j);
+            s0 += mg_load4(w0 + j) * xj;
+            s1 += mg_load4(w1 + j) * xj;
+            s2 += mg_load4(w2 + j) * xj;
+            s3 += mg_load4(w3 + j) * xj;
+        }
+        for (Py_ssize_t j = m; j < cols; j++) {
+            s0[0] += w0[j] * x[j];
+            s1[0] += w1[j] * x[j];
+            s2[0] += w2[j] * x[j];
+            s3[0] += w3[j] * x[j];
+        }
+#ifdef MG_SHUFFLE   /* the four rows' (s[0] + s[1]) + (s[2] + s[3]) as two vector adds */
+        mg_v4 t0 = __builtin_shufflevector(s0, s1, 0, 4, 2, 6) + __builtin_shufflevector(s0, s1, 1, 5, 3, 7);
+        mg_v4 t1 = __builtin_shufflevector(s2, s3, 0, 4, 2, 6) + __builtin_shufflevector(s2, s3, 1, 5, 3, 7);
+        mg_v4 out = __builtin_shufflevector(t0, t1, 0, 1, 4, 5) + __builtin_shufflevector(t0, t1, 2, 3, 6, 7);
+#else
+        mg_v4 out = {(s0[0] + s0[1]) + (s0[2] + s0[3]), (s1[0] + s1[1]) + (s1[2] + s1[3]),
+                     (s2[0] + s2[1]) + (s2[2] + s2[3]), (s3[0] + s3[1]) + (s3[2] + s3[3])};
+#endif
+        for (int r = 0; r < 4; r++) {
+            double o = scale * out[r];
+            y[i + r] = (!relu || o > 0.0) ? o : 0.0;
+        }
+    }
+#endif
+    for (; i < rows; i++) {
+        double out = scale * mg_dot(w + i * cols, x, cols);
+        y[i] = (!relu || out > 0.0) ? out : 0.0;
+    }
+}
+
+/* The backward of y = relu?(scale W x): xg += W^T g', wg += g' x^T, g' = scale yg where y > 0. */
+MG_CLONES static void mg_linear_back(const double* restrict w, double* restrict wg,
+                                     const double* restrict x, double* restrict xg,
+                                     const double* restrict gy, const double* restrict y,
+                                     Py_ssize_t rows, Py_ssize_t cols, double scale, int relu) {
+    for (Py_ssize_t i = 0; i < rows; i++) {
+        if (relu && !(y[i] > 0.0)) continue;
+        double gi = gy[i] * scale;
+        if (gi == 0.0) continue;
+        const double* restrict wi = w + i * cols;
+        double* restrict wgi = wg + i * cols;
+        Py_ssize_t j = 0;
+#ifdef MG_V4
+        mg_v4 g4 = {gi, gi, gi, gi};
+        for (; j + MG_LANES <= cols; j += MG_LANES) {   /* the same adds, a vector at a time */
+            mg_v4 xg4 = mg_load4(xg + j) + g4 * mg_load4(wi + j);
+            mg_v4 wg4 = mg_load4(wgi + j) + g4 * mg_load4(x + j);
+            memcpy(xg + j, &xg4, sizeof xg4);
+            memcpy(wgi + j, &wg4, sizeof wg4);
+        }
+#endif
+        for (; j < cols; j++) {
+            xg[j] += gi * wi[j];
+            wgi[j] += gi * x[j];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   RMSNorm (no learned scale). */
+
+/* y = x s with s = (mean(x^2) + eps)^-1/2, the squares summed left to right; returns s. */
+static double mg_rmsnorm(const double* x, double* y, Py_ssize_t n, double eps) {
+    double ms = 0.0;
+    for (Py_ssize_t j = 0; j < n; j++) ms += x[j] * x[j];
+    double s = pow(ms / (double)n + eps, -0.5);
+    for (Py_ssize_t j = 0; j < n; j++) y[j] = x[j] * s;
+    return s;
+}
+
+/* The backward of y = x s (s from mg_rmsnorm): xg += s yg - x s^3/n (yg . x). */
+static void mg_rmsnorm_back(const double* x, double* xg, const double* yg, Py_ssize_t n,
+                            double s) {
+    double dot = 0.0;
+    for (Py_ssize_t j = 0; j < n; j++) dot += yg[j] * x[j];
+    double s3 = s * s * s / (double)n;
+    for (Py_ssize_t j = 0; j < n; j++) xg[j] += s * yg[j] - x[j] * s3 * dot;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   softmax and attention (attention's backward is _attention_back in _core.pyx: it adds into the
+   gradients of the key and value Vecs). */
+
+/* p[0:n] (n >= 1) becomes softmax(p); returns log sum_j exp(p_j). The max is subtracted
+   first, so exp cannot overflow. */
+static double mg_softmax(double* p, Py_ssize_t n) {
+    double m = p[0], s = 0.0;
+    for (Py_ssize_t j = 1; j < n; j++) if (p[j] > m) m = p[j];
+    for (Py_ssize_t j = 0; j < n; j++) { p[j] = exp(p[j] - m); s += p[j]; }
+    for (Py_ssize_t j = 0; j < n; j++) p[j] /= s;
+    return m + log(s);
+}
+
+/* One head of causal attention over T positions: a[t] = softmax_t(scale q . k[t]),
+   out = sum_t a[t] v[t]. q, out and each k[t] + off, v[t] + off are hd doubles. */
+static void mg_attend(const double* restrict q, const double* const* k,
+                      const double* const* v, Py_ssize_t off, Py_ssize_t T, Py_ssize_t hd,
+                      double scale, double* restrict a, double* restrict out) {
+    for (Py_ssize_t t = 0; t < T; t++) {
+        const double* restrict kt = k[t] + off;
+        double y = 0.0;
+        for (Py_ssize_t j = 0; j < hd; j++) y += q[j] * kt[j];
+        a[t] = y * scale;
+    }
+    mg_softmax(a, T);
+    for (Py_ssize_t j = 0; j < hd; j++) out[j] = 0.0;
+    for (Py_ssize_t t = 0; t < T; t++) {
+        const double* restrict vt = v[t] + off;
+        double at = a[t];
+        for (Py_ssize_t j = 0; j < hd; j++) out[j] += at * vt[j];
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   A transformer block's two halves, forward, in the order model.py writes them (each vector op
+   the kernel its Vec op calls). Both return the rmsnorm factor s. Their backward passes are
+   _attention_block_back and _mlp_block_back in _core.pyx, made of the kernels above. */
+
+/* The weight matrices of one layer, in this order: wq, wk, wv, wo (E x E), fc1 (n_ff x E),
+   fc2 (E x n_ff). */
+enum { MG_LAYER_WEIGHTS = 6 };
+
+/* Attention: xn = rmsnorm(x), k = wk xn, v = wv xn, q = wq xn, head h of att attends over
+   kp[0..T), vp[0..T) (kp[T-1] = k, vp[T-1] = v) with weights a[h T .. h T + T),
+   o = wo att, y = x + o. w: wq, wk, wv, wo, each E x E. */
+static double mg_attention_block(const double* x, double* y, const double* const* w,
+                                 double* xn, double* q, double* k, double* v,
+                                 const double* const* kp, const double* const* vp,
+                                 Py_ssize_t T, Py_ssize_t E, Py_ssize_t heads, double eps,
+                                 double* a, double* att, double* o) {
+    Py_ssize_t hd = E / heads;
+    double scale = 1.0 / sqrt((double)hd);
+    double s = mg_rmsnorm(x, xn, E, eps);
+    mg_linear(w[1], xn, k, E, E, 1.0, 0);
+    mg_linear(w[2], xn, v, E, E, 1.0, 0);
+    mg_linear(w[0], xn, q, E, E, 1.0, 0);
+    for (Py_ssize_t h = 0; h < heads; h++)
+        mg_attend(q + h * hd, kp, vp, h * hd, T, hd, scale, a + h * T, att + h * hd);
+    mg_linear(w[3], att, o, E, E, 1.0, 0);
+    for (Py_ssize_t j = 0; j < E; j++) y[j] = x[j] + o[j];
+    return s;
+}
+
+/* MLP: xn = rmsnorm(x), h = relu(fc1 xn) (n_ff), o = fc2 h, y = x + o. */
+static double mg_mlp_block(const double* x, double* y, const double* fc1, const double* fc2,
+                           double* xn, double* h, double* o, Py_ssize_t E, Py_ssize_t n_ff,
+                           double eps) {
+    double s = mg_rmsnorm(x, xn, E, eps);
+    mg_linear(fc1, xn, h, n_ff, E, 1.0, 1);
+    mg_linear(fc2, h, o, E, n_ff, 1.0, 0);
+    for (Py_ssize_t j = 0; j < E; j++) y[j] = x[j] + o[j];
+    return s;
+}
+
+/* ---------------------------------------------------------------------------------------------
+   Adam: one bias-corrected step over n weights (c1, c2: the corrections 1 / (1 - beta^t)), each
+   gradient zeroed once used. */
+MG_CLONES static void mg_adam(double* restrict w, double* restrict g, double* restrict m,
+                              double* restrict v, Py_ssize_t n, double lr, double b1,
+                              double b2, double c1, double c2, double eps) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double gi = g[i];
+        m[i] = b1 * m[i] + (1.0 - b1) * gi;
+        v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+        w[i] -= lr * (m[i] * c1) / (sqrt(v[i] * c2) + eps);
+        g[i] = 0.0;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+   The GPT's forward pass without a graph (the Decoder in _core.pyx): plain arrays, a KV cache of
+   plain arrays, and the weights read in place from their ValMatrix arrays. */
+typedef struct {
+    Py_ssize_t vocab, n_ctx, n_emb, n_head, n_layer, n_ff;
+    double eps;
+    const double* wte;              /* vocab x n_emb */
+    const double* wpe;              /* n_ctx x n_emb */
+    const double* lm_head;          /* vocab x n_emb */
+    const double** layers;          /* per layer, MG_LAYER_WEIGHTS matrices: wq, wk, wv, wo
+                                       (n_emb x n_emb), fc1 (n_ff x n_emb), fc2 (n_emb x n_ff) */
+    double* keys;                   /* per layer, n_ctx x n_emb */
+    double* values;                 /* per layer, n_ctx x n_emb */
+    const double** kp;              /* n_ctx: this layer's key rows so far */
+    const double** vp;              /* n_ctx: and its value rows */
+    double *x, *xn, *q, *att, *tmp, *hidden, *logits;
+    double* a;                      /* n_head x n_ctx: attention weights */
+} mg_gpt;
+
+/* logits (vocab) after token at pos, the KV cache holding positions 0 .. pos-1; the model's
+   forward pass (model.py) block for block. */
+static void mg_gpt_forward(mg_gpt* m, Py_ssize_t token, Py_ssize_t pos) {
+    Py_ssize_t E = m->n_emb, T = pos + 1;
+    for (Py_ssize_t j = 0; j < E; j++) m->x[j] = m->wte[token * E + j] + m->wpe[pos * E + j];
+    for (Py_ssize_t l = 0; l < m->n_layer; l++) {
+        const double** w = m->layers + MG_LAYER_WEIGHTS * l;
+        double* K = m->keys + l * m->n_ctx * E;
+        double* V = m->values + l * m->n_ctx * E;
+        for (Py_ssize_t t = 0; t < T; t++) { m->kp[t] = K + t * E; m->vp[t] = V + t * E; }
+        mg_attention_block(m->x, m->x, w, m->xn, m->q, K + pos * E, V + pos * E, m->kp, m->vp,
+                           T, E, m->n_head, m->eps, m->a, m->att, m->tmp);
+        mg_mlp_block(m->x, m->x, w[4], w[5], m->xn, m->hidden, m->tmp, E, m->n_ff, m->eps);
+    }
+    mg_rmsnorm(m->x, m->xn, E, m->eps);
+    mg_linear(m->lm_head, m->xn, m->logits, m->vocab, E, 1.0, 0);
+}
+
+/* -log softmax(logits)[target], as cross_entropy computes it; scratch holds vocab doubles. */
+static double mg_gpt_nll(const mg_gpt* m, Py_ssize_t target, double* scratch) {
+    for (Py_ssize_t j = 0; j < m->vocab; j++) scratch[j] = m->logits[j];
+    return mg_softmax(scratch, m->vocab) - m->logits[target];
+}
+
+#endif /* MICROGPT_KERNELS_H */
