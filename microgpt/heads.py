@@ -67,6 +67,13 @@ class NameHead:
 
     name = "Head"
     objective = "Fitness"
+    colour = "#7f7f7f"              # in the report's figures
+
+    @classmethod
+    def make(cls, known, scoring):
+        """This head, for a run whose training names are known (a KnownNames, or None when no
+        head of the run needs them: `needs_names`), adding up names by scoring."""
+        return cls(scoring)
 
     def __init__(self, scoring=DEFAULT_SCORING):
         if scoring not in SCORINGS:
@@ -128,6 +135,7 @@ class Weaver(NameHead):
 
     name = "Weaver"
     objective = "Flow"
+    colour = "#1f77b4"
 
     def score_name(self, name):
         if len(name) < 3 or not name.isalpha():
@@ -141,6 +149,7 @@ class Mirror(NameHead):
 
     name = "Mirror"
     objective = "Symmetry"
+    colour = "#9467bd"
 
     def score_name(self, name):
         if len(name) < 3:
@@ -162,6 +171,12 @@ class Spark(NameHead):
 
     name = "Spark"
     objective = "Creativity"
+    colour = "#ff7f0e"
+    needs_names = True
+
+    @classmethod
+    def make(cls, known, scoring):
+        return cls(known, scoring)
 
     def __init__(self, training_names, scoring=DEFAULT_SCORING):
         super().__init__(scoring)
@@ -184,6 +199,11 @@ class Origin:
 
     name = "Origin"
     objective = "Likelihood"
+    colour = "#2ca02c"
+
+    @classmethod
+    def make(cls, known, scoring):
+        return cls()
 
     def score(self, names, val_loss=None):
         if val_loss is None or not math.isfinite(val_loss):
@@ -206,6 +226,7 @@ class Classic(NameHead):
 
     name = "Classic"
     objective = "Combined"
+    colour = "#8c564b"
     WEIGHTS = (1.0, 1.2, 2.0)    # flow, symmetry, creativity
 
     def __init__(self, training_names, scoring=DEFAULT_SCORING):
@@ -234,8 +255,10 @@ def known_names(training_names):
     return training_names if isinstance(training_names, KnownNames) else KnownNames(training_names)
 
 
-HYDRA_HEADS = ("weaver", "mirror", "spark", "origin")
+HEADS = (Weaver, Mirror, Spark, Origin)       # Hydra's heads: a new head is its class, added here
+HYDRA_HEADS = tuple(h.name.lower() for h in HEADS)
 DEFAULT_HEADS = "weaver,mirror,spark"
+COLOURS = {h.name: h.colour for h in (*HEADS, Classic)}
 
 
 def parse_heads(spec):
@@ -259,7 +282,11 @@ def make_heads(spec, training_names, scoring=DEFAULT_SCORING):
     """The heads named in spec (a string for parse_heads, or its list) as objects, the name heads
     adding up their names by scoring ("counted" or "mean")."""
     wanted = parse_heads(spec) if isinstance(spec, str) else spec
-    known = known_names(training_names) if "spark" in wanted else None
-    made = {"weaver": lambda: Weaver(scoring), "mirror": lambda: Mirror(scoring),
-            "spark": lambda: Spark(known, scoring), "origin": Origin}
-    return [made[w]() for w in wanted]
+    by_name = {h.name.lower(): h for h in HEADS}
+    unknown = [w for w in wanted if w not in by_name]
+    if unknown:
+        raise UsageError(f"unknown head {unknown[0]!r} (choose from {', '.join(HYDRA_HEADS)})")
+    classes = [by_name[w] for w in wanted]
+    known = (known_names(training_names)
+             if any(getattr(h, "needs_names", False) for h in classes) else None)
+    return [h.make(known, scoring) for h in classes]

@@ -251,3 +251,21 @@ def test_known_names_looked_up_together_agree_with_one_at_a_time():
     spark = Spark(["Olivia"])
     assert spark.score_names(["olivia", "al", "maximilian"]) == [-5.0, None, 2.5]
     assert [spark.score_name(n) for n in ["olivia", "al", "maximilian"]] == [-5.0, None, 2.5]
+
+
+def test_a_head_is_declared_once_in_heads(monkeypatch):
+    from microgpt import heads
+
+    class Echo(heads.NameHead):
+        name, objective, colour = "Echo", "Echo", "#123456"
+
+        def score_name(self, name):
+            return 1.0
+
+    monkeypatch.setattr(heads, "HEADS", (*heads.HEADS, Echo))
+    made = heads.make_heads(["echo", "spark"], ["anna"], "counted")
+    assert [type(h) for h in made] == [Echo, heads.Spark] and made[1].known.among(["anna"])[0]
+    assert made[0].score(["bo", "bo", "al"]) == pytest.approx(2 / 3)
+    with pytest.raises(heads.UsageError, match="unknown head 'hydra'"):
+        heads.make_heads(["hydra"], [], "counted")
+    assert heads.COLOURS["Weaver"] == heads.Weaver.colour

@@ -1,9 +1,8 @@
 """What every figure shares: the size, the heads' colours, the winner's star, the axes' helpers."""
+from microgpt.heads import COLOURS  # noqa: F401  (each head's, declared with it)
 from microgpt.hydra import SPACE
 from microgpt.report.data import drawable
 
-COLOURS = {"Weaver": "#1f77b4", "Mirror": "#9467bd", "Spark": "#ff7f0e", "Origin": "#2ca02c",
-           "Classic": "#8c564b"}
 WIDTH, HEIGHT, DPI = 9.0, 4.5, 100          # inches; every PNG is 900 x 450 pixels
 GENE_LABELS = {g.name: g.about for g in SPACE}
 WHOLE = {g.name for g in SPACE if g.whole}

@@ -5,7 +5,7 @@ random first generation (the yardstick of every standing) is the baseline where 
 """
 import statistics
 
-from microgpt.hydra import GENES
+from microgpt.hydra import GENES, percentile
 from microgpt.report.data import (
     best_so_far,
     champions,
@@ -313,14 +313,17 @@ def plot_compare(a, b):
     bars = axes[0][0]
     width = 0.38
     for k, (run, shade) in enumerate(((a, 1.0), (b, 0.55))):
-        w = (run.winner or {}).get("scores", {})
-        ys = [w.get(h) if drawable(w.get(h)) else 0 for h in heads]
+        w, ref = (run.winner or {}).get("scores", {}), reference_scores(run)
+        ys = [percentile(w[h], ref[h]) if drawable(w.get(h)) and ref.get(h) else 0 for h in heads]
         bars.bar([i + (k - 0.5) * width for i in range(len(heads))], ys, width,
                  color=[COLOURS.get(h) for h in heads], alpha=shade,
                  label=f"run {run.id}: standing {(run.winner or {}).get('standing') or 0:.2f}")
+    bars.axhline(0.5, color="0.5", linewidth=1, linestyle=":")
+    bars.set_ylim(0, 1)
     bars.set_xticks(range(len(heads)), heads, fontsize="small")
+    bars.set_ylabel("share of its run's random genomes beaten")
     bars.set_title("the winners (left: first run)", fontsize="small")
-    bars.legend(fontsize="x-small")
+    bars.legend(fontsize="x-small", loc="lower left")
     for ax, h in zip(axes[0][1:], heads):
         for run, style in ((a, "-"), (b, "--")):
             line = [(c["generation"], c["score"]) for c in champions(run) if c["head"] == h]

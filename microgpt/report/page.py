@@ -51,8 +51,10 @@ CAPTIONS = {
     "timeline": "Every evaluation on the worker that ran it; the primordial creature first, in "
                 "black; the final judgement hatched and shaded.",
     "time": "Seconds per evaluation against model size; failed evaluations marked.",
-    "compare": "The two winners' mean scores head by head, and each head's best champion so far "
-               "in each run.",
+    "compare": "Left: each winner's mean score under each head as the share of its own run's "
+               "random first generation it beats (0.5: a typical random genome; one trial each, "
+               "so a little kinder than the standing, which counts the judges' noise). Then each "
+               "head's best champion so far in each run.",
     "compare-front": "Each run's Pareto front (its organisms no other of the run beats on every "
                      "head), two heads at a time.",
 }
