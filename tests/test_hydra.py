@@ -934,12 +934,13 @@ def test_the_worker_hears_a_voice_at_its_own_cooling_or_at_the_one_it_names():
 # The search space is declared once.
 
 def test_a_gene_added_to_the_table_is_drawn_mutated_shown_and_written(monkeypatch):
+    from microgpt.genes import Gene
     from microgpt.hydra import genes
 
-    extra = genes.Gene("dropout", "Drop", "dropout (share of units)", False,
-                       mutate=lambda rng, x: min(max(x + rng.uniform(-0.1, 0.1), 0.0), 0.5),
-                       span=("float", 0.0, 0.5, False),
-                       new=lambda rng: 0.0, tune=lambda genome: (0.0, 0.1, 0.2), shown="{:.2f}")
+    extra = Gene("dropout", "Drop", "dropout (share of units)", False,
+                 mutate=lambda rng, x: min(max(x + rng.uniform(-0.1, 0.1), 0.0), 0.5),
+                 span=("float", 0.0, 0.5, False),
+                 new=lambda rng: 0.0, tune=lambda genome: (0.0, 0.1, 0.2), shown="{:.2f}")
     space = (*genes.SPACE, extra)
     monkeypatch.setattr(genes, "SPACE", space)
     monkeypatch.setattr(genes, "BY_NAME", {g.name: g for g in space})

@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from microgpt.genes import NEW_LR
 from microgpt.hydra.evaluation import evaluate_all
 from microgpt.hydra.final import (
     CONFIRM_TRIALS,
@@ -16,7 +17,6 @@ from microgpt.hydra.final import (
     final_judgement,
 )
 from microgpt.hydra.genes import (
-    NEW_LR,
     default_genome,
     derive_seed,
     mutate,

@@ -4,32 +4,7 @@ how a genome is shown, and the seeds derived from an organism's identity.
 """
 import hashlib
 
-from microgpt.genes import (  # noqa: F401  (the table, for those who read it from here)
-    BY_NAME,
-    COOLING_FACTOR,
-    GENES,
-    LR_FACTOR,
-    LR_TUNING,
-    MUTANT_COOLING,
-    MUTANT_CTX,
-    MUTANT_EMB,
-    MUTANT_FF,
-    MUTANT_LAYERS,
-    MUTANT_LR,
-    MUTANT_TEMPERATURE,
-    N_HEADS,
-    NEW_EMB,
-    NEW_LAYERS,
-    NEW_LR,
-    SPACE,
-    TEMPERATURE_FACTOR,
-    Gene,
-    _afresh,
-    _clamp,
-    _scale,
-    _step,
-    log_uniform,
-)
+from microgpt.genes import BY_NAME, GENES, SPACE
 from microgpt.genome import GENE_KEYS
 
 
