@@ -825,17 +825,19 @@ def test_training_names_for_spark_are_the_whole_dataset():
 def test_a_stored_evaluation_without_names_at_its_temperatures_is_refused():
     # an older microgpt's store: its evaluations sampled at one temperature only
     from microgpt.evaluators import Outcome
+    from microgpt.store import Recall
 
     heads = HEADS3[:1]
     o = Organism(dict(GENOME), "Weaver", 0, 0, 0, 17, temperatures=hydra.voices(GENOME))
     old = Outcome(o.id, {"names": ["anna"], "val_loss": 2.0}, None, 1, 17)
     with pytest.raises(ValueError, match="older microgpt"):
-        hydra.evaluate_all([o], None, fast_cfg(), heads, hydra.Observer(), {o.id: old})
+        hydra.evaluate_all([o], None, fast_cfg(), heads, hydra.Observer(), Recall({o.id: old}))
 
 
 def test_a_stored_evaluation_of_other_genes_is_refused():
     # a store an older microgpt wrote: its mutants (and genomes) are not the ones this one breeds
     from microgpt.evaluators import Outcome
+    from microgpt.store import Recall
 
     heads = HEADS3[:1]
     cfg = fast_cfg()
@@ -844,7 +846,7 @@ def test_a_stored_evaluation_of_other_genes_is_refused():
     result = {"names": ["anna"], "val_loss": 2.0}
     with pytest.raises(ValueError, match="other genes"):
         hydra.evaluate_all([o], None, cfg, heads, hydra.Observer(),
-                           {o.id: Outcome(o.id, result, None, 1, 17, older)})
+                           Recall({o.id: Outcome(o.id, result, None, 1, 17, older)}))
     same = Outcome(o.id, result, None, 1, 17, hydra.full_genome(o.genome, cfg.steps))
 
     class Idle:                                        # nothing is left to evaluate
@@ -852,7 +854,7 @@ def test_a_stored_evaluation_of_other_genes_is_refused():
             assert tasks == []
             return []
 
-    hydra.evaluate_all([o], Idle(), cfg, heads, hydra.Observer(), {o.id: same})
+    hydra.evaluate_all([o], Idle(), cfg, heads, hydra.Observer(), Recall({o.id: same}))
     assert o.names == ["anna"]
 
 

@@ -1,7 +1,6 @@
 """Evaluating organisms through the evaluator seam, and scoring what they say under every head."""
 import math
 
-from microgpt.errors import MicrogptError
 from microgpt.evaluators import Task
 from microgpt.hydra.genes import full_genome
 
@@ -58,25 +57,18 @@ def _check_result(result, temperatures=()):
 def evaluate_all(todo, evaluator, cfg, heads, observer, recall=None):
     """Evaluate and score the organisms todo in place, through evaluator.
 
-    recall: {organism id: an earlier outcome} (a resumed run's store): those are not run again.
+    recall: the outcomes a resumed run's store already has (microgpt.store.Recall, which gives
+    one back only for the organism it was): those are not run again.
     An evaluation that fails (it raised, or its worker died for good) scores -inf, with its
     reason. The costliest are handed over first, so every worker stays busy to the end of a
     generation (longest-processing-time-first); results are matched by identity.
     """
     pending = {}
     for org in todo:
-        outcome = (recall or {}).get(org.id)
+        outcome = recall.outcome(org, cfg.steps) if recall else None
         if outcome is None:
             pending[org.id] = org
             continue
-        if outcome.seed != org.seed:
-            raise MicrogptError(f"the store's {org.id} was trained with another seed: not this run")
-        if outcome.genome is not None and outcome.genome != full_genome(org.genome, cfg.steps):
-            raise MicrogptError(f"the store's {org.id} has other genes than this microgpt breeds (an "
-                             f"older version bred it); start a new run")
-        if org.temperatures and outcome.result is not None and "names_at" not in outcome.result:
-            raise MicrogptError(f"the store's {org.id} was made by an older microgpt, which did not "
-                             f"sample at several temperatures; start a new run")
         _settle(org, outcome, heads, observer)
     tasks = [Task(o.id, full_genome(o.genome, cfg.steps), cfg.samples, o.seed,
                   o.temperatures) for o in sorted(pending.values(), key=training_cost, reverse=True)]

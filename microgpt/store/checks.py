@@ -5,10 +5,11 @@ run and the column. `Checks` is the half of `Store` that does it.
 import json
 import math
 
+from microgpt.errors import MicrogptError
 from microgpt.files import parse_json
 from microgpt.genome import GENE_KEYS, SEED_MAX, GenomeError, check_genes, json_text
 from microgpt.heads import HYDRA_HEADS, SCORINGS
-from microgpt.hydra import SIZE_CAPS
+from microgpt.hydra import SIZE_CAPS, full_genome
 from microgpt.store.schema import PRIMORDIAL, SCORE_MAX, SQLITE_MAX, STAGES, STATUSES, StoreError
 
 
@@ -137,3 +138,25 @@ def mean_scores(text):
     ok = isinstance(scores, dict) and all(
         x is None or (_number(x) and math.isfinite(x)) for x in scores.values())
     return scores if ok else None
+
+
+class Recall(dict):
+    """{organism id: its Outcome}: what a stored run already has, for its resumption. An outcome
+    is given back (`outcome`) only for the organism it was: trained with the same seed, the
+    same genes and heard at its voices; MicrogptError when the store's is another (another
+    run's, or an older microgpt's)."""
+
+    def outcome(self, org, steps):
+        """The stored Outcome of org (an Organism trained for steps), or None."""
+        outcome = self.get(org.id)
+        if outcome is None:
+            return None
+        if outcome.seed != org.seed:
+            raise MicrogptError(f"the store's {org.id} was trained with another seed: not this run")
+        if outcome.genome is not None and outcome.genome != full_genome(org.genome, steps):
+            raise MicrogptError(f"the store's {org.id} has other genes than this microgpt breeds (an "
+                                f"older version bred it); start a new run")
+        if org.temperatures and outcome.result is not None and "names_at" not in outcome.result:
+            raise MicrogptError(f"the store's {org.id} was made by an older microgpt, which did not "
+                                f"sample at several temperatures; start a new run")
+        return outcome

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from microgpt.evaluators import Outcome
 from microgpt.files import kind_of
 from microgpt.hydra import finite_or_none, full_genome
-from microgpt.store.checks import Checks, _whole, mean_scores
+from microgpt.store.checks import Checks, Recall, _whole, mean_scores
 from microgpt.store.schema import (
     EVOLUTION,
     MIGRATIONS,
@@ -319,10 +319,10 @@ class Store(Checks):
                         f" VALUES ({', '.join(':' + k for k in row)})", row)
 
     def recall(self, run_id):
-        """{organism id: its Outcome}: every evaluation the run already has, each checked
-        (check_evaluation)."""
+        """A Recall ({organism id: its Outcome}): every evaluation the run already has, each
+        checked (check_evaluation)."""
         run = self.run(run_id)
-        recalled = {}
+        recalled = Recall()
         for r in self.db.execute("SELECT * FROM evaluations WHERE run_id = ?", (run_id,)):
             e = self.check_evaluation(run, dict(r))
             result = None
