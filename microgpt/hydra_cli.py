@@ -29,6 +29,7 @@ from microgpt.heads import (
 )
 from microgpt.hydra import (
     CLASSIC,
+    GENES,
     SIZE_CAPS,
     HydraConfig,
 )
@@ -41,24 +42,13 @@ microgpt-hydra: breed microgpt's hyperparameters and write the winner to genome.
 
 The lifecycle:
   1. Primordial: `microgpt` trains with its defaults ("I am unformed").
-  2. Evolution:  `microgpt-hydra` awakens the Hydra. Three heads, each an island of
-                 organisms (genomes: n_emb, n_head, n_layer, lr, temperature,
-                 cooling, n_ctx, n_ff_exp), evolve in isolation: every organism trains
-                 a GPT and samples names, which its head scores:
-                   Weaver (flow: vowel/consonant rhythm),
-                   Mirror (symmetry: palindromes, repeated halves),
-                   Spark (creativity: names not in the training data),
-                   and, with --heads, Origin (the held-out loss).
-                 Each generation a head keeps its 2 best, re-judges them on a fresh seed
-                 (an organism ranks on the mean of its trials) and refills with their
-                 mutants. Between cycles comes the Gathering: every head takes in the
-                 other heads' champions, which replace its worst. At the end the run's
-                 best organisms are re-judged on fresh seeds and at many voices, the
-                 leader's genes are tuned one at a time, and the best few are confirmed
-                 on fresh seeds. The best one's DNA is written to genome.json, with the
-                 training seed that reproduces it, and the winner, trained once more, to
-                 genome.npz beside it. The run's Pareto front across the heads is kept
-                 in the store.
+  2. Evolution:  `microgpt-hydra` awakens the Hydra: three heads, each an island of
+                 organisms (genomes of {genes}), breed in isolation and
+                 meet at each Gathering. Every organism trains a GPT and samples names,
+                 which every head scores: Weaver (flow), Mirror (symmetry), Spark
+                 (creativity) and, with --heads, Origin (the held-out loss). A final
+                 judgement re-judges the best on fresh seeds: the winner's DNA goes to
+                 genome.json, its trained model to genome.npz beside it.
   3. Evolved:    `microgpt` in that directory reads genome.json and becomes the evolved
                  creature ("I have become"), waking genome.npz instead of training.
 
@@ -76,7 +66,7 @@ Every run and every evaluation goes into the store, an SQLite database
 what it printed. A run stopped any way at all (Ctrl-C, SIGTERM, SIGKILL, a crash) continues
 with --resume, recalling what it had done: its genome.json is the one the run would have
 written. The same --seed gives the same genome.json for any --workers. Ctrl-C stops at
-once and leaves any existing genome.json untouched."""
+once and leaves any existing genome.json untouched.""".format(genes=plural(len(GENES), "gene"))
 
 STORE_NAME = "microgpt.db"
 RUN_FLAGS = ("heads", "population", "generations", "cycles", "steps", "samples", "seed", "data",

@@ -104,7 +104,7 @@ def test_the_lineage_ends_with_what_the_final_judgement_changed(runs_here, capsy
         try:
             run = report.load_run(store, run_id)
             birth = report._winner_birth(run)
-            written = {**json.loads(run.row["winner_genome"]), **birth["genome"], **genes}
+            written = {**json.loads(run.row["winner_genome"]), **birth.genome, **genes}
             store.db.execute("UPDATE runs SET winner_genome = ? WHERE id = ?",
                              (json.dumps(written), run_id))
             store.db.commit()
@@ -116,13 +116,13 @@ def test_the_lineage_ends_with_what_the_final_judgement_changed(runs_here, capsy
     birth, chain, lines = lineage_with()
     assert not any(a.get("final") for a in chain)
     assert not any("final judgement" in line for line in lines)
-    assert chain[-1]["organism"] == birth["organism"]
+    assert chain[-1]["organism"] == birth.organism
 
-    birth, chain, lines = lineage_with(temperature=birth["genome"]["temperature"] * 0.5,
-                                       n_ctx=birth["genome"]["n_ctx"] + 1)
+    birth, chain, lines = lineage_with(temperature=birth.genome["temperature"] * 0.5,
+                                       n_ctx=birth.genome["n_ctx"] + 1)
     final = chain[-1]
     assert final["final"] and final["changed"] == ["temperature", "n_ctx"]
-    assert chain[-2]["organism"] == birth["organism"]
+    assert chain[-2]["organism"] == birth.organism
     assert final["generation"] > chain[-2]["generation"]
     assert any(line.strip().startswith("final judgement:") and "changed temperature, n_ctx" in line
                and "trials; standing " in line for line in lines)
@@ -246,7 +246,7 @@ def test_the_champions_drawn_are_the_consoles_and_the_stores(runs_here):
     try:
         stored = store.champions(run_id)
         generations = store.run(run_id)["generations"]
-        first = [e for e in store.evaluations(store.run(run_id))[0] if e["stage"] == "primordial"]
+        first = [e for e in store.evaluations(store.run(run_id))[0] if e.stage == "primordial"]
     finally:
         store.close()
     assert stored and len(drawn) == len(stored)
@@ -269,12 +269,12 @@ def test_the_champions_drawn_are_the_consoles_and_the_stores(runs_here):
     assert data["front"]
     # the primordial creature: every gene at its default, its mean over the store's 3 trials, as
     # the console printed it, in the verdict and the baselines
-    assert [e["organism"] for e in first] == ["primordial", "primordial/t2", "primordial/t3"]
-    assert all(e["head"] == "" and e["genome"]["n_emb"] == 16 and e["genome"]["n_layer"] == 1
+    assert [e.organism for e in first] == ["primordial", "primordial/t2", "primordial/t3"]
+    assert all(e.head == "" and e.genome["n_emb"] == 16 and e.genome["n_layer"] == 1
                for e in first)
     line = next(x for x in log.splitlines() if x.startswith("Primordial (the defaults), 3 trials:"))
     for head, numbers in verdict["heads"].items():
-        mean = sum(e["scores"][head] for e in first) / 3
+        mean = sum(e.scores[head] for e in first) / 3
         assert numbers["primordial"] == pytest.approx(mean, abs=1e-12)
         assert data["baseline"]["primordial creature"][head] == numbers["primordial"]
         assert f"{head} {mean:.2f}" in line

@@ -291,7 +291,7 @@ def test_evaluations_come_back_in_the_runs_order_and_bad_rows_are_skipped(tmp_pa
     store = Store(path, readonly=True)
     try:
         kept, skipped = store.evaluations(store.run(1))
-        order = [(e["cycle"], e["generation"], e["head"], e["idx"], e["trial"]) for e in kept]
+        order = [(e.cycle, e.generation, e.head, e.idx, e.trial) for e in kept]
         total = store.db.execute("SELECT count(*) FROM evaluations").fetchone()[0]
         assert order == sorted(order) and len(kept) + 1 == total
         assert len(skipped) == 1 and "c1g1-Weaver-0" in skipped[0] and "scores" in skipped[0]

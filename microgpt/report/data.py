@@ -43,8 +43,12 @@ class Run:
         return self.row["cycles"] * self.per_cycle
 
     def generation(self, e):
-        """The 1-based generation of the run a record (an evaluation, a champion) belongs to."""
-        return (e["cycle"] - 1) * self.per_cycle + e["generation"]
+        """The 1-based generation of the run an Evaluation belongs to."""
+        return self.run_generation(e.cycle, e.generation)
+
+    def run_generation(self, cycle, generation):
+        """The 1-based generation of the run that is generation of cycle (both 1-based)."""
+        return (cycle - 1) * self.per_cycle + generation
 
     @property
     def title(self):
@@ -54,26 +58,26 @@ class Run:
 
     def births(self):
         """The organisms' first trials (the primordial creature's aside: nothing bred it)."""
-        return [e for e in self.evaluations if e["trial"] == 1 and e.get("stage") != PRIMORDIAL]
+        return [e for e in self.evaluations if e.trial == 1 and e.stage != PRIMORDIAL]
 
     def primordial(self):
         """The primordial creature's trials (every gene at its default: the run's baseline); []
         for a store from before it was heard."""
-        return [e for e in self.evaluations if e.get("stage") == PRIMORDIAL]
+        return [e for e in self.evaluations if e.stage == PRIMORDIAL]
 
     def by_id(self):
-        return {e["organism"]: e for e in self.births()}
+        return {e.organism: e for e in self.births()}
 
     def first_generation(self):
         """The random first generation's births: the yardstick of every standing."""
-        return [e for e in self.births() if e["cycle"] == 1 and e["generation"] == 1]
+        return [e for e in self.births() if e.cycle == 1 and e.generation == 1]
 
     def final(self, e):
         """Whether evaluation e was made by the final judgement: its stage, or for a store from
         before stages, a tuned organism (@) or a trial past the generations' MAX_TRIALS."""
-        if e.get("stage") is not None:
-            return e["stage"] == FINAL_JUDGEMENT
-        return "@" in e["organism"] or e["trial"] > MAX_TRIALS
+        if e.stage is not None:
+            return e.stage == FINAL_JUDGEMENT
+        return "@" in e.organism or e.trial > MAX_TRIALS
 
     @property
     def winner(self):
@@ -106,18 +110,13 @@ def drawable(x):
 
 def score(e, head):
     """e's score under head, or None when it failed."""
-    x = (e["scores"] or {}).get(head)
+    x = (e.scores or {}).get(head)
     return x if drawable(x) else None
 
 
 def gene_of(evaluation, gene):
     """The evaluation's value of gene; a run stored before the gene existed had the default."""
-    return evaluation["genome"].get(gene, getattr(TrainingConfig, gene))
-
-
-def organism_of(e):
-    """The organism an evaluation is a trial of: its id without the trial (/t..)."""
-    return e["organism"].split("/")[0]
+    return evaluation.genome.get(gene, getattr(TrainingConfig, gene))
 
 
 def trial_means(run):
@@ -126,8 +125,8 @@ def trial_means(run):
     the run made (each at the organism's own voice)."""
     trials = {}
     for e in run.evaluations:
-        if e["error"] is None:
-            trials.setdefault(organism_of(e), []).append(e)
+        if e.error is None:
+            trials.setdefault(e.of, []).append(e)
     out = {}
     for o, es in trials.items():
         scores, spread = {}, {}
@@ -145,16 +144,17 @@ def champions(run):
     far); for a run stored before champions were kept, the best first trial of each generation
     (stored False)."""
     if run.champions:
-        return [{"generation": run.generation(c), "head": c["head"], "organism": c["organism"],
-                 "score": c["scores"].get(c["head"]), "stored": True} for c in run.champions]
+        return [{"generation": run.run_generation(c["cycle"], c["generation"]), "head": c["head"],
+                 "organism": c["organism"], "score": c["scores"].get(c["head"]), "stored": True}
+                for c in run.champions]
     out = []
     for g in sorted({run.generation(e) for e in run.births()}):
         for h in run.heads:
-            es = [e for e in run.births() if e["head"] == h and run.generation(e) == g
+            es = [e for e in run.births() if e.head == h and run.generation(e) == g
                   and score(e, h) is not None]
             if es:
                 best = max(es, key=lambda e: score(e, h))
-                out.append({"generation": g, "head": h, "organism": best["organism"],
+                out.append({"generation": g, "head": h, "organism": best.organism,
                             "score": score(best, h), "stored": False})
     return out
 
@@ -220,9 +220,9 @@ def heard_voices(run):
     ref = reference_scores(run)
     out = []
     for e in run.evaluations:
-        if e["error"] is not None or not e["names_at"]:
+        if e.error is not None or not e.names_at:
             continue
-        key = (e["organism"], e["seed"], len(e["names_at"]))
+        key = (e.organism, e.seed, len(e.names_at))
         if key not in run.heard:
             run.heard[key] = _heard(e, heads)
         out += [(t, c, standing(scores, ref)) for t, c, scores in run.heard[key]]
@@ -231,11 +231,11 @@ def heard_voices(run):
 
 def _heard(e, heads):
     """[(temperature, cooling, {head: score})] of each voice evaluation e was heard at."""
-    g = e["genome"]
+    g = e.genome
     grids = (voices(g), temperature_grid(g), temperature_grid(g, GRID_COOLINGS))
-    heard = next((grid for grid in grids if len(grid) == len(e["names_at"])), None)
+    heard = next((grid for grid in grids if len(grid) == len(e.names_at)), None)
     out = []
-    for v, names in zip(heard or (), e["names_at"]):
+    for v, names in zip(heard or (), e.names_at):
         t, c = v if isinstance(v, (tuple, list)) else (v, g["cooling"])
         out.append((t, c, {h.name: h.score(names) for h in heads}))
     return out
@@ -248,7 +248,7 @@ def importance(run):
     interactions; fANOVA would need a model of the whole space): a gene that varied little in
     the run cannot explain much."""
     ref = reference_scores(run)
-    points = [(e, standing(e["scores"], ref)) for e in run.births()]
+    points = [(e, standing(e.scores, ref)) for e in run.births()]
     points = [(e, s) for e, s in points if s is not None]
     if len(points) < 3:
         return {g: 0.0 for g in GENES}
@@ -286,16 +286,16 @@ def lineage(run):
     if winner is None:
         return []
     births, means = run.by_id(), trial_means(run)
-    head = winner["head"]
+    head = winner.head
     chain, e, seen = [], winner, set()
     while e is not None:
-        seen.add(e["organism"])
-        parent = births.get(e["parent"]) if e["parent"] else None
-        if parent is not None and parent["organism"] in seen:     # a tampered store's loop
+        seen.add(e.organism)
+        parent = births.get(e.parent) if e.parent else None
+        if parent is not None and parent.organism in seen:     # a tampered store's loop
             parent = None
         changed = [k for k in GENES if gene_of(parent, k) != gene_of(e, k)] if parent else None
-        m = means.get(e["organism"], {"scores": {}, "spread": {}, "trials": 0})
-        chain.append({"organism": e["organism"], "head": e["head"], "generation": run.generation(e),
+        m = means.get(e.organism, {"scores": {}, "spread": {}, "trials": 0})
+        chain.append({"organism": e.organism, "head": e.head, "generation": run.generation(e),
                       "score": m["scores"].get(head), "spread": m["spread"].get(head),
                       "trials": m["trials"], "changed": changed, "gathering": None})
         e = parent
@@ -318,8 +318,8 @@ def _final_step(run, birth):
     if not changed:
         return None
     scores = written.get("scores")
-    mean = scores.get(birth["head"]) if isinstance(scores, dict) else None
-    return {"organism": run.row["winner"].split("/")[0], "head": birth["head"],
+    mean = scores.get(birth.head) if isinstance(scores, dict) else None
+    return {"organism": run.row["winner"].split("/")[0], "head": birth.head,
             "generation": run.last_generation + 1, "score": mean if drawable(mean) else None,
             "spread": None, "changed": changed, "gathering": None, "final": True,
             "trials": written.get("trials"), "standing": written.get("standing")}
@@ -353,10 +353,10 @@ def verdict(run):
         heads[h] = {"winner": (w or {}).get("scores", {}).get(h) if w else None,
                     "random median": statistics.median(xs) if xs else None,
                     "random best": xs[-1] if xs else None, "primordial": first[h]}
-    seconds = sum(e["seconds"] for e in run.evaluations if drawable(e["seconds"]))
+    seconds = sum(e.seconds for e in run.evaluations if drawable(e.seconds))
     return {"winner": w, "standing": (w or {}).get("standing"), "heads": heads,
             "evaluations": len(run.evaluations),
-            "failed": sum(e["error"] is not None for e in run.evaluations),
+            "failed": sum(e.error is not None for e in run.evaluations),
             "final": sum(run.final(e) for e in run.evaluations), "seconds": seconds,
             "front": len(run.front), "primordial trials": len(run.primordial())}
 

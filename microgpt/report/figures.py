@@ -13,7 +13,6 @@ from microgpt.report.data import (
     drawable,
     gene_of,
     lineage,
-    organism_of,
     primordial_scores,
     reference_scores,
     score,
@@ -57,7 +56,7 @@ def plot_fitness(run):
     fig, axes = figure(1, len(run.heads))
     last = run.last_generation
     for ax, h in zip(axes[0], run.heads):
-        births = [(run.generation(e), score(e, h)) for e in run.births() if e["head"] == h]
+        births = [(run.generation(e), score(e, h)) for e in run.births() if e.head == h]
         ax.scatter([g for g, x in births if x is not None], [x for _, x in births if x is not None],
                    s=6, color=COLOURS.get(h), alpha=0.25, label="births (one trial)")
         if ref[h]:
@@ -100,28 +99,28 @@ def plot_loss(run):
     fig, axes = figure()
     ax = axes[0][0]
     for h in run.heads:
-        es = [e for e in run.evaluations if e["head"] == h and drawable(e["val_loss"])
-              and e["num_params"] is not None]
-        born = [e for e in es if e["trial"] == 1]
-        again = [e for e in es if e["trial"] > 1]
-        ax.scatter([e["num_params"] for e in born], [e["val_loss"] for e in born], s=12,
+        es = [e for e in run.evaluations if e.head == h and drawable(e.val_loss)
+              and e.num_params is not None]
+        born = [e for e in es if e.trial == 1]
+        again = [e for e in es if e.trial > 1]
+        ax.scatter([e.num_params for e in born], [e.val_loss for e in born], s=12,
                    alpha=0.6, color=COLOURS.get(h), label=f"{h}: births")
-        ax.scatter([e["num_params"] for e in again], [e["val_loss"] for e in again], s=12,
+        ax.scatter([e.num_params for e in again], [e.val_loss for e in again], s=12,
                    alpha=0.5, facecolor="none", edgecolor=COLOURS.get(h), label=f"{h}: re-judgings")
-    first = [e for e in run.primordial() if drawable(e["val_loss"]) and e["num_params"] is not None]
+    first = [e for e in run.primordial() if drawable(e.val_loss) and e.num_params is not None]
     if first:
-        ax.scatter([first[0]["num_params"]], [statistics.mean(e["val_loss"] for e in first)],
+        ax.scatter([first[0].num_params], [statistics.mean(e.val_loss for e in first)],
                    **PRIMORDIAL_MARK, label=f"primordial creature (defaults; mean of {len(first)})")
     chosen = run.row.get("winner")
-    trials = [e for e in run.evaluations if chosen and organism_of(e) == chosen.split("/")[0]
-              and drawable(e["val_loss"]) and e["num_params"] is not None]
+    trials = [e for e in run.evaluations if chosen and e.of == chosen.split("/")[0]
+              and drawable(e.val_loss) and e.num_params is not None]
     if trials:
-        ax.scatter([trials[0]["num_params"]], [statistics.mean(e["val_loss"] for e in trials)],
+        ax.scatter([trials[0].num_params], [statistics.mean(e.val_loss for e in trials)],
                    **WINNER, label=f"winner (mean of its {len(trials)} trainings)")
-    log_scale(ax.set_xscale, [e["num_params"] for e in run.evaluations if e["num_params"]])
+    log_scale(ax.set_xscale, [e.num_params for e in run.evaluations if e.num_params])
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("held-out loss (nats per token)")
-    ax.set_title(f"Held-out loss against size, all {sum(1 for e in run.evaluations if e['error'] is None)}"
+    ax.set_title(f"Held-out loss against size, all {sum(1 for e in run.evaluations if e.error is None)}"
                  f" evaluations (the heads score names, not loss), {run.title}", fontsize="medium")
     _shared_legend(fig, ax)
     return fig
@@ -136,7 +135,7 @@ def plot_genes(run):
     offsets = {h: (k - (len(run.heads) - 1) / 2) * 0.22 for k, h in enumerate(run.heads)}
     for ax, gene in zip(cells, GENES):
         for h in run.heads:
-            es = [e for e in run.births() if e["head"] == h]
+            es = [e for e in run.births() if e.head == h]
             if gene in WHOLE:
                 counts = {}
                 for e in es:
@@ -207,20 +206,20 @@ def plot_time(run):
     fig, axes = figure()
     ax = axes[0][0]
     for h in run.heads:
-        es = [e for e in run.evaluations if e["head"] == h and drawable(e["seconds"])
-              and e["num_params"] is not None]
-        ax.scatter([e["num_params"] for e in es], [e["seconds"] for e in es], s=12, alpha=0.6,
+        es = [e for e in run.evaluations if e.head == h and drawable(e.seconds)
+              and e.num_params is not None]
+        ax.scatter([e.num_params for e in es], [e.seconds for e in es], s=12, alpha=0.6,
                    color=COLOURS.get(h), label=h)
-    failed = [e for e in run.evaluations if e["error"] is not None]
+    failed = [e for e in run.evaluations if e.error is not None]
     if failed:
-        y = max([e["seconds"] for e in run.evaluations if drawable(e["seconds"])] or [1.0])
-        ax.scatter([_params(e["genome"]) for e in failed], [y] * len(failed), marker="x", s=50,
+        y = max([e.seconds for e in run.evaluations if drawable(e.seconds)] or [1.0])
+        ax.scatter([_params(e.genome) for e in failed], [y] * len(failed), marker="x", s=50,
                    color="red", label=f"failed ({len(failed)})")
-    log_scale(ax.set_xscale, [e["num_params"] for e in run.evaluations if e["num_params"]]
-               + [_params(e["genome"]) for e in failed])
+    log_scale(ax.set_xscale, [e.num_params for e in run.evaluations if e.num_params]
+               + [_params(e.genome) for e in failed])
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("seconds per evaluation")
-    total = sum(e["seconds"] for e in run.evaluations if drawable(e["seconds"]))
+    total = sum(e.seconds for e in run.evaluations if drawable(e.seconds))
     ax.set_title(f"Seconds per evaluation against size: {total:.0f} s in all, {run.title}",
                  fontsize="medium")
     ax.legend(fontsize="small")
@@ -232,22 +231,22 @@ def timeline_rows(run):
     from when the worker began it to when it was done (training and sampling at every voice),
     in seconds from the run's first; a store from before workers were recorded packs them into
     lanes by their end times (finished, to the second) and training seconds."""
-    timed = [e for e in run.evaluations if drawable(e.get("started")) and drawable(e.get("ended"))]
+    timed = [e for e in run.evaluations if drawable(e.started) and drawable(e.ended)]
     if timed:
-        t0 = min(e["started"] for e in timed)
-        lanes = {w: k for k, w in enumerate(sorted({e.get("worker") or "?" for e in timed}))}
-        return [(lanes[e.get("worker") or "?"], e["started"] - t0, e["ended"] - e["started"], e)
+        t0 = min(e.started for e in timed)
+        lanes = {w: k for k, w in enumerate(sorted({e.worker or "?" for e in timed}))}
+        return [(lanes[e.worker or "?"], e.started - t0, e.ended - e.started, e)
                 for e in timed]
     import datetime
 
     es = []
     for e in run.evaluations:
         try:
-            end = datetime.datetime.strptime(e["finished"], "%Y-%m-%d %H:%M:%S").timestamp()
+            end = datetime.datetime.strptime(e.finished, "%Y-%m-%d %H:%M:%S").timestamp()
         except (TypeError, ValueError):
             continue
-        if drawable(e["seconds"]):
-            es.append((end - e["seconds"], e))
+        if drawable(e.seconds):
+            es.append((end - e.seconds, e))
     if not es:
         return []
     t0 = min(s for s, _ in es)
@@ -257,8 +256,8 @@ def timeline_rows(run):
         if lane is None:
             free.append(0.0)
             lane = len(free) - 1
-        free[lane] = s + e["seconds"]
-        rows.append((lane, s - t0, e["seconds"], e))
+        free[lane] = s + e.seconds
+        rows.append((lane, s - t0, e.seconds, e))
     return rows
 
 
@@ -275,13 +274,13 @@ def plot_timeline(run):
     for h in run.heads:
         for final in (False, True):
             bars = [(lane, start, secs) for lane, start, secs, e in rows
-                    if e["head"] == h and run.final(e) == final]
+                    if e.head == h and run.final(e) == final]
             if bars:
                 ax.barh([b[0] for b in bars], [b[2] for b in bars], left=[b[1] for b in bars],
                         height=0.8, color=COLOURS.get(h), hatch="///" if final else None,
                         edgecolor="0.3" if final else COLOURS.get(h), linewidth=0)
 
-    first = [(lane, start, secs) for lane, start, secs, e in rows if e.get("stage") == PRIMORDIAL]
+    first = [(lane, start, secs) for lane, start, secs, e in rows if e.stage == PRIMORDIAL]
     if first:
         ax.barh([b[0] for b in first], [b[2] for b in first], left=[b[1] for b in first],
                 height=0.8, color="black", label="primordial creature")
@@ -289,7 +288,7 @@ def plot_timeline(run):
     if finals:
         lo, hi = min(a for a, _ in finals), max(b for _, b in finals)
         ax.axvspan(lo, hi, color="0.9", zorder=0, label=f"final judgement ({hi - lo:.0f} s)")
-    failed = [(lane, start) for lane, start, _, e in rows if e["error"] is not None]
+    failed = [(lane, start) for lane, start, _, e in rows if e.error is not None]
     if failed:
         ax.scatter([s for _, s in failed], [lane for lane, _ in failed], marker="x", color="red",
                    zorder=5, label=f"failed ({len(failed)})")

@@ -84,7 +84,7 @@ def summary(run):
     r = run.row
     lines = [f"Run {run.id}: {r['state']}, {r['mode']}, seed {r['seed']}, heads "
              f"{', '.join(run.heads)}; {len(run.evaluations)} evaluations "
-             f"({sum(e['error'] is not None for e in run.evaluations)} failed), started {r['started']}"]
+             f"({sum(e.error is not None for e in run.evaluations)} failed), started {r['started']}"]
     champs = champions(run)
     for h in run.heads:
         lines.append(f"  {h}: champion per generation (the mean over its trials, as the console "

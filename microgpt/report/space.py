@@ -115,11 +115,11 @@ def plot_slices(run):
     cells = axes.ravel()
     ref = reference_scores(run)
     rng = random.Random(0)                        # the same jitter on every drawing
-    points = [(e, standing(e["scores"], ref)) for e in run.births()]
+    points = [(e, standing(e.scores, ref)) for e in run.births()]
     points = [(e, s) for e, s in points if s is not None]
     for ax, gene in zip(cells, GENES):
         for h in run.heads:
-            es = [(e, s) for e, s in points if e["head"] == h]
+            es = [(e, s) for e, s in points if e.head == h]
             jitter = (lambda: rng.uniform(-0.15, 0.15)) if gene in WHOLE else (lambda: 0.0)
             ax.scatter([gene_of(e, gene) + jitter() for e, _ in es], [s for _, s in es], s=5,
                        alpha=0.5, color=COLOURS.get(h), label=h)

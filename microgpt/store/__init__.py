@@ -32,11 +32,13 @@ so a run whose pid now belongs to another process is seen as interrupted, and of
 one run only one gets it.
 
 The package: `schema` (the tables, their versions, the limits), `checks` (what comes back is
-checked) `database` (`Store`) and `recorder` (`Recorder`, a run's observer).
+checked) `database` (`Store`), `records` (`Evaluation`, what it gives back) and `recorder` (`Recorder`, a
+run's observer).
 """
 from microgpt.store.checks import Checks, Recall  # noqa: F401
 from microgpt.store.database import Store, alive, now  # noqa: F401
 from microgpt.store.recorder import Recorder  # noqa: F401
+from microgpt.store.records import Evaluation  # noqa: F401
 from microgpt.store.schema import (  # noqa: F401
     CHAMPIONS,
     EVOLUTION,

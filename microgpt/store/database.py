@@ -14,6 +14,7 @@ from microgpt.evaluators import Outcome
 from microgpt.files import kind_of
 from microgpt.hydra import finite_or_none, full_genome
 from microgpt.store.checks import Checks, Recall, _whole, mean_scores
+from microgpt.store.records import Evaluation
 from microgpt.store.schema import (
     EVOLUTION,
     MIGRATIONS,
@@ -336,13 +337,13 @@ class Store(Checks):
 
     def evaluations(self, run):
         """(the run's evaluations in the order of the run: cycle, generation, head, index,
-        trial; each a dict checked by check_evaluation, JSON decoded; why each row that could
-        not be used was skipped). run: its row, from `run`."""
+        trial; each an Evaluation, checked by check_evaluation, JSON decoded; why each row that
+        could not be used was skipped). run: its row, from `run`."""
         kept, skipped = [], []
         for r in self.db.execute("SELECT * FROM evaluations WHERE run_id = ? ORDER BY cycle,"
                                  " generation, head, idx, trial", (run["id"],)):
             try:
-                kept.append(self.check_evaluation(run, dict(r)))
+                kept.append(Evaluation.from_row(self.check_evaluation(run, dict(r))))
             except StoreError as exc:
                 skipped.append(str(exc))
         return kept, skipped
