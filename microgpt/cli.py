@@ -17,6 +17,7 @@ from pathlib import Path
 from microgpt import __version__
 from microgpt.creature import (
     GENES,
+    check_letters,
     continue_training,
     creature_path,
     from_training,
@@ -219,6 +220,9 @@ def _apply_flags(args, cfg, genome, parser):
             changed.append(f"{key}={value}")
         setattr(cfg, key, value)
     try:
+        for flag, key in GENE_FLAGS.items():      # each flag given, named, then them together
+            if getattr(args, flag) is not None:
+                check_genes({key: getattr(args, flag)}, f"--{flag.replace('_', '-')}")
         check_genes({k: getattr(cfg, k) for k in GENE_FLAGS.values()}, "with these flags")
     except GenomeError as exc:
         parser.error(str(exc))
@@ -348,7 +352,8 @@ def run_loaded(args, parser):
     for key, value in voice.items():
         setattr(cfg, key, value)
     try:
-        check_genes(voice, "with these flags")
+        for key, value in voice.items():
+            check_genes({key: value}, f"--{key}")
     except GenomeError as exc:
         parser.error(str(exc))
     if args.seed is not None:
@@ -358,6 +363,7 @@ def run_loaded(args, parser):
     if args.steps is not None:
         with slow_notice(f"loading the names from {args.data}", data is not None and not args.quiet):
             dataset = Dataset(load_names(data, progress=not args.quiet and sys.stderr.isatty()))
+        check_letters(creature, dataset)             # before anything is printed
     _check_save(args, data)
     lr = args.lr if args.lr is not None else creature.genes["lr"]
     if not args.quiet:

@@ -244,11 +244,7 @@ def continue_training(creature, dataset, steps, lr, progress=None):
     repeat the first stint's names. Then val_loss is measured on dataset's held-out names.
     DataError when the names use characters the creature's vocabulary lacks.
     """
-    unknown = sorted(set(dataset.tok.chars) - set(creature.tok.chars))
-    if unknown:
-        raise DataError(f"the names use {len(unknown)} character(s) the creature never learned "
-                         f"({', '.join(map(repr, unknown[:5]))}); it can only train on names "
-                         f"written with its own")
+    check_letters(creature, dataset)
     names = dataset.training_order(steps, f"{creature.seed}+{creature.steps_done}")
     losses = train_steps(creature.model, creature.opt, creature.tok, names, lr, progress)
     creature.steps_done += steps
@@ -256,6 +252,15 @@ def continue_training(creature, dataset, steps, lr, progress=None):
     held_out = dataset.held_out_names(TrainingConfig.val_names)
     creature.val_loss = mean_loss(creature.model, creature.tok, held_out)
     return losses
+
+
+def check_letters(creature, dataset):
+    """DataError when dataset's names use characters the creature's vocabulary lacks."""
+    unknown = sorted(set(dataset.tok.chars) - set(creature.tok.chars))
+    if unknown:
+        raise DataError(f"the names use {len(unknown)} character(s) the creature never learned "
+                        f"({', '.join(map(repr, unknown[:5]))}); it can only train on names "
+                        f"written with its own")
 
 
 def _check(ok, path, problem):

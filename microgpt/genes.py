@@ -92,7 +92,7 @@ class Gene:
             if not lo <= value <= hi:
                 return f"{where}: {self.name} must be between {lo} and {hi}, got {value}"
         elif not _is_number(value) or not math.isfinite(value) or not 0 < value <= hi:
-            return f"{where}: {self.name} must be a number in (0, {hi}], got {json_text(value)}"
+            return f"{where}: {self.name} must be a number in (0, {hi:g}], got {json_text(value)}"
         return None
 
     def show(self, value):

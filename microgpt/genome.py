@@ -67,10 +67,10 @@ def validate_genome(obj, where="genome"):
     """obj as a genome dict (a shallow copy), or GenomeError naming `where` and the field."""
     if not isinstance(obj, dict):
         raise GenomeError(f"{where}: expected a JSON object, got {json_kind(obj)}")
+    check_genes(obj, where)                 # a bad value is named before a missing field
     missing = [k for k in GENE_KEYS if k not in obj]
     if missing:
         raise GenomeError(f"{where}: missing field {', '.join(missing)}")
-    check_genes(obj, where)
     if "loss" in obj and obj["loss"] is not None and not _is_number(obj["loss"]):
         raise GenomeError(f"{where}: loss must be a number, got {json_text(obj['loss'])}")
     if "generation" in obj and not (_is_int(obj["generation"]) and obj["generation"] >= 0):

@@ -168,7 +168,7 @@ def conflicts(run, given):
     stored = {**{k: getattr(cfg, k) for k in (*SIZES, "seed", "scoring")},
               "heads": names, "classic": mode == "classic", "data": run["data"]}
     for flag, value in given.items():
-        shown = value
+        shown = ",".join(value) if flag == "heads" and value is not None else value
         if flag == "data" and value is not None:
             value = str(Path(value).resolve())
         if value is not None and value != stored[flag]:

@@ -34,3 +34,10 @@ def log_scale(set_scale, values):
     """A log scale on that axis, when it has something to draw (an empty one cannot be logged)."""
     if any(drawable(x) and x > 0 for x in values):
         set_scale("log")
+
+
+def whole_ticks(axis):
+    """Ticks at whole numbers only on axis (generations: no 1.5)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))

@@ -28,6 +28,7 @@ from microgpt.report.draw import (
     figure,
     grid,
     log_scale,
+    whole_ticks,
 )
 from microgpt.report.space import (
     plot_front,
@@ -76,6 +77,7 @@ def plot_fitness(run):
             ax.scatter([last + 1], [w], **WINNER, label="winner (confirmed)")
         _gathering_lines(ax, run)
         ax.set_title(h)
+        whole_ticks(ax.xaxis)
         ax.set_xlabel("generation (then the winner)")
         ax.set_ylabel("score")
     _shared_legend(fig, axes[0][0])
@@ -149,6 +151,7 @@ def plot_genes(run):
                            [gene_of(e, gene) for e in es], s=5, color=COLOURS.get(h), alpha=0.5,
                            label=h)
         ax.set_title(GENE_LABELS[gene], fontsize="small")
+        whole_ticks(ax.xaxis)
         ax.tick_params(labelsize="x-small")
         if gene == "lr":
             log_scale(ax.set_yscale, [gene_of(e, gene) for e in run.births()])
@@ -189,8 +192,7 @@ def plot_lineage(run):
         ax.scatter([], [], color=COLOURS.get(h), label=f"bred by {h}")
     ax.set_xlabel("the winner's ancestors, oldest first (generation born)")
     ax.set_ylabel(f"{head}: mean over trials" if head else "score")
-    note = (" (bars: the spread between an organism's trials; one trial has none)"
-            if chain else "")
+    note = " (bars: the spread between its trials)" if chain else ""
     ax.set_title((f"The winner's lineage{note}, {run.title}" if chain
                   else f"No winner yet, {run.title}"), fontsize="medium")
     if chain:
@@ -330,6 +332,7 @@ def plot_compare(a, b):
             ax.step([g for g, _ in best], [x for _, x in best], where="post", linestyle=style,
                     color=COLOURS.get(h), label=f"run {run.id}")
         ax.set_title(f"{h}: best champion so far", fontsize="small")
+        whole_ticks(ax.xaxis)
         ax.set_xlabel("generation")
         ax.legend(fontsize="x-small")
     fig.suptitle(f"Run {a.id} (solid) and run {b.id} (dashed)", fontsize="medium")
