@@ -170,7 +170,7 @@ def run(args, parser):
     cfg.input_file = str(args.data) if args.data is not None else None
     with slow_notice(f"loading the names from {args.data}", args.data is not None and not args.quiet):
         dataset = Dataset(load_names(cfg.input_file, progress=not args.quiet and sys.stderr.isatty()))
-    _check_prefix(args.prefix, dataset.tok.chars)
+    _check_prefix(args.prefix, dataset.tok.chars, cfg.n_ctx)
     _check_save(args, cfg.input_file)
     # which names made a creature: needed only to wake one or to save one (a big file takes a while)
     sha = dataset.names.sha256() if genome is not None or args.save is not None else None
@@ -301,11 +301,17 @@ def _speak(creature, cfg, args, origin, out):
                                                           f"{kept}" if kept else ""), file=out)
 
 
-def _check_prefix(prefix, chars):
+def _check_prefix(prefix, chars, n_ctx):
+    """UsageError when the creature cannot say prefix: a letter it never saw, or a prefix that
+    fills its whole context (every name would be the prefix and nothing more)."""
     unknown = sorted({c for c in prefix if not c.isspace()} - set(chars))
     if unknown:
         raise UsageError(f"--prefix {prefix!r}: {', '.join(map(repr, unknown))} never occurs "
                          f"in the names, so the creature cannot say it")
+    letters = sum(not c.isspace() for c in prefix)
+    if letters >= n_ctx:
+        raise UsageError(f"--prefix {prefix!r}: {letters} letters fill the creature's context "
+                         f"of {n_ctx}; it could add nothing (give fewer)")
 
 
 def _check_save(args, data):
@@ -344,7 +350,7 @@ def run_loaded(args, parser):
     if args.lr is not None and args.steps is None:
         parser.error("--lr sets the continued training's rate: with --load, give --steps N too")
     creature = load_creature(args.load)
-    _check_prefix(args.prefix, creature.tok.chars)
+    _check_prefix(args.prefix, creature.tok.chars, creature.genes["n_ctx"])
     cfg = TrainingConfig(**{k: creature.genes[k] for k in GENES}, seed=creature.seed)
     cfg.steps = creature.steps_done + (args.steps or 0)      # after any more training
     voice = {key: getattr(args, flag) for flag, key in GENE_FLAGS.items()

@@ -165,4 +165,7 @@ def test_prefix_and_top_k_flags(tmp_path):
     assert res.returncode == 0, res.stderr
     assert all(n.startswith("ka") for n in res.stdout.splitlines()[:4])
     assert_one_line_error(microgpt(tmp_path, "-s", "3", "--prefix", "k9"), "--prefix", "'9'")
+    # a prefix that fills the context leaves the creature nothing to say
+    assert_one_line_error(microgpt(tmp_path, "-s", "3", "--ctx", "4", "--prefix", "kath"),
+                          "--prefix", "context of 4")
     assert microgpt(tmp_path, "--top-k", "0").returncode == 2
