@@ -83,8 +83,9 @@ def test_fill_keeps_words_whole_within_the_width():
 
 def organism(genome, head, scores, of=None):
     """An evaluated organism with made-up scores."""
-    return Organism(genome, head, 0, 0, 0, 1, result={"names": ["anna"], "val_loss": 2.0},
-                    scores=scores, of=of)
+    o = Organism(genome, head, 0, 0, 0, 1, of=of)
+    o.birth.result, o.birth.scores = {"names": ["anna"], "val_loss": 2.0}, scores
+    return o
 
 
 WIDEST = {"n_emb": 40, "n_head": 4, "n_layer": 4, "lr": 0.0001, "temperature": 0.25, "cooling": 0.65,

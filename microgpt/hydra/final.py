@@ -52,8 +52,8 @@ class Judgement:
     def __init__(self, evaluations, reference, heads, evaluator, cfg, observer, recall):
         self.evaluations, self.reference, self.heads = evaluations, reference, heads
         self.evaluator, self.cfg, self.observer, self.recall = evaluator, cfg, observer, recall
-        self.births = [o for o in evaluations if o.trial == 0 and o.result is not None]
-        self.everyone = [o for o in evaluations if o.trial == 0]   # failed births too, below all
+        self.births = [t.organism for t in evaluations if t.n == 0 and t.result is not None]
+        self.everyone = [t.organism for t in evaluations if t.n == 0]   # failed births too, below all
         self.tuned = []
         self.stick = None           # the yardsticks of stage 1, which stage 2 ranks on
 
@@ -61,7 +61,7 @@ class Judgement:
         """The yardsticks the stages rank by (`joint_key`): the random first generation, and
         every organism the run bred, among which the organisms that beat every random genome
         stay apart; each measuring the noise on every organism judged more than once so far."""
-        rejudged = [o for o in self.births if o.retrials] + self.tuned
+        rejudged = [o for o in self.births if len(o.trials) > 1] + self.tuned
         return (yardstick(self.reference, self.heads, rejudged),
                 yardstick(self.everyone, self.heads, rejudged))
 
@@ -95,7 +95,7 @@ class Judgement:
         finalists = []
         for o in ([populations[h.name][0] for h in self.heads]
                   + sorted(self.births, key=lambda o: best_voice(o, self.heads, stick), reverse=True)):
-            if (o.result is not None and o not in finalists
+            if (o.birth.result is not None and o not in finalists
                     and len(finalists) < max(FINALISTS, len(self.heads))):
                 finalists.append(o)
         final = self.trials_of(finalists, FINAL_TRIALS, coolings=GRID_COOLINGS)

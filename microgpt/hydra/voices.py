@@ -1,7 +1,7 @@
 """How an organism is heard: every evaluation samples its trained model at several voices (a
 temperature at the organism's cooling, or a (temperature, cooling) pair), which costs no training;
 `at_temperatures` turns those into organisms heard at each voice."""
-from microgpt.hydra.organism import Organism
+from microgpt.hydra.organism import Organism, Trial
 from microgpt.worker import voice
 
 VOICES = (0.7, 0.8, 0.9, 1.0)   # every evaluation also samples at these temperatures (mid-name)
@@ -53,16 +53,12 @@ def at_temperatures(finalist, heads, trials=None):
     variants = []
     for k, spoken in enumerate(trials[0].temperatures):
         temperature, cooling = voice(spoken, finalist.genome["cooling"])
-        heard = []
-        for t in trials:
-            v = Organism(dict(finalist.genome, temperature=temperature, cooling=cooling), finalist.head,
-                         finalist.cycle, finalist.generation, finalist.index, t.seed,
-                         result=dict(t.result, names=t.result["names_at"][k]),
-                         scores=t.scores_at[k], trial=t.trial, of=finalist,
-                         parent=finalist.parent, tuned=finalist.tuned)
-            heard.append(v)
-        heard[0].retrials = heard[1:]
-        variants.append(heard[0])
+        v = Organism(dict(finalist.genome, temperature=temperature, cooling=cooling), finalist.head,
+                     finalist.cycle, finalist.generation, finalist.index, None, of=finalist,
+                     parent=finalist.parent, tuned=finalist.tuned)
+        v.trials = [Trial(v, t.n, t.seed, result=dict(t.result, names=t.result["names_at"][k]),
+                          scores=t.scores_at[k]) for t in trials]
+        variants.append(v)
     return variants
 
 
