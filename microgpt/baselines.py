@@ -76,11 +76,11 @@ def confirm(searched, ref, heads, evaluator, cfg):
     chosen = one_of_each(heard, CONFIRMED)
     trials = {}
     for v in chosen:
-        trials[v] = [v.of.rejudge(cfg.seed) for _ in range(CONFIRM_TRIALS)]
+        trials[v] = [v.organism.rejudge(cfg.seed) for _ in range(CONFIRM_TRIALS)]
         for t in trials[v]:
             t.temperatures = (v.genome["temperature"],)
     evaluate_all([t for ts in trials.values() for t in ts], evaluator, cfg, heads, Observer())
-    confirmed = [c[0] for c in (at_temperatures(v.of, heads, trials[v]) for v in chosen) if c]
+    confirmed = [c[0] for c in (at_temperatures(v.organism, heads, trials[v]) for v in chosen) if c]
     ranked = sorted(confirmed or heard, key=lambda v: joint_key(v, sticks), reverse=True)
     return ranked, sticks[0]
 

@@ -15,6 +15,7 @@ import sys
 import time
 
 from microgpt.hydra import (
+    Heard,
     Observer,
     at_defaults,
     describe,
@@ -76,7 +77,8 @@ def standing_words(heads, x=None):
 def why_the_winner(winner, champions, heads):
     """A line on why the winner is not simply a head's champion: the final judgement ranks on
     standing over every head, on fresh trials; a champion tops its own head's score."""
-    own = [h.name for h in heads if champions[h.name] is winner.of]
+    heard = winner.organism if isinstance(winner, Heard) else None   # (else no voice was heard)
+    own = [h.name for h in heads if champions[h.name] is heard]
     if own:
         return f"It is {' and '.join(own)}'s champion too, and first on standing over every head."
     if len(heads) == 1:

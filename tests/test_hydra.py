@@ -315,9 +315,9 @@ def test_the_final_judgement_tunes_the_leader_and_confirms_the_best_on_fresh_see
     assert all(len(t.temperatures) == 1 for t in confirm)
     assert len({id(t.organism) for t in confirm}) == len(chosen) == hydra.CONFIRMED
     winner = choose_winner(evo)[1]
-    assert {t.seed for t in winner.judged()} <= {t.seed for t in confirm if t.organism is winner.of}
+    assert {t.seed for t in winner.judged()} <= {t.seed for t in confirm if t.organism is winner.organism}
     assert len(winner.judged()) == hydra.CONFIRM_TRIALS
-    heard = hydra.temperature_grid(winner.of.genome, hydra.GRID_COOLINGS)
+    heard = hydra.temperature_grid(winner.organism.genome, hydra.GRID_COOLINGS)
     assert (winner.genome["temperature"] in heard
             or (winner.genome["temperature"], winner.genome["cooling"]) in heard)
     assert len({o.id for o in evo.evaluations}) == len(evo.evaluations)
@@ -325,8 +325,7 @@ def test_the_final_judgement_tunes_the_leader_and_confirms_the_best_on_fresh_see
 
 def test_the_confirmed_are_different_organisms_each_at_its_best_temperature():
     a, b, c = (organism("Weaver", i) for i in range(3))
-    heard = [Organism(dict(o.genome, temperature=t), "Weaver", 0, 0, o.index, None, of=o)
-             for o, t in ((a, 0.8), (a, 0.9), (b, 1.0), (a, 1.1), (c, 0.7))]
+    heard = [hydra.Heard(o, (t, 1.0), []) for o, t in ((a, 0.8), (a, 0.9), (b, 1.0), (a, 1.1), (c, 0.7))]
     assert hydra.one_of_each(heard, 2) == [heard[0], heard[2]]
     assert hydra.one_of_each(heard, 4) == [heard[0], heard[2], heard[4]]
 
@@ -917,15 +916,15 @@ def test_a_run_keeps_its_pareto_front_and_the_front_is_non_dominated():
 def test_a_genome_tuned_from_a_voice_that_cools_otherwise_keeps_that_voice_and_says_so():
     o = organism("Weaver", 0)
     o.genome = dict(o.genome, temperature=1.0, cooling=1.0, n_ctx=16)
-    heard = Organism(dict(o.genome, temperature=1.9, cooling=0.8), "Weaver", 0, 0, 0, None, of=o)
-    tuned = o.retuned("n_ctx", 7, 3, heard)
+    heard = hydra.Heard(o, (1.9, 0.8), [])
+    tuned = o.retuned("n_ctx", 7, 3, heard.voice)
     assert tuned.genome == dict(o.genome, temperature=1.9, cooling=0.8, n_ctx=7)
     assert tuned.tuned == "@cooling=0.8@n_ctx=7"
-    same = Organism(dict(o.genome, temperature=0.8), "Weaver", 0, 0, 0, None, of=o)
-    assert o.retuned("n_ctx", 7, 3, same).tuned == "@n_ctx=7"
+    same = hydra.Heard(o, (0.8, 1.0), [])
+    assert o.retuned("n_ctx", 7, 3, same.voice).tuned == "@n_ctx=7"
     assert hydra.voice_of(heard) == (1.9, 0.8) and hydra.voice_of(same) == 0.8
     # its own value from another voice trains the model it already has: nothing to retrain
-    assert o.retuned("n_ctx", 16, 3, heard) is None and o.retuned("n_ctx", 16, 3, same) is None
+    assert o.retuned("n_ctx", 16, 3, heard.voice) is None and o.retuned("n_ctx", 16, 3, same.voice) is None
 
 
 def test_the_worker_hears_a_voice_at_its_own_cooling_or_at_the_one_it_names():

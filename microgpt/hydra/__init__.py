@@ -125,6 +125,7 @@ from microgpt.hydra.organism import (  # noqa: F401
     N_CHAMPIONS,
     NAMES_KEPT,
     SIZE_CAPS,
+    Heard,
     HydraConfig,
     Observer,
     Observers,

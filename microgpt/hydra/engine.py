@@ -146,8 +146,8 @@ class Evolution:
     """What a run leaves: the final populations (ranked), every evaluation (a Trial: births and
     re-judgings) in the order they were made, the random first generation, what it scores
     (`yardstick`), against which standings are measured, the finalists: the final judgement's
-    confirmed organisms, each a genome at a voice, ranked best first: the first is the winner;
-    the run's Pareto front across its heads (`pareto_front` of `organisms()`); and the
+    confirmed organisms, each heard at a voice (`Heard`), ranked best first: the first is the
+    winner; the run's Pareto front across its heads (`pareto_front` of `organisms()`); and the
     primordial creature (with its trials), which is in none of the others."""
     heads: list
     config: HydraConfig

@@ -107,8 +107,8 @@ class Judgement:
         """Stage 2, for one gene: the leader retrained with its other values; the candidates
         with them, ranked again (on the yardsticks of stage 1)."""
         best = candidates[0]                # an organism heard at its best voice
-        leader = best.of
-        others = [o for o in (leader.retuned(gene, v, self.cfg.seed, best)
+        leader = best.organism
+        others = [o for o in (leader.retuned(gene, v, self.cfg.seed, best.voice)
                               for v in tuning_values(gene, leader.genome)) if o is not None]
         tuning = self.trials_of(others, TUNING_TRIALS)
         self.judge(tuning.values(), f"the best so far, with other values of {gene}", others)
@@ -119,21 +119,22 @@ class Judgement:
         """Stage 3: (the CONFIRMED best, each at its best voice, ranked on fresh trials alone,
         the yardstick of the random first generation)."""
         chosen = one_of_each(candidates, CONFIRMED)
-        confirm = {v: self.trials_of([v.of], CONFIRM_TRIALS, (voice_of(v),))[v.of] for v in chosen}
+        confirm = {v: self.trials_of([v.organism], CONFIRM_TRIALS, (voice_of(v),))[v.organism]
+                   for v in chosen}
         self.judge(confirm.values(), "the best, each at its best temperature, on more fresh seeds",
-                   [v.of for v in chosen])
-        confirmed = [at_temperatures(v.of, self.heads, confirm[v]) for v in chosen]
+                   [v.organism for v in chosen])
+        confirmed = [at_temperatures(v.organism, self.heads, confirm[v]) for v in chosen]
         confirmed = [c[0] for c in confirmed if c]
         stick = self.sticks()
         return self.ranked(confirmed or candidates, stick), stick[0]
 
 
 def one_of_each(variants, n):
-    """The first n of variants (organisms heard at a temperature, ranked) that are of different
-    organisms: each organism at its best temperature."""
+    """The first n of variants (organisms heard at a voice, `Heard`, ranked) that are of
+    different organisms: each organism at its best voice."""
     chosen = []
     for v in variants:
-        if len(chosen) < n and all(v.of is not c.of for c in chosen):
+        if len(chosen) < n and all(v.organism is not c.organism for c in chosen):
             chosen.append(v)
     return chosen
 

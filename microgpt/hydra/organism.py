@@ -11,10 +11,16 @@ MIN_POPULATION = N_CHAMPIONS + 1                    # room for at least one muta
 NAMES_KEPT = 5                                      # names per champion in genome.json and tables
 
 
+def at_voice(genome, voice):
+    """genome speaking with voice, a (temperature, cooling): a new dict."""
+    temperature, cooling = voice
+    return dict(genome, temperature=temperature, cooling=cooling)
+
+
 @dataclass(eq=False)              # trials are compared by identity
 class Trial:
-    """One evaluation of an organism: a training seed, the voices it is heard at, its result and
-    its score under every head (Optuna's Trial to our organism's Study of one genome)."""
+    """One evaluation of an organism (what Optuna calls a trial): a training seed, the voices it
+    is heard at, its result and its score under every head."""
     organism: "Organism" = field(repr=False)   # whose genes it trains
     n: int                          # 0: the birth; n: the n-th re-judging
     seed: int                       # the seed this evaluation trains and samples with
@@ -25,6 +31,8 @@ class Trial:
     attempts: int = 0
     scores: dict = field(default_factory=dict)      # head name -> score (-inf: failed)
     scores_at: list = field(default_factory=list)   # scores at each of temperatures
+    voice: Optional[tuple] = None   # heard at this (temperature, cooling): its names and scores
+                                    # are one trial's at that voice (`microgpt.hydra.Heard`)
 
     @property
     def id(self):
@@ -33,7 +41,8 @@ class Trial:
 
     @property
     def genome(self):
-        return self.organism.genome
+        """Its organism's genome, at its voice when it was heard at one."""
+        return self.organism.genome if self.voice is None else at_voice(self.organism.genome, self.voice)
 
     @property
     def evaluated(self):
@@ -52,13 +61,43 @@ class Trial:
         return self.result["val_loss"] if self.result else math.nan
 
 
-@dataclass(eq=False)              # organisms are compared by identity
-class Organism:
-    """A genome with its identity and lineage, and its trials: its birth, then any re-judging.
+class Judged:
+    """What trials say of what they judged (an Organism, or one Heard at a voice): its fitness
+    under a head is the mean over every trial that succeeded, so a lucky first sample does not
+    stay on top; its names and loss are its first trial's."""
 
-    Each trial is one evaluation (`Trial`); a re-judging trains the same genome on a fresh seed.
-    Its fitness under a head is the mean over every trial that succeeded, so a lucky first
-    sample does not stay on top.
+    def judged(self):
+        """Every trial that succeeded, in order."""
+        return [t for t in self.trials if t.result is not None]
+
+    def fitness(self, head):
+        """The mean of head's score over the trials that succeeded; -inf when none did."""
+        values = [t.scores.get(head, -math.inf) for t in self.judged()]
+        return sum(values) / len(values) if values else -math.inf
+
+    @property
+    def birth(self):
+        """Its first trial."""
+        return self.trials[0]
+
+    @property
+    def names(self):
+        return self.birth.names
+
+    def shown_names(self):
+        """Its first trial's first NAMES_KEPT non-empty names, to print and keep in genome.json."""
+        return self.birth.shown_names()
+
+    @property
+    def val_loss(self):
+        return self.birth.val_loss
+
+
+@dataclass(eq=False)              # organisms are compared by identity
+class Organism(Judged):
+    """A genome with its identity and lineage, and its trials: its birth, then any re-judging
+    (each one evaluation, a `Trial`; a re-judging trains the same genome on a fresh seed).
+    A tuned genome's birth is a seed it is never judged on: its trials are re-judgings.
     """
     genome: dict                    # GENES
     head: str                       # the head whose island bred it
@@ -69,7 +108,6 @@ class Organism:
     parent: Optional[str] = None    # the id of the champion it is a mutant of (None: new)
     tuned: str = ""                 # the genes the final judgement tuned: "@n_ctx=7@lr=0.01"
     label: str = ""                 # an id of its own, for one no island bred ("primordial")
-    of: Optional["Organism"] = None  # for one heard at another voice: the organism heard
     trials: list = field(default_factory=list)      # its Trials: the birth, then re-judgings
 
     def __post_init__(self, seed):
@@ -82,17 +120,8 @@ class Organism:
         return base + self.tuned
 
     @property
-    def birth(self):
-        """Its first trial (for a tuned genome, a seed it is never judged on)."""
-        return self.trials[0]
-
-    @property
     def evaluated(self):
         return self.birth.evaluated
-
-    def judged(self):
-        """Every trial of this organism that succeeded: the birth, then re-judgings."""
-        return [t for t in self.trials if t.result is not None]
 
     def rejudge(self, run_seed):
         """A new trial of this organism on a fresh seed (appended to its trials)."""
@@ -105,12 +134,11 @@ class Organism:
         """This genome with gene set to value (repaired), as an organism yet to be judged (its
         trials are its re-judgings); None when it would train as this one does (the genes that
         only shape the voice aside: its trials, heard at every voice, already say how that
-        speaks). voice (a heard variant of this organism): start from its temperature and
-        cooling, which then show in the id when the cooling is another."""
+        speaks). voice (a (temperature, cooling) it was heard at): start from it, whose cooling
+        then shows in the id when it is another."""
         start, tuned = self.genome, self.tuned
         if voice is not None:
-            start = dict(self.genome, temperature=voice.genome["temperature"],
-                         cooling=voice.genome["cooling"])
+            start = at_voice(self.genome, voice)
             if start["cooling"] != self.genome["cooling"]:
                 tuned += f"@cooling={start['cooling']:.4g}"
         genome = repair(dict(start, **{gene: value}))
@@ -121,22 +149,38 @@ class Organism:
                         derive_seed(run_seed, "tune", self.id, tuned), parent=self.parent,
                         tuned=tuned)
 
+
+@dataclass(eq=False)
+class Heard(Judged):
+    """An organism heard at one voice: some of its trials' names and scores there (`Trial.voice`),
+    which cost no training. Ranked like an organism; its genome is the organism's at the voice."""
+    organism: Organism
+    voice: tuple                    # (temperature, cooling)
+    trials: list                    # Trials, each one of the organism's heard at voice
+
     @property
-    def names(self):
-        return self.birth.names
-
-    def shown_names(self):
-        """Its birth's first NAMES_KEPT non-empty names, to print and keep in genome.json."""
-        return self.birth.shown_names()
+    def genome(self):
+        return at_voice(self.organism.genome, self.voice)
 
     @property
-    def val_loss(self):
-        return self.birth.val_loss
+    def id(self):
+        return self.organism.id
 
-    def fitness(self, head):
-        """The mean of head's score over the trials that succeeded; -inf when none did."""
-        values = [t.scores.get(head, -math.inf) for t in self.judged()]
-        return sum(values) / len(values) if values else -math.inf
+    @property
+    def head(self):
+        return self.organism.head
+
+    @property
+    def cycle(self):
+        return self.organism.cycle
+
+    @property
+    def generation(self):
+        return self.organism.generation
+
+    @property
+    def tuned(self):
+        return self.organism.tuned
 
 
 @dataclass(frozen=True)
