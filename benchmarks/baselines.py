@@ -121,17 +121,18 @@ def optuna_search(heads, evaluator, cfg, evaluations, batch):
 
     def tell_voices(o):
         """Each voice o was heard at, told as a finished trial (hearing costs no training)."""
-        for k, t in enumerate(o.temperatures):
+        birth = o.birth
+        for k, t in enumerate(birth.temperatures):
             lo, hi = space["temperature"].low, space["temperature"].high
-            if t != o.genome["temperature"] and lo <= t <= hi and o.result is not None:
-                values = [o.scores_at[k][n] for n in names]
+            if t != o.genome["temperature"] and lo <= t <= hi and birth.result is not None:
+                values = [birth.scores_at[k][n] for n in names]
                 if all(v > -1e9 for v in values):
                     study.add_trial(optuna.trial.create_trial(
                         params=dict(o.genome, temperature=t), distributions=space, values=values))
 
     ref = reference(heads, evaluator, cfg, "optuna")
     for o in ref:
-        values = [o.scores[n] for n in names]
+        values = [o.birth.scores[n] for n in names]
         if all(v > -1e9 for v in values):
             study.add_trial(optuna.trial.create_trial(params=dict(o.genome), distributions=space,
                                                       values=values))
@@ -141,10 +142,10 @@ def optuna_search(heads, evaluator, cfg, evaluations, batch):
         trials = [study.ask() for _ in range(min(batch, left))]
         todo = [organism(suggest(t, space), "optuna", len(searched) + i, cfg.seed)
                 for i, t in enumerate(trials)]
-        evaluate_all(todo, evaluator, cfg, heads, Observer())
+        evaluate_all([o.birth for o in todo], evaluator, cfg, heads, Observer())
         for t, o in zip(trials, todo):
-            values = [o.scores[n] for n in names]
-            if o.result is None or not all(v > -1e9 for v in values):
+            values = [o.birth.scores[n] for n in names]
+            if o.birth.result is None or not all(v > -1e9 for v in values):
                 study.tell(t, state=optuna.trial.TrialState.FAIL)
             else:
                 study.tell(t, values)

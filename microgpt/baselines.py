@@ -53,7 +53,7 @@ def search_budget(evaluations):
 def organism(genome, label, index, run_seed):
     """An organism of a baseline's (its `head` is the baseline's label), heard at Hydra's voices."""
     o = Organism(genome, label, 0, 0, index, derive_seed(run_seed, label, index))
-    o.temperatures = voices(genome)
+    o.birth.temperatures = voices(genome)
     return o
 
 
@@ -61,7 +61,7 @@ def reference(heads, evaluator, cfg, label):
     """The yardstick's REFERENCE random genomes of the seed's distribution, evaluated."""
     rng = random.Random(f"{cfg.seed}:{label}:reference")
     ref = [organism(new_genome(rng), f"{label}-reference", i, cfg.seed) for i in range(REFERENCE)]
-    evaluate_all(ref, evaluator, cfg, heads, Observer())
+    evaluate_all([o.birth for o in ref], evaluator, cfg, heads, Observer())
     return ref
 
 
@@ -76,11 +76,11 @@ def confirm(searched, ref, heads, evaluator, cfg):
     chosen = one_of_each(heard, CONFIRMED)
     trials = {}
     for v in chosen:
-        trials[v] = [v.of.rejudge(cfg.seed) for _ in range(CONFIRM_TRIALS)]
+        trials[v] = [v.organism.rejudge(cfg.seed) for _ in range(CONFIRM_TRIALS)]
         for t in trials[v]:
             t.temperatures = (v.genome["temperature"],)
     evaluate_all([t for ts in trials.values() for t in ts], evaluator, cfg, heads, Observer())
-    confirmed = [c[0] for c in (at_temperatures(v.of, heads, trials[v]) for v in chosen) if c]
+    confirmed = [c[0] for c in (at_temperatures(v.organism, heads, trials[v]) for v in chosen) if c]
     ranked = sorted(confirmed or heard, key=lambda v: joint_key(v, sticks), reverse=True)
     return ranked, sticks[0]
 
@@ -92,7 +92,7 @@ def random_search(heads, evaluator, cfg, evaluations):
     rng = random.Random(f"{cfg.seed}:random-search")
     searched = [organism(extended_genome(rng), "random", i, cfg.seed)
                 for i in range(search_budget(evaluations))]
-    evaluate_all(searched, evaluator, cfg, heads, Observer())
+    evaluate_all([o.birth for o in searched], evaluator, cfg, heads, Observer())
     ranked, stick = confirm(searched, ref, heads, evaluator, cfg)
     made = len(ref) + len(searched) + CONFIRMED * CONFIRM_TRIALS
     return ranked[0], standing_key(ranked[0], stick)[0], made

@@ -15,6 +15,7 @@ import sys
 import time
 
 from microgpt.hydra import (
+    Heard,
     Observer,
     at_defaults,
     describe,
@@ -76,7 +77,8 @@ def standing_words(heads, x=None):
 def why_the_winner(winner, champions, heads):
     """A line on why the winner is not simply a head's champion: the final judgement ranks on
     standing over every head, on fresh trials; a champion tops its own head's score."""
-    own = [h.name for h in heads if champions[h.name] is winner.of]
+    heard = winner.organism if isinstance(winner, Heard) else None   # (else no voice was heard)
+    own = [h.name for h in heads if champions[h.name] is heard]
     if own:
         return f"It is {' and '.join(own)}'s champion too, and first on standing over every head."
     if len(heads) == 1:
@@ -151,7 +153,7 @@ class Console(Observer):
         """Count this wave's evaluations (per head, or in all) and show the run's on the bar (on
         a terminal), whose total (at most how many the run makes) is now total."""
         self.total, self.by_head = total, by_head
-        self.todo = ({h.name: sum(o.head == h.name for o in todo) for h in self.heads} if by_head
+        self.todo = ({h.name: sum(t.organism.head == h.name for t in todo) for h in self.heads} if by_head
                      else {WAVE: len(todo)})
         self.done = dict.fromkeys(self.todo, 0)
         if not self.progress:
@@ -170,13 +172,13 @@ class Console(Observer):
         'this wave 5/36' in the final judgement)."""
         return "  ".join(f"{h} {self.done[h]}/{n}" for h, n in self.todo.items())
 
-    def evaluated(self, organism):
-        if organism.error is not None:       # its first line: the store keeps the traceback
-            why = organism.error.partition("\n")[0]
-            self.warn(f"microgpt-hydra: {organism.id} ({describe(organism.genome)}) failed, "
+    def evaluated(self, trial):
+        if trial.error is not None:          # its first line: the store keeps the traceback
+            why = trial.error.partition("\n")[0]
+            self.warn(f"microgpt-hydra: {trial.id} ({describe(trial.genome)}) failed, "
                       f"scored worst: {why}")
         self.finished += 1
-        self.done[organism.head if self.by_head else WAVE] += 1
+        self.done[trial.organism.head if self.by_head else WAVE] += 1
         if self.bar is not None:
             self.bar.set_postfix_str(self.counts(), refresh=False)
             self.bar.update(1)

@@ -48,4 +48,4 @@ def test_random_search_spends_exactly_the_budget_it_is_given():
     assert spent == budget == len(made) == len(set(made))
     assert 0.0 <= standing <= 1.0
     assert len(winner.judged()) == hydra.CONFIRM_TRIALS
-    assert winner.genome["temperature"] in hydra.voices(winner.of.genome)
+    assert winner.genome["temperature"] in hydra.voices(winner.organism.genome)

@@ -15,6 +15,7 @@ from microgpt.console import WIDTH, Console, banner, fill, standing_words, why_t
 from microgpt.evaluators import PoolEvaluator
 from microgpt.heads import make_heads
 from microgpt.hydra import (
+    Heard,
     HydraConfig,
     Organism,
     choose_winner,
@@ -81,10 +82,11 @@ def test_fill_keeps_words_whole_within_the_width():
     assert fill("ab", ["longer-than-6"], 2, width=6) == ["ab", "  longer-than-6"]
 
 
-def organism(genome, head, scores, of=None):
+def organism(genome, head, scores):
     """An evaluated organism with made-up scores."""
-    return Organism(genome, head, 0, 0, 0, 1, result={"names": ["anna"], "val_loss": 2.0},
-                    scores=scores, of=of)
+    o = Organism(genome, head, 0, 0, 0, 1)
+    o.birth.result, o.birth.scores = {"names": ["anna"], "val_loss": 2.0}, scores
+    return o
 
 
 WIDEST = {"n_emb": 40, "n_head": 4, "n_layer": 4, "lr": 0.0001, "temperature": 0.25, "cooling": 0.65,
@@ -120,12 +122,12 @@ def test_the_winner_says_why_it_is_not_a_champion():
     heads = make_heads("weaver,mirror,spark", ["anna"])
     champions = {h.name: organism(dict(WIDEST), h.name, {}) for h in heads}
     other = organism(dict(WIDEST), "Spark", {})
-    heard = organism(dict(WIDEST, temperature=1.25), "Spark", {}, of=other)
+    heard = Heard(other, (1.25, WIDEST["cooling"]), [])
     assert why_the_winner(heard, champions, heads).startswith(
         "Why not a champion: each tops one head; the final judgement ranks on standing over all")
-    heard.of = champions["Spark"]
+    heard.organism = champions["Spark"]
     assert why_the_winner(heard, champions, heads).startswith("It is Spark's champion too")
-    assert why_the_winner(organism(dict(WIDEST), "Spark", {}, of=other), {"Spark": champions["Spark"]},
+    assert why_the_winner(Heard(other, (1.0, 1.0), []), {"Spark": champions["Spark"]},
                           heads[2:]).startswith("Why not the champion: the final judgement ranks")
 
 

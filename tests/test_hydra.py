@@ -168,9 +168,18 @@ GENOME = {"n_emb": 16, "n_head": 2, "n_layer": 1, "lr": 0.01, "temperature": 1.0
 
 
 def organism(head, index, **scores):
-    o = Organism(dict(GENOME), head, 0, 0, index, index, result={"names": [], "val_loss": 1.0})
-    o.scores = {h.name: scores.get(h.name, 0.0) for h in HEADS3}
+    o = Organism(dict(GENOME), head, 0, 0, index, index)
+    o.birth.result = {"names": [], "val_loss": 1.0}
+    o.birth.scores = {h.name: scores.get(h.name, 0.0) for h in HEADS3}
     return o
+
+
+def trial_of(o, **scores):
+    """o re-judged (a trial on seed 0), with made-up scores."""
+    t = hydra.Trial(o, len(o.trials), 0, result={"names": [], "val_loss": 1.0},
+                    scores={h.name: scores.get(h.name, 0.0) for h in HEADS3})
+    o.trials.append(t)
+    return t
 
 
 def island(head, fitnesses):
@@ -205,7 +214,7 @@ def test_immigrants_are_judged_by_the_receiving_head():
     populations = {h.name: island(h.name, [8, 7, 6, 5]) for h in HEADS3}
     # Mirror's champions score 100 under Weaver: they should lead Weaver's island after the exchange
     for o in populations["Mirror"][:2]:
-        o.scores["Weaver"] = 100.0
+        o.birth.scores["Weaver"] = 100.0
     _, received, after = gather(populations, HEADS3)
     assert [o.head for o in after["Weaver"][:2]] == ["Mirror", "Mirror"]
     # a population of 4 has room for 2 immigrants: the best 2 under Weaver, never its champions
@@ -251,21 +260,21 @@ def test_evolve_evaluates_new_organisms_and_rejudges_champions():
     with threads(2) as ex:
         evo = evolve(heads, ex, fast_cfg())
     # 4 per head in the first generation, then 2 mutants per head in each of the other three
-    births = [o for o in evo.evaluations if o.trial == 0]
+    births = [t for t in evo.evaluations if t.n == 0]
     assert len(births) == 3 * (4 + 3 * 2)
     assert len({o.id for o in evo.evaluations}) == len(evo.evaluations)
-    field = hydra.field_of(births, heads)
+    field = hydra.field_of([t.organism for t in births], heads)
     for h in heads:
         pop = evo.populations[h.name]
         assert len(pop) == 4 and pop == rank(pop, h.name, field)
-        assert all(o.evaluated and set(o.scores) == {"Weaver", "Mirror", "Spark"} for o in pop)
-        assert all(o.seed == derive_seed(3, o.cycle, o.generation, o.head, o.index) for o in pop)
+        assert all(o.evaluated and set(o.birth.scores) == {"Weaver", "Mirror", "Spark"} for o in pop)
+        assert all(o.birth.seed == derive_seed(3, o.cycle, o.generation, o.head, o.index) for o in pop)
     # a re-judging is the same genome on a fresh seed; fitness is the mean over the trials
-    rejudged = [o for o in births if o.retrials]
+    rejudged = [t.organism for t in births if len(t.organism.trials) > 1]
     assert rejudged
     for o in rejudged:
         trials = o.judged()
-        assert all(t.genome is o.genome and t.of is o for t in trials[1:])
+        assert all(t.genome is o.genome and t.organism is o for t in trials[1:])
         assert len({t.seed for t in trials}) == len(trials)
         for h in heads:
             assert o.fitness(h.name) == pytest.approx(sum(t.scores[h.name] for t in trials) / len(trials))
@@ -304,11 +313,11 @@ def test_the_final_judgement_tunes_the_leader_and_confirms_the_best_on_fresh_see
     # trials alone
     assert len(confirm) == hydra.CONFIRMED * hydra.CONFIRM_TRIALS
     assert all(len(t.temperatures) == 1 for t in confirm)
-    assert len({id(t.of) for t in confirm}) == len(chosen) == hydra.CONFIRMED
+    assert len({id(t.organism) for t in confirm}) == len(chosen) == hydra.CONFIRMED
     winner = choose_winner(evo)[1]
-    assert {t.seed for t in winner.judged()} <= {t.seed for t in confirm if t.of is winner.of}
+    assert {t.seed for t in winner.judged()} <= {t.seed for t in confirm if t.organism is winner.organism}
     assert len(winner.judged()) == hydra.CONFIRM_TRIALS
-    heard = hydra.temperature_grid(winner.of.genome, hydra.GRID_COOLINGS)
+    heard = hydra.temperature_grid(winner.organism.genome, hydra.GRID_COOLINGS)
     assert (winner.genome["temperature"] in heard
             or (winner.genome["temperature"], winner.genome["cooling"]) in heard)
     assert len({o.id for o in evo.evaluations}) == len(evo.evaluations)
@@ -316,8 +325,7 @@ def test_the_final_judgement_tunes_the_leader_and_confirms_the_best_on_fresh_see
 
 def test_the_confirmed_are_different_organisms_each_at_its_best_temperature():
     a, b, c = (organism("Weaver", i) for i in range(3))
-    heard = [Organism(dict(o.genome, temperature=t), "Weaver", 0, 0, o.index, 0, of=o)
-             for o, t in ((a, 0.8), (a, 0.9), (b, 1.0), (a, 1.1), (c, 0.7))]
+    heard = [hydra.Heard(o, (t, 1.0), []) for o, t in ((a, 0.8), (a, 0.9), (b, 1.0), (a, 1.1), (c, 0.7))]
     assert hydra.one_of_each(heard, 2) == [heard[0], heard[2]]
     assert hydra.one_of_each(heard, 4) == [heard[0], heard[2], heard[4]]
 
@@ -362,7 +370,7 @@ def test_the_primordial_creature_is_heard_first_and_changes_nothing_else(monkeyp
     assert [t.id for t in trials] == ["primordial", "primordial/t2", "primordial/t3"]
     assert len({t.seed for t in trials}) == hydra.PRIMORDIAL_TRIALS == 3
     defaults = hydra.full_genome(hydra.default_genome(), fast_cfg().steps)
-    assert all(t.genome == hydra.default_genome() and t.head == "" for t in trials)
+    assert all(t.genome == hydra.default_genome() and t.organism.head == "" for t in trials)
     assert seen[:3] == [defaults] * 3 and defaults not in seen[3:]     # heard first, and only then
     assert all(set(t.scores) == {"Weaver", "Mirror", "Spark"} for t in trials)
     assert not {id(t) for t in trials} & {id(o) for o in evo.evaluations + evo.reference + evo.finalists}
@@ -400,7 +408,7 @@ def test_classic_is_one_island_without_a_gathering():
         evo = evolve(heads, ex, HydraConfig(population=5, generations=3, cycles=1, steps=5,
                                             samples=4, seed=1), observer=Spy())
     assert events == [("Classic",)] * 3
-    assert len([o for o in evo.evaluations if o.trial == 0]) == 5 + 3 * 2
+    assert len([t for t in evo.evaluations if t.n == 0]) == 5 + 3 * 2
 
 
 def test_an_evaluation_that_raises_scores_worst_and_the_run_completes():
@@ -415,8 +423,8 @@ def test_an_evaluation_that_raises_scores_worst_and_the_run_completes():
     assert first == "RuntimeError: the organism could not be born"
     assert trace.startswith("Traceback") and "raise_for" in trace     # the store keeps it
     assert all(s == -math.inf for s in failed[0].scores.values())
-    assert failed[0] not in evo.populations["Mirror"][:2]
-    assert choose_winner(evo)[1].error is None
+    assert failed[0].organism not in evo.populations["Mirror"][:2]
+    assert choose_winner(evo)[1].birth.error is None
 
 
 def test_when_everything_fails_there_is_no_winner():
@@ -459,8 +467,8 @@ def test_a_worker_that_always_dies_is_scored_worst_after_one_retry():
         pool.close()
     dead = next(o for o in evo.evaluations if o.seed == victim)
     assert dead.error == "worker process died twice" and dead.attempts == 2
-    assert dead.fitness("Weaver") == -math.inf
-    assert choose_winner(evo)[1].error is None
+    assert dead.scores["Weaver"] == dead.organism.fitness("Weaver") == -math.inf
+    assert choose_winner(evo)[1].birth.error is None
 
 
 def test_without_retries_lost_evaluations_score_worst():
@@ -475,7 +483,7 @@ def test_without_retries_lost_evaluations_score_worst():
     # or queued when the pool broke is lost, the victim's included, and scored worst.
     lost = [o for o in evo.evaluations if o.error is not None]
     assert any(o.seed == victim for o in lost)
-    assert all(o.error == "worker process died" and o.fitness("Weaver") == -math.inf for o in lost)
+    assert all(o.error == "worker process died" and o.scores["Weaver"] == -math.inf for o in lost)
     assert all(o.result is not None for o in evo.evaluations if o.error is None)
 
 
@@ -509,9 +517,7 @@ def test_the_noise_is_measured_in_the_random_genomes_voice():
     def twice(index, first, second, **genes):
         o = organism("Weaver", index, Weaver=first)
         o.genome = dict(o.genome, **genes)
-        again = organism("Weaver", index, Weaver=second)
-        again.trial, again.of, again.genome = 1, o, o.genome
-        o.retrials.append(again)
+        trial_of(o, Weaver=second)
         return o
 
     steady = twice(7, 0.0, 1.0)                        # temperature 1, no cooling: variance 0.5
@@ -531,9 +537,7 @@ def test_the_yardstick_takes_out_the_noise_and_standing_counts_the_judges_noise(
     heads = HEADS3[:1]
     reference = [organism("Weaver", i, Weaver=w) for i, w in enumerate([1.0, 2.0, 3.0, 4.0])]
     twice = organism("Weaver", 7, Weaver=0.0)
-    again = organism("Weaver", 7, Weaver=1.0)
-    again.trial, again.of = 1, twice
-    twice.retrials.append(again)                       # two trials a point apart: variance 0.5
+    trial_of(twice, Weaver=1.0)                        # two trials a point apart: variance 0.5
     scores, mean, spread, noise = hydra.yardstick(reference, heads, [twice])["Weaver"]
     keep = math.sqrt(1 - 0.5 / 1.25)
     assert scores == pytest.approx([2.5 + (x - 2.5) * keep for x in (1, 2, 3, 4)])
@@ -549,15 +553,11 @@ def test_the_yardstick_takes_out_the_noise_and_standing_counts_the_judges_noise(
     assert standing(twice, stick) < standing(once, stick)
     # the same mean seen on more trials is surer; an unsteady genome is a gamble
     steady = organism("Weaver", 9, Weaver=4.2)
-    for k in range(1, 8):
-        trial = organism("Weaver", 9, Weaver=4.2)
-        trial.trial, trial.of = k, steady
-        steady.retrials.append(trial)
+    for _ in range(7):
+        trial_of(steady, Weaver=4.2)
     unsteady = organism("Weaver", 10, Weaver=1.2)
-    for k, w in enumerate([7.2, 1.2, 7.2, 1.2, 7.2, 1.2, 7.2], 1):
-        trial = organism("Weaver", 10, Weaver=w)
-        trial.trial, trial.of = k, unsteady
-        unsteady.retrials.append(trial)
+    for w in [7.2, 1.2, 7.2, 1.2, 7.2, 1.2, 7.2]:
+        trial_of(unsteady, Weaver=w)
     assert unsteady.fitness("Weaver") == pytest.approx(4.2)
     assert standing(steady, stick) > standing(once, stick) > standing(unsteady, stick)
 
@@ -828,7 +828,8 @@ def test_a_stored_evaluation_without_names_at_its_temperatures_is_refused():
     from microgpt.store import Recall
 
     heads = HEADS3[:1]
-    o = Organism(dict(GENOME), "Weaver", 0, 0, 0, 17, temperatures=hydra.voices(GENOME))
+    o = Organism(dict(GENOME), "Weaver", 0, 0, 0, 17).birth
+    o.temperatures = hydra.voices(GENOME)
     old = Outcome(o.id, {"names": ["anna"], "val_loss": 2.0}, None, 1, 17)
     with pytest.raises(ValueError, match="older microgpt"):
         hydra.evaluate_all([o], None, fast_cfg(), heads, hydra.Observer(), Recall({o.id: old}))
@@ -841,7 +842,7 @@ def test_a_stored_evaluation_of_other_genes_is_refused():
 
     heads = HEADS3[:1]
     cfg = fast_cfg()
-    o = Organism(dict(GENOME), "Weaver", 0, 0, 0, 17)
+    o = Organism(dict(GENOME), "Weaver", 0, 0, 0, 17).birth
     older = {k: v for k, v in hydra.full_genome(o.genome, cfg.steps).items() if k != "cooling"}
     result = {"names": ["anna"], "val_loss": 2.0}
     with pytest.raises(ValueError, match="other genes"):
@@ -882,8 +883,8 @@ def test_a_cooled_voice_is_heard_where_its_middle_letters_are_at_the_grid():
 # The Pareto front across the heads.
 
 def scored(name, scores, index):
-    o = Organism({}, "Weaver", 0, 0, index, index, result={"names": [], "val_loss": 1.0})
-    o.scores = scores
+    o = Organism({}, "Weaver", 0, 0, index, index)
+    o.birth.result, o.birth.scores = {"names": [], "val_loss": 1.0}, scores
     return o
 
 
@@ -915,15 +916,15 @@ def test_a_run_keeps_its_pareto_front_and_the_front_is_non_dominated():
 def test_a_genome_tuned_from_a_voice_that_cools_otherwise_keeps_that_voice_and_says_so():
     o = organism("Weaver", 0)
     o.genome = dict(o.genome, temperature=1.0, cooling=1.0, n_ctx=16)
-    heard = Organism(dict(o.genome, temperature=1.9, cooling=0.8), "Weaver", 0, 0, 0, 0, of=o)
-    tuned = o.retuned("n_ctx", 7, 3, heard)
+    heard = hydra.Heard(o, (1.9, 0.8), [])
+    tuned = o.retuned("n_ctx", 7, 3, heard.voice)
     assert tuned.genome == dict(o.genome, temperature=1.9, cooling=0.8, n_ctx=7)
     assert tuned.tuned == "@cooling=0.8@n_ctx=7"
-    same = Organism(dict(o.genome, temperature=0.8), "Weaver", 0, 0, 0, 0, of=o)
-    assert o.retuned("n_ctx", 7, 3, same).tuned == "@n_ctx=7"
+    same = hydra.Heard(o, (0.8, 1.0), [])
+    assert o.retuned("n_ctx", 7, 3, same.voice).tuned == "@n_ctx=7"
     assert hydra.voice_of(heard) == (1.9, 0.8) and hydra.voice_of(same) == 0.8
     # its own value from another voice trains the model it already has: nothing to retrain
-    assert o.retuned("n_ctx", 16, 3, heard) is None and o.retuned("n_ctx", 16, 3, same) is None
+    assert o.retuned("n_ctx", 16, 3, heard.voice) is None and o.retuned("n_ctx", 16, 3, same.voice) is None
 
 
 def test_the_worker_hears_a_voice_at_its_own_cooling_or_at_the_one_it_names():

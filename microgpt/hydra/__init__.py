@@ -38,7 +38,7 @@ identity, never by completion order: the same seed gives the same run, and the s
 for any number of workers; and a run resumed from its store's outcomes is the run it would have
 been.
 
-The package: `genes` (the genome), `organism` (an organism, the run, its observers),
+The package: `genes` (the genome), `organism` (an organism and its trials, the run, its observers),
 `voices` (how an organism is heard), `evaluation` (the evaluator seam and scoring), `standing`
 (against random genomes, and the winner), `final` (the final judgement) and `engine` (`evolve`).
 """
@@ -125,10 +125,12 @@ from microgpt.hydra.organism import (  # noqa: F401
     N_CHAMPIONS,
     NAMES_KEPT,
     SIZE_CAPS,
+    Heard,
     HydraConfig,
     Observer,
     Observers,
     Organism,
+    Trial,
 )
 from microgpt.hydra.standing import (  # noqa: F401
     JUDGE_TRIALS,

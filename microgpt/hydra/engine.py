@@ -104,7 +104,7 @@ def primordial(run_seed):
     the report: never bred, ranked, gathered or chosen, and no island's (its head is "")."""
     first = Organism(default_genome(), "", 0, 0, 0, derive_seed(run_seed, PRIMORDIAL),
                      label=PRIMORDIAL)
-    return [first] + [first.rejudge(run_seed) for _ in range(PRIMORDIAL_TRIALS - 1)]
+    return [first.birth] + [first.rejudge(run_seed) for _ in range(PRIMORDIAL_TRIALS - 1)]
 
 
 def first_generation(heads, cfg):
@@ -143,12 +143,12 @@ def expected_evaluations(population, generations, cycles, n_heads):
 
 @dataclass
 class Evolution:
-    """What a run leaves: the final populations (ranked), every evaluation in identity order (births
-    and re-judgings), the random first generation, what it scores (`yardstick`), against which
-    standings are measured, the finalists: the final judgement's confirmed organisms, each a
-    genome at a voice, ranked best first: the first is the winner; the run's Pareto front
-    across its heads (`pareto_front` of `organisms()`); and the primordial creature (its birth,
-    its other trials in retrials), which is in none of the others."""
+    """What a run leaves: the final populations (ranked), every evaluation (a Trial: births and
+    re-judgings) in the order they were made, the random first generation, what it scores
+    (`yardstick`), against which standings are measured, the finalists: the final judgement's
+    confirmed organisms, each heard at a voice (`Heard`), ranked best first: the first is the
+    winner; the run's Pareto front across its heads (`pareto_front` of `organisms()`); and the
+    primordial creature (with its trials), which is in none of the others."""
     heads: list
     config: HydraConfig
     populations: dict
@@ -166,13 +166,13 @@ class Evolution:
 
     def made(self):
         """Every evaluation the run made: the primordial creature's trials, then `evaluations`."""
-        first = [self.primordial, *self.primordial.retrials] if self.primordial else []
+        first = self.primordial.trials if self.primordial else []
         return first + self.evaluations
 
     def organisms(self):
         """Every distinct organism the run judged (births, then the final judgement's tuned
         genomes), in the order of their first evaluation."""
-        return list(dict.fromkeys(t.of or t for t in self.evaluations if t.result is not None))
+        return list(dict.fromkeys(t.organism for t in self.evaluations if t.result is not None))
 
 
 def pareto_front(organisms, heads):
@@ -191,7 +191,7 @@ def rejudgings(organisms, cfg, limit=MAX_TRIALS):
     """New trials on fresh seeds for each distinct evaluated organism judged fewer than limit times."""
     seen, todo = set(), []
     for o in organisms:
-        if o.result is not None and o.id not in seen and len(o.judged()) < limit:
+        if o.birth.result is not None and o.id not in seen and len(o.judged()) < limit:
             seen.add(o.id)
             todo.append(o.rejudge(cfg.seed))
     return todo
@@ -228,14 +228,14 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
                     rng = random.Random(f"{cfg.seed}:breed:{cycle}:{gen}:{h.name}")
                     populations[h.name] = breed(populations[h.name], rng, h.name, cycle, gen,
                                                 cfg.seed)
-            fresh = [o for h in heads for o in populations[h.name] if not o.evaluated]
+            fresh = [o.birth for h in heads for o in populations[h.name] if not o.evaluated]
             todo = fresh + rejudgings((o for h in heads for o in populations[h.name]), cfg)
-            for o in todo:
-                o.temperatures = voices(o.genome)
+            for t in todo:
+                t.temperatures = voices(t.genome)
             observer.generation_started(cycle, gen, todo)
             evaluate_all(todo, evaluator, cfg, heads, observer, recall)
             evaluations.extend(todo)
-            bred = field_of([o for o in evaluations if o.trial == 0], heads)
+            bred = field_of([t.organism for t in evaluations if t.n == 0], heads)
             populations = {h.name: rank(populations[h.name], h.name, bred) for h in heads}
             observer.generation(cycle, gen, populations)
         if len(heads) > 1 and cycle < cfg.cycles - 1:     # the last cycle's champions are final
@@ -247,9 +247,9 @@ def evolve(heads, evaluator, cfg, *, observer=None, recall=None):
     # and at several temperatures, the leader's genes tuned one at a time, the best few confirmed.
     finalists, stick = final_judgement(populations, evaluations, reference, heads, evaluator,
                                        cfg, observer, recall)
-    bred = field_of([o for o in evaluations if o.trial == 0], heads)
+    bred = field_of([t.organism for t in evaluations if t.n == 0], heads)
     populations = {h.name: rank(populations[h.name], h.name, bred) for h in heads}   # new trials
     evolution = Evolution(list(heads), cfg, populations, evaluations, reference, stick, finalists,
-                          primordial=baseline[0] if baseline else None)
+                          primordial=baseline[0].organism if baseline else None)
     evolution.front = pareto_front(evolution.organisms(), [h.name for h in heads])
     return evolution

@@ -52,8 +52,8 @@ class Judgement:
     def __init__(self, evaluations, reference, heads, evaluator, cfg, observer, recall):
         self.evaluations, self.reference, self.heads = evaluations, reference, heads
         self.evaluator, self.cfg, self.observer, self.recall = evaluator, cfg, observer, recall
-        self.births = [o for o in evaluations if o.trial == 0 and o.result is not None]
-        self.everyone = [o for o in evaluations if o.trial == 0]   # failed births too, below all
+        self.births = [t.organism for t in evaluations if t.n == 0 and t.result is not None]
+        self.everyone = [t.organism for t in evaluations if t.n == 0]   # failed births too, below all
         self.tuned = []
         self.stick = None           # the yardsticks of stage 1, which stage 2 ranks on
 
@@ -61,7 +61,7 @@ class Judgement:
         """The yardsticks the stages rank by (`joint_key`): the random first generation, and
         every organism the run bred, among which the organisms that beat every random genome
         stay apart; each measuring the noise on every organism judged more than once so far."""
-        rejudged = [o for o in self.births if o.retrials] + self.tuned
+        rejudged = [o for o in self.births if len(o.trials) > 1] + self.tuned
         return (yardstick(self.reference, self.heads, rejudged),
                 yardstick(self.everyone, self.heads, rejudged))
 
@@ -95,7 +95,7 @@ class Judgement:
         finalists = []
         for o in ([populations[h.name][0] for h in self.heads]
                   + sorted(self.births, key=lambda o: best_voice(o, self.heads, stick), reverse=True)):
-            if (o.result is not None and o not in finalists
+            if (o.birth.result is not None and o not in finalists
                     and len(finalists) < max(FINALISTS, len(self.heads))):
                 finalists.append(o)
         final = self.trials_of(finalists, FINAL_TRIALS, coolings=GRID_COOLINGS)
@@ -107,8 +107,8 @@ class Judgement:
         """Stage 2, for one gene: the leader retrained with its other values; the candidates
         with them, ranked again (on the yardsticks of stage 1)."""
         best = candidates[0]                # an organism heard at its best voice
-        leader = best.of
-        others = [o for o in (leader.retuned(gene, v, self.cfg.seed, best)
+        leader = best.organism
+        others = [o for o in (leader.retuned(gene, v, self.cfg.seed, best.voice)
                               for v in tuning_values(gene, leader.genome)) if o is not None]
         tuning = self.trials_of(others, TUNING_TRIALS)
         self.judge(tuning.values(), f"the best so far, with other values of {gene}", others)
@@ -119,21 +119,22 @@ class Judgement:
         """Stage 3: (the CONFIRMED best, each at its best voice, ranked on fresh trials alone,
         the yardstick of the random first generation)."""
         chosen = one_of_each(candidates, CONFIRMED)
-        confirm = {v: self.trials_of([v.of], CONFIRM_TRIALS, (voice_of(v),))[v.of] for v in chosen}
+        confirm = {v: self.trials_of([v.organism], CONFIRM_TRIALS, (voice_of(v),))[v.organism]
+                   for v in chosen}
         self.judge(confirm.values(), "the best, each at its best temperature, on more fresh seeds",
-                   [v.of for v in chosen])
-        confirmed = [at_temperatures(v.of, self.heads, confirm[v]) for v in chosen]
+                   [v.organism for v in chosen])
+        confirmed = [at_temperatures(v.organism, self.heads, confirm[v]) for v in chosen]
         confirmed = [c[0] for c in confirmed if c]
         stick = self.sticks()
         return self.ranked(confirmed or candidates, stick), stick[0]
 
 
 def one_of_each(variants, n):
-    """The first n of variants (organisms heard at a temperature, ranked) that are of different
-    organisms: each organism at its best temperature."""
+    """The first n of variants (organisms heard at a voice, `Heard`, ranked) that are of
+    different organisms: each organism at its best voice."""
     chosen = []
     for v in variants:
-        if len(chosen) < n and all(v.of is not c.of for c in chosen):
+        if len(chosen) < n and all(v.organism is not c.organism for c in chosen):
             chosen.append(v)
     return chosen
 

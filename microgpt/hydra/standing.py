@@ -126,7 +126,7 @@ def choose_winner(evolution):
     """(the island that bred it, the winner, its standing): the first finalist, the organism of the
     run with the best standing among random genomes on its confirming trials.
     MicrogptError when every evaluation failed."""
-    if not evolution.finalists or evolution.finalists[0].result is None:
+    if not evolution.finalists or evolution.finalists[0].birth.result is None:
         raise MicrogptError("every evaluation failed; no genome to write (see the log for reasons)")
     winner = evolution.finalists[0]
     return winner.head, winner, standing(winner, evolution.yardstick)
@@ -147,7 +147,7 @@ def winner_genome(winner, winner_standing, evolution, mode="hydra"):
         "loss": finite_or_none(winner.val_loss),
         "generation": cfg.global_generation(winner),
         "evolved": True,
-        "seed": winner.seed,
+        "seed": winner.birth.seed,
         "names": winner.shown_names(),
         "head": winner.head,
         "scores": {h.name: finite_or_none(winner.fitness(h.name)) for h in evolution.heads},
@@ -155,6 +155,6 @@ def winner_genome(winner, winner_standing, evolution, mode="hydra"):
         "standing": winner_standing,
         "mode": mode,
         "run_seed": cfg.seed,
-        "organism": winner.id,
+        "organism": winner.birth.id,       # that evaluation's id
     })
     return genome

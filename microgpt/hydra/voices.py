@@ -1,7 +1,7 @@
 """How an organism is heard: every evaluation samples its trained model at several voices (a
 temperature at the organism's cooling, or a (temperature, cooling) pair), which costs no training;
-`at_temperatures` turns those into organisms heard at each voice."""
-from microgpt.hydra.organism import Organism
+`at_temperatures` turns those into the organism heard at each voice (`Heard`)."""
+from microgpt.hydra.organism import Heard, Trial
 from microgpt.worker import voice
 
 VOICES = (0.7, 0.8, 0.9, 1.0)   # every evaluation also samples at these temperatures (mid-name)
@@ -42,9 +42,9 @@ def heard_at(t, temperatures):
 
 
 def at_temperatures(finalist, heads, trials=None):
-    """finalist as heard at each temperature its trials sampled at (trials: these of its trials,
-    default all): one organism per temperature, its genome with that temperature, whose trials
-    are those trials' names at it (their training, seed and losses unchanged)."""
+    """finalist as heard at each voice its trials sampled at (trials: these of its trials,
+    default all): one `Heard` per voice, whose trials are those trials' names and scores at it
+    (their training, seed and losses unchanged)."""
     trials = [t for t in (finalist.judged() if trials is None else trials)
               if t.temperatures and t.result is not None]
     if not trials:
@@ -52,22 +52,15 @@ def at_temperatures(finalist, heads, trials=None):
     trials = [t for t in trials if t.temperatures == trials[0].temperatures]
     variants = []
     for k, spoken in enumerate(trials[0].temperatures):
-        temperature, cooling = voice(spoken, finalist.genome["cooling"])
-        heard = []
-        for t in trials:
-            v = Organism(dict(finalist.genome, temperature=temperature, cooling=cooling), finalist.head,
-                         finalist.cycle, finalist.generation, finalist.index, t.seed,
-                         result=dict(t.result, names=t.result["names_at"][k]),
-                         scores=t.scores_at[k], trial=t.trial, of=finalist,
-                         parent=finalist.parent, tuned=finalist.tuned)
-            heard.append(v)
-        heard[0].retrials = heard[1:]
-        variants.append(heard[0])
+        v = voice(spoken, finalist.genome["cooling"])       # (temperature, cooling)
+        heard = [Trial(finalist, t.n, t.seed, result=dict(t.result, names=t.result["names_at"][k]),
+                       scores=t.scores_at[k], voice=v) for t in trials]
+        variants.append(Heard(finalist, v, heard))
     return variants
 
 
-def voice_of(variant):
-    """How variant (an organism heard at a voice) speaks, as a voice of its organism's: its
-    temperature, or (temperature, cooling) when it cools otherwise."""
-    t, c = variant.genome["temperature"], variant.genome["cooling"]
-    return t if c == variant.of.genome["cooling"] else (t, c)
+def voice_of(heard):
+    """How heard (an organism heard at a voice, `Heard`) speaks, as a voice of its organism's:
+    its temperature, or (temperature, cooling) when it cools otherwise."""
+    t, c = heard.voice
+    return t if c == heard.organism.genome["cooling"] else (t, c)

@@ -141,22 +141,22 @@ def mean_scores(text):
 
 
 class Recall(dict):
-    """{organism id: its Outcome}: what a stored run already has, for its resumption. An outcome
-    is given back (`outcome`) only for the organism it was: trained with the same seed, the
+    """{trial id: its Outcome}: what a stored run already has, for its resumption. An outcome
+    is given back (`outcome`) only for the trial it was: trained with the same seed, the
     same genes and heard at its voices; MicrogptError when the store's is another (another
     run's, or an older microgpt's)."""
 
-    def outcome(self, org, steps):
-        """The stored Outcome of org (an Organism trained for steps), or None."""
-        outcome = self.get(org.id)
+    def outcome(self, trial, steps):
+        """The stored Outcome of trial (a Trial trained for steps), or None."""
+        outcome = self.get(trial.id)
         if outcome is None:
             return None
-        if outcome.seed != org.seed:
-            raise MicrogptError(f"the store's {org.id} was trained with another seed: not this run")
-        if outcome.genome is not None and outcome.genome != full_genome(org.genome, steps):
-            raise MicrogptError(f"the store's {org.id} has other genes than this microgpt breeds (an "
+        if outcome.seed != trial.seed:
+            raise MicrogptError(f"the store's {trial.id} was trained with another seed: not this run")
+        if outcome.genome is not None and outcome.genome != full_genome(trial.genome, steps):
+            raise MicrogptError(f"the store's {trial.id} has other genes than this microgpt breeds (an "
                                 f"older version bred it); start a new run")
-        if org.temperatures and outcome.result is not None and "names_at" not in outcome.result:
-            raise MicrogptError(f"the store's {org.id} was made by an older microgpt, which did not "
+        if trial.temperatures and outcome.result is not None and "names_at" not in outcome.result:
+            raise MicrogptError(f"the store's {trial.id} was made by an older microgpt, which did not "
                                 f"sample at several temperatures; start a new run")
         return outcome

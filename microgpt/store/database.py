@@ -300,20 +300,20 @@ class Store(Checks):
 
     # Evaluations.
 
-    def add_evaluation(self, run_id, org, steps, stage=EVOLUTION):
-        """Record a finished evaluation (once: a recalled one is already there)."""
-        result = org.result or {}
-        row = {"run_id": run_id, "organism": org.id, "head": org.head, "cycle": org.cycle + 1,
-               "generation": org.generation + 1, "idx": org.index, "trial": org.trial + 1,
-               "seed": org.seed, "parent": (org.of or org).parent,
-               "genome": json.dumps(full_genome(org.genome, steps)),
+    def add_evaluation(self, run_id, trial, steps, stage=EVOLUTION):
+        """Record a finished evaluation, a Trial (once: a recalled one is already there)."""
+        org, result = trial.organism, trial.result or {}
+        row = {"run_id": run_id, "organism": trial.id, "head": org.head, "cycle": org.cycle + 1,
+               "generation": org.generation + 1, "idx": org.index, "trial": trial.n + 1,
+               "seed": trial.seed, "parent": org.parent,
+               "genome": json.dumps(full_genome(trial.genome, steps)),
                "scores": json.dumps({h: s if math.isfinite(s) else None
-                                     for h, s in org.scores.items()}),
-               "names": json.dumps(result["names"]) if org.result else None,
+                                     for h, s in trial.scores.items()}),
+               "names": json.dumps(result["names"]) if trial.result else None,
                "names_at": json.dumps(result["names_at"]) if "names_at" in result else None,
                "val_loss": result.get("val_loss"), "final_loss": result.get("final_loss"),
                "num_params": result.get("num_params"), "seconds": result.get("seconds"),
-               "error": org.error, "attempts": org.attempts, "finished": now(),
+               "error": trial.error, "attempts": trial.attempts, "finished": now(),
                "started": result.get("started"), "ended": result.get("ended"),
                "worker": result.get("worker"), "stage": stage}
         self.db.execute(f"INSERT OR IGNORE INTO evaluations ({', '.join(row)})"

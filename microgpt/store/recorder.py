@@ -20,8 +20,8 @@ class Recorder(Observer):
     def final_started(self, organisms, todo, what):
         self.stage = FINAL_JUDGEMENT
 
-    def evaluated(self, organism):
-        self.store.add_evaluation(self.run_id, organism, self.cfg.steps, self.stage)
+    def evaluated(self, trial):
+        self.store.add_evaluation(self.run_id, trial, self.cfg.steps, self.stage)
 
     def generation(self, cycle, generation, populations):
         self.store.add_champions(self.run_id, cycle, generation, populations)
