@@ -131,6 +131,7 @@ from microgpt.hydra.organism import (  # noqa: F401
     Observers,
     Organism,
     Trial,
+    run_generation,
 )
 from microgpt.hydra.standing import (  # noqa: F401
     JUDGE_TRIALS,

@@ -198,7 +198,14 @@ class HydraConfig:
 
     def global_generation(self, organism):
         """The 1-based generation of the run in which organism was born."""
-        return organism.cycle * self.generations + organism.generation + 1
+        return run_generation(organism.cycle + 1, organism.generation + 1, self.generations)
+
+def run_generation(cycle, generation, per_cycle):
+    """The 1-based generation of the run that is the generation-th (1-based) of the cycle-th
+    (1-based) cycle of per_cycle generations: the one numbering of the console, the store's
+    readers and genome.json."""
+    return (cycle - 1) * per_cycle + generation
+
 
 CLASSIC = {"population": 12, "generations": 5, "cycles": 1}
 

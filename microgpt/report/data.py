@@ -8,7 +8,15 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from microgpt.hydra import GENES, GRID_COOLINGS, MAX_TRIALS, percentile, temperature_grid, voices
+from microgpt.hydra import (
+    GENES,
+    GRID_COOLINGS,
+    MAX_TRIALS,
+    percentile,
+    run_generation,
+    temperature_grid,
+    voices,
+)
 from microgpt.store import FINAL_JUDGEMENT, PRIMORDIAL, StoreError
 from microgpt.train import TrainingConfig
 
@@ -48,7 +56,7 @@ class Run:
 
     def run_generation(self, cycle, generation):
         """The 1-based generation of the run that is generation of cycle (both 1-based)."""
-        return (cycle - 1) * self.per_cycle + generation
+        return run_generation(cycle, generation, self.per_cycle)
 
     @property
     def title(self):
@@ -78,6 +86,11 @@ class Run:
         if e.stage is not None:
             return e.stage == FINAL_JUDGEMENT
         return "@" in e.organism or e.trial > MAX_TRIALS
+
+    def winner_trial(self):
+        """The evaluation the run's winner is (its first confirming trial), or None."""
+        chosen = self.row.get("winner")
+        return next((e for e in self.evaluations if e.organism == chosen), None) if chosen else None
 
     @property
     def winner(self):
@@ -319,16 +332,18 @@ def _final_step(run, birth):
         return None
     scores = written.get("scores")
     mean = scores.get(birth.head) if isinstance(scores, dict) else None
-    return {"organism": run.row["winner"].split("/")[0], "head": birth.head,
+    return {"organism": run.winner_trial().of, "head": birth.head,
             "generation": run.last_generation + 1, "score": mean if drawable(mean) else None,
             "spread": None, "changed": changed, "gathering": None, "final": True,
             "trials": written.get("trials"), "standing": written.get("standing")}
 
 
 def _winner_birth(run):
-    """The winner's birth: the organism whose trial (/t..) it is, before any final tuning (@..)."""
-    winner = run.row.get("winner")
-    return run.by_id().get(winner.split("/")[0].split("@")[0]) if winner else None
+    """The winner's birth: the birth of the island, cycle, generation and place the winner's
+    organism was bred at (before any final tuning), or None."""
+    w = run.winner_trial()
+    return next((e for e in run.births() if (e.head, e.cycle, e.generation, e.idx)
+                 == (w.head, w.cycle, w.generation, w.idx)), None) if w else None
 
 
 def changes(a):

@@ -113,8 +113,8 @@ def plot_loss(run):
     if first:
         ax.scatter([first[0].num_params], [statistics.mean(e.val_loss for e in first)],
                    **PRIMORDIAL_MARK, label=f"primordial creature (defaults; mean of {len(first)})")
-    chosen = run.row.get("winner")
-    trials = [e for e in run.evaluations if chosen and e.of == chosen.split("/")[0]
+    chosen = run.winner_trial()
+    trials = [e for e in run.evaluations if chosen and e.of == chosen.of
               and drawable(e.val_loss) and e.num_params is not None]
     if trials:
         ax.scatter([trials[0].num_params], [statistics.mean(e.val_loss for e in trials)],

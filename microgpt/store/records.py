@@ -39,5 +39,7 @@ class Evaluation:
 
     @property
     def of(self):
-        """The id of the organism this is a trial of (its id without the trial)."""
-        return self.organism.split("/")[0]
+        """The id of the organism this is a trial of: its own id without the trial's /t<trial>
+        (docs/formats.md), which the front and the champions name."""
+        suffix = f"/t{self.trial}"
+        return self.organism[:-len(suffix)] if self.organism.endswith(suffix) else self.organism
