@@ -33,7 +33,7 @@ from typing import Optional
 from microgpt import __version__
 from microgpt.errors import DataError, MicrogptError
 from microgpt.files import read_bytes, size_text, write_atomic
-from microgpt.genes import SPACE
+from microgpt.genes import SPACE, is_number, is_whole
 from microgpt.genome import GENE_KEYS, GenomeError, check_genes
 from microgpt.model import GPT
 from microgpt.train import Adam, Tokenizer, TrainingConfig, mean_loss, train_steps
@@ -223,9 +223,9 @@ def _read_meta(path, read):
            and 0 <= adam["beta1"] < 1 and 0 <= adam["beta2"] < 1 and adam["eps"] > 0, path,
            "adam needs beta1 and beta2 in [0, 1) and eps > 0")
     for key in ("seed", "steps_done"):
-        _check(_whole(meta.get(key)) and 0 <= meta[key] < 2**63, path,
+        _check(is_whole(meta.get(key)) and 0 <= meta[key] < 2**63, path,
                f"{key} must be a whole number >= 0")
-    _check(_whole(adam.get("t")) and adam["t"] == meta["steps_done"], path,
+    _check(is_whole(adam.get("t")) and adam["t"] == meta["steps_done"], path,
            "adam.t must equal steps_done")
     _check(_finite(meta.get("rms_eps")) and meta["rms_eps"] > 0, path, "rms_eps must be > 0")
     for key in ("val_loss", "final_loss"):
@@ -268,9 +268,5 @@ def _check(ok, path, problem):
         raise CreatureError(f"{path}: {problem}")
 
 
-def _whole(x):
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def _finite(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return is_number(x) and math.isfinite(x)

@@ -87,11 +87,11 @@ class Gene:
         """None when value is within the gene's caps, else what is wrong, in words, for where."""
         lo, hi = self.cap
         if self.whole:
-            if not _is_int(value):
+            if not is_whole(value):
                 return f"{where}: {self.name} must be a whole number, got {json_text(value)}"
             if not lo <= value <= hi:
                 return f"{where}: {self.name} must be between {lo} and {hi}, got {value}"
-        elif not _is_number(value) or not math.isfinite(value) or not 0 < value <= hi:
+        elif not is_number(value) or not math.isfinite(value) or not 0 < value <= hi:
             return f"{where}: {self.name} must be a number in (0, {hi:g}], got {json_text(value)}"
         return None
 
@@ -160,11 +160,13 @@ def trained_genes(genome):
     return {k: genome[k] for k in ("steps", *GENES)}
 
 
-def _is_int(x):
+def is_whole(x):
+    """Whether x is a whole number as JSON gives one (not a bool)."""
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _is_number(x):
+def is_number(x):
+    """Whether x is a number as JSON gives one (not a bool)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from microgpt.errors import DataError, MicrogptError
 from microgpt.files import decode_text, parse_json, read_bytes, write_atomic
-from microgpt.genes import SPACE, _is_int, _is_number, json_text
+from microgpt.genes import SPACE, is_number, is_whole, json_text
 
 # The seed's seven genes, in genome.json's order (the Rust seed's format); the others of the gene
 # table (microgpt.genes) are newer and optional: a seven-gene genome takes TrainingConfig's
@@ -51,11 +51,11 @@ def check_genes(genes, where="genome"):
                 raise GenomeError(problem)
     if "steps" in genes:
         lo, hi = STEPS_CAP
-        if not _is_int(genes["steps"]):
+        if not is_whole(genes["steps"]):
             raise GenomeError(f"{where}: steps must be a whole number, got {json_text(genes['steps'])}")
         if not lo <= genes["steps"] <= hi:
             raise GenomeError(f"{where}: steps must be between {lo} and {hi}, got {genes['steps']}")
-    if "seed" in genes and not (_is_int(genes["seed"]) and 0 <= genes["seed"] <= SEED_MAX):
+    if "seed" in genes and not (is_whole(genes["seed"]) and 0 <= genes["seed"] <= SEED_MAX):
         raise GenomeError(f"{where}: seed must be a whole number from 0 to 2^63-1, "
                           f"got {json_text(genes['seed'])}")
     if "n_emb" in genes and "n_head" in genes and genes["n_emb"] % genes["n_head"]:
@@ -71,9 +71,9 @@ def validate_genome(obj, where="genome"):
     missing = [k for k in GENE_KEYS if k not in obj]
     if missing:
         raise GenomeError(f"{where}: missing field {', '.join(missing)}")
-    if "loss" in obj and obj["loss"] is not None and not _is_number(obj["loss"]):
+    if "loss" in obj and obj["loss"] is not None and not is_number(obj["loss"]):
         raise GenomeError(f"{where}: loss must be a number, got {json_text(obj['loss'])}")
-    if "generation" in obj and not (_is_int(obj["generation"]) and obj["generation"] >= 0):
+    if "generation" in obj and not (is_whole(obj["generation"]) and obj["generation"] >= 0):
         raise GenomeError(f"{where}: generation must be a whole number >= 0, "
                           f"got {json_text(obj['generation'])}")
     if "evolved" in obj and not isinstance(obj["evolved"], bool):

@@ -243,35 +243,20 @@ class Observer:
 
 
 class Observers(Observer):
-    """Several observers as one: each call goes to every one, in order."""
+    """Several observers as one: each of Observer's calls goes to every one, in order."""
 
     def __init__(self, *observers):
         self.observers = observers
 
-    def _tell(self, method, *args):
+
+def _tell_all(method):
+    """Observers' `method`: the call passed to each of its observers."""
+    def tell(self, *args):
         for o in self.observers:
             getattr(o, method)(*args)
+    tell.__name__ = method
+    return tell
 
-    def primordial_started(self, *args):
-        self._tell("primordial_started", *args)
 
-    def generation_started(self, *args):
-        self._tell("generation_started", *args)
-
-    def evaluated(self, *args):
-        self._tell("evaluated", *args)
-
-    def generation(self, *args):
-        self._tell("generation", *args)
-
-    def gathering(self, *args):
-        self._tell("gathering", *args)
-
-    def cycle_done(self, *args):
-        self._tell("cycle_done", *args)
-
-    def retrying(self, *args):
-        self._tell("retrying", *args)
-
-    def final_started(self, *args):
-        self._tell("final_started", *args)
+for _method in [m for m in vars(Observer) if not m.startswith("_")]:   # every event, once
+    setattr(Observers, _method, _tell_all(_method))

@@ -7,6 +7,7 @@ import math
 
 from microgpt.errors import MicrogptError
 from microgpt.files import parse_json
+from microgpt.genes import is_number, is_whole
 from microgpt.genome import GENE_KEYS, SEED_MAX, GenomeError, check_genes, json_text
 from microgpt.heads import HYDRA_HEADS, SCORINGS
 from microgpt.hydra import SIZE_CAPS, full_genome
@@ -22,7 +23,7 @@ class Checks:
         def bad(column, problem):
             return StoreError(f"{self.path}: run {run.get('id')}: {column} {problem}, got "
                               f"{json_text(run.get(column))}")
-        if not _whole(run.get("id")) or not 0 < run["id"] <= SQLITE_MAX:
+        if not is_whole(run.get("id")) or not 0 < run["id"] <= SQLITE_MAX:
             raise bad("id", "must be a whole number from 1")
         for column in ("started", "data_sha256", "out"):
             if not isinstance(run.get(column), str) or not run[column]:
@@ -38,13 +39,13 @@ class Checks:
         if run["scoring"] not in SCORINGS:
             raise bad("scoring", f"must be one of {', '.join(SCORINGS)}")
         for column, (lo, hi) in SIZE_CAPS.items():
-            if not _whole(run.get(column)) or not lo <= run[column] <= hi:
+            if not is_whole(run.get(column)) or not lo <= run[column] <= hi:
                 raise bad(column, f"must be a whole number from {lo} to {hi}")
-        if not _whole(run.get("seed")) or not 0 <= run["seed"] <= SEED_MAX:
+        if not is_whole(run.get("seed")) or not 0 <= run["seed"] <= SEED_MAX:
             raise bad("seed", "must be a whole number from 0 to 2^63-1")
-        if run.get("pid") is not None and not (_whole(run["pid"]) and 0 < run["pid"] < 2**31):
+        if run.get("pid") is not None and not (is_whole(run["pid"]) and 0 < run["pid"] < 2**31):
             raise bad("pid", "must be a process id or NULL")
-        if run.get("winner_loss") is not None and not _number(run["winner_loss"]):
+        if run.get("winner_loss") is not None and not is_number(run["winner_loss"]):
             raise bad("winner_loss", "must be a number or NULL")
         heads = self.json(run, "heads", run)
         allowed = ("classic",) if run["mode"] == "classic" else HYDRA_HEADS
@@ -77,17 +78,18 @@ class Checks:
         limits = {"cycle": (1, SIZE_CAPS["cycles"][1]), "generation": (1, SIZE_CAPS["generations"][1]),
                   "idx": (0, 2**31), "trial": (1, 2**31), "attempts": (0, 2**31)}
         for column, (lo, hi) in limits.items():
-            if not _whole(e.get(column)) or not lo <= e[column] <= hi:
+            if not is_whole(e.get(column)) or not lo <= e[column] <= hi:
                 raise bad(column, f"must be a whole number from {lo} to {hi}")
-        if not _whole(e.get("seed")) or not 0 <= e["seed"] <= SEED_MAX:
+        if not is_whole(e.get("seed")) or not 0 <= e["seed"] <= SEED_MAX:
             raise bad("seed", "must be a whole number from 0 to 2^63-1")
         for column in ("parent", "error"):
             if e.get(column) is not None and not isinstance(e[column], str):
                 raise bad(column, "must be text or NULL")
-        if e.get("num_params") is not None and not (_whole(e["num_params"]) and 0 < e["num_params"] < 2**40):
+        params = e.get("num_params")
+        if params is not None and not (is_whole(params) and 0 < params < 2**40):
             raise bad("num_params", "must be a whole number or NULL")
         for column in ("val_loss", "final_loss", "seconds", "started", "ended"):
-            if e.get(column) is not None and not _number(e[column]):    # a loss may be infinite
+            if e.get(column) is not None and not is_number(e[column]):    # a loss may be infinite
                 raise bad(column, "must be a number or NULL")
         if e.get("worker") is not None and not isinstance(e["worker"], str):
             raise bad("worker", "must be text or NULL")
@@ -105,7 +107,7 @@ class Checks:
             raise bad("genome", f"is not a genome ({str(exc).lstrip(': ')})") from None
         scores = e["scores"]
         if not isinstance(scores, dict) or not all(
-                isinstance(h, str) and (x is None or (_number(x) and abs(x) <= SCORE_MAX))
+                isinstance(h, str) and (x is None or (is_number(x) and abs(x) <= SCORE_MAX))
                 for h, x in scores.items()):
             raise bad("scores", f"must map heads to numbers (at most {SCORE_MAX:g} in size) or null")
         if e["error"] is None and not _names(e["names"]):
@@ -114,14 +116,6 @@ class Checks:
                                               and all(_names(x) for x in e["names_at"])):
             raise bad("names_at", "must be lists of names")
         return e
-
-
-def _whole(x):
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _names(x):
@@ -136,7 +130,7 @@ def mean_scores(text):
     except (TypeError, ValueError):
         return None
     ok = isinstance(scores, dict) and all(
-        x is None or (_number(x) and math.isfinite(x)) for x in scores.values())
+        x is None or (is_number(x) and math.isfinite(x)) for x in scores.values())
     return scores if ok else None
 
 

@@ -12,8 +12,9 @@ from urllib.parse import quote
 
 from microgpt.evaluators import Outcome
 from microgpt.files import kind_of
+from microgpt.genes import is_whole
 from microgpt.hydra import finite_or_none, full_genome
-from microgpt.store.checks import Checks, Recall, _whole, mean_scores
+from microgpt.store.checks import Checks, Recall, mean_scores
 from microgpt.store.records import Evaluation
 from microgpt.store.schema import (
     EVOLUTION,
@@ -280,7 +281,7 @@ class Store(Checks):
             except (TypeError, ValueError):
                 continue
             scores = mean_scores(r["scores"])
-            if (isinstance(r["organism"], str) and isinstance(genome, dict) and _whole(r["trials"])
+            if (isinstance(r["organism"], str) and isinstance(genome, dict) and is_whole(r["trials"])
                     and scores is not None):
                 out.append({"organism": r["organism"], "genome": genome, "scores": scores,
                             "trials": r["trials"]})
@@ -369,7 +370,7 @@ class Store(Checks):
         for r in self.db.execute("SELECT * FROM champions WHERE run_id = ? ORDER BY cycle,"
                                  " generation, head", (run_id,)):
             scores = mean_scores(r["scores"])
-            if (_whole(r["cycle"]) and _whole(r["generation"]) and isinstance(r["head"], str)
+            if (is_whole(r["cycle"]) and is_whole(r["generation"]) and isinstance(r["head"], str)
                     and isinstance(r["organism"], str) and scores is not None):
                 out.append(dict(r, scores=scores))
         return out
@@ -391,7 +392,7 @@ class Store(Checks):
 
 def alive(pid):
     """Whether a process with this pid runs on this machine."""
-    if not _whole(pid) or not 0 < pid < 2**31:
+    if not is_whole(pid) or not 0 < pid < 2**31:
         return False
     try:
         os.kill(pid, 0)
