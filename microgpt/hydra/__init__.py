@@ -62,10 +62,6 @@ from microgpt.genes import (  # noqa: F401  (the gene table, as microgpt.hydra.X
     SPACE,
     TEMPERATURE_FACTOR,
     Gene,
-    _afresh,
-    _clamp,
-    _scale,
-    _step,
     log_uniform,
 )
 from microgpt.hydra.engine import (  # noqa: F401
@@ -88,7 +84,6 @@ from microgpt.hydra.engine import (  # noqa: F401
     rejudgings,
 )
 from microgpt.hydra.evaluation import (  # noqa: F401
-    _check_result,
     _settle,
     evaluate_all,
     judge,
