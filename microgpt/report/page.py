@@ -10,7 +10,7 @@ from pathlib import Path
 
 from microgpt.errors import UsageError
 from microgpt.files import writable_target, write_atomic
-from microgpt.hydra import BY_NAME, GENES
+from microgpt.hydra import BY_NAME, CONFIRM_TRIALS, GENES, MAX_TRIALS, PRIMORDIAL_TRIALS
 from microgpt.report.data import champions, changes, figure_data, lineage, load_run, verdict
 from microgpt.report.draw import DPI, HEIGHT, WIDTH
 from microgpt.report.figures import figures
@@ -22,9 +22,10 @@ CAPTIONS = {
                "band is the random first generation, from worst to best (its median the grey "
                "line); the dash-dotted line the primordial creature (every gene at its default); "
                "the star the winner's mean over its confirming trials. A champion is the best of "
-               "many seen on one or two trials, so its mean runs high (the winner's curse); the "
-               "winner is measured afresh on ten, and is chosen by standing over all the heads, "
-               "not by one head's score: it sits below the champions' lines.",
+               f"many seen on at most {MAX_TRIALS} trials, so its mean runs high (the winner's "
+               f"curse); the winner is measured afresh on {CONFIRM_TRIALS}, and is chosen by "
+               "standing over all the heads, not by one head's score: so it can sit below the "
+               "champions' lines.",
     "front": "Every organism's trial means, two heads at a time. Red: the Pareto front, organisms "
              "no other beats on every head at once; it is a front over all the heads, so in one "
              "panel a red point can sit inside the cloud (it is better on a head not drawn).",
@@ -68,10 +69,10 @@ TERMS = (
     "<dt>Gathering</dt><dd>between cycles, each head takes in the other heads' champions "
     "(dotted lines in the figures).</dd>"
     "<dt>final judgement</dt><dd>the run's best re-judged on fresh seeds and at many voices, the "
-    "leader's genes tuned one at a time (@gene=value in an id), the best few confirmed on ten "
-    "trials each: the best confirmed is the winner.</dd>"
+    "leader's genes tuned one at a time (@gene=value in an id), the best few confirmed on "
+    f"{CONFIRM_TRIALS} trials each: the best confirmed is the winner.</dd>"
     "<dt>primordial creature</dt><dd>every gene at its default: what <code>microgpt</code> is "
-    "with no genome.json, heard first on three seeds as the baseline.</dd>"
+    f"with no genome.json, heard first on {PRIMORDIAL_TRIALS} seeds as the baseline.</dd>"
     "</dl></details>")
 
 
