@@ -45,6 +45,13 @@ def show_score(x):
     return f"{x:.2f}" if math.isfinite(x) else "failed"
 
 
+def score_words(organism, heads):
+    """['Weaver 0.63,', 'Mirror 0.32,', 'Spark 1.82']: its mean score under each head, as words
+    for `fill`."""
+    words = [f"{h.name} {show_score(organism.fitness(h.name))}" for h in heads]
+    return [w + "," for w in words[:-1]] + words[-1:]
+
+
 def fill(first, words, indent, width=WIDTH):
     """first, then words (each kept whole) after it, one space apart, as lines of at most width
     columns where they fit: a word that would pass width starts a new line, indent spaces in."""
@@ -234,8 +241,7 @@ class Console(Observer):
                                                   f"(val_loss {loss})"], 2)
         table.append(f"  born in generation {genome['generation']}"
                      + (", tuned in the final judgement" if winner.tuned else ""))
-        scores = [f"{h.name} {show_score(winner.fitness(h.name))}" for h in evolution.heads]
-        scores = [s + "," for s in scores[:-1]] + scores[-1:]
+        scores = score_words(winner, evolution.heads)
         standing = f"standing {winner_standing:.2f}"
         if self.explained:
             scores[-1] += f"; {standing}"
@@ -258,8 +264,7 @@ class Console(Observer):
         first = evolution.primordial
         if first is None:
             return []
-        scores = [f"{h.name} {show_score(first.fitness(h.name))}" for h in evolution.heads]
-        scores = [s + "," for s in scores[:-1]] + scores[-1:]
+        scores = score_words(first, evolution.heads)
         scores[-1] += f"; standing {standing(first, evolution.yardstick):.2f}"
         return fill(f"Primordial (the defaults), {plural(len(first.judged()), 'trial')}:", scores, 4)
 
