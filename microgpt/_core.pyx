@@ -67,9 +67,45 @@ cdef extern from "_kernels.h":
                               const double* const* vp, Py_ssize_t T, Py_ssize_t E,
                               Py_ssize_t heads, double eps, double* a, double* att,
                               double* o) nogil
+    void mg_attention_back(const double* const* kd, double* const* kg, const double* const* vd,
+                           double* const* vg, Py_ssize_t T, Py_ssize_t heads, Py_ssize_t hd,
+                           double scale, const double* weights, const double* g,
+                           const double* q, double* qg, double* ga) nogil
+    enum: MG_ATTENTION_INSIDES
+    void mg_attention_block_back(const double* x, double* xg, const double* yg,
+                                 const double* const* w, double* const* wg, double* inside,
+                                 const double* a, double s, const double* const* kd,
+                                 double* const* kg, const double* const* vd, double* const* vg,
+                                 Py_ssize_t T, Py_ssize_t E, Py_ssize_t heads, double* ga) nogil
     double mg_mlp_block(const double* x, double* y, const double* fc1, const double* fc2,
                         double* xn, double* h, double* o, Py_ssize_t E, Py_ssize_t n_ff,
                         double eps) nogil
+    Py_ssize_t MG_MLP_INSIDES(Py_ssize_t E, Py_ssize_t n_ff) nogil
+    void mg_mlp_block_back(const double* x, double* xg, const double* yg, const double* fc1,
+                           double* fc1g, const double* fc2, double* fc2g, double* inside,
+                           double s, Py_ssize_t E, Py_ssize_t n_ff) nogil
+    # a name's positions at once (GPT.loss)
+    void mg_embed_seq(const double* wte, const double* wpe, const Py_ssize_t* tokens,
+                      Py_ssize_t T, Py_ssize_t E, double* x) nogil
+    void mg_embed_seq_back(double* wteg, double* wpeg, const Py_ssize_t* tokens, Py_ssize_t T,
+                           Py_ssize_t E, const double* xg) nogil
+    size_t mg_attention_seq_size(Py_ssize_t T, Py_ssize_t E, Py_ssize_t heads) nogil
+    void mg_attention_seq(const double* x, double* y, const double* const* w, Py_ssize_t T,
+                          Py_ssize_t E, Py_ssize_t heads, double eps, double* saved) nogil
+    void mg_attention_seq_back(const double* x, double* xg, const double* yg,
+                               const double* const* w, double* const* wg, Py_ssize_t T,
+                               Py_ssize_t E, Py_ssize_t heads, double* saved) nogil
+    size_t mg_mlp_seq_size(Py_ssize_t T, Py_ssize_t E, Py_ssize_t n_ff) nogil
+    void mg_mlp_seq(const double* x, double* y, const double* fc1, const double* fc2,
+                    Py_ssize_t T, Py_ssize_t E, Py_ssize_t n_ff, double eps, double* saved) nogil
+    void mg_mlp_seq_back(const double* x, double* xg, const double* yg, const double* fc1,
+                         double* fc1g, const double* fc2, double* fc2g, Py_ssize_t T,
+                         Py_ssize_t E, Py_ssize_t n_ff, double* saved) nogil
+    size_t mg_loss_seq_size(Py_ssize_t T, Py_ssize_t E, Py_ssize_t V) nogil
+    double mg_loss_seq(const double* x, const double* lm, const Py_ssize_t* targets,
+                       Py_ssize_t T, Py_ssize_t E, Py_ssize_t V, double eps, double* saved) nogil
+    void mg_loss_seq_back(const double* x, double* xg, double g, const double* lm, double* lmg,
+                          Py_ssize_t T, Py_ssize_t E, Py_ssize_t V, double* saved) nogil
     void mg_adam(double* w, double* g, double* m, double* v, Py_ssize_t n, double lr, double b1,
                  double b2, double c1, double c2, double eps) nogil
     # the GPT's forward pass without a graph (the Decoder's); a layer's matrices, in order: wq,
@@ -1035,6 +1071,10 @@ cdef enum:
     V_ATTENTION_BLOCK = 5   # x + wo . attention(wq . rmsnorm(x), keys, values)
     V_MLP_BLOCK = 6         # x + fc2 . relu(fc1 . rmsnorm(x))
     V_PART = 7              # a block's key or value: the block does its backward
+    V_EMBED_SEQ = 8         # a name's positions at once (GPT.loss): wte[tokens] + wpe
+    V_ATTENTION_SEQ = 9     #   attention_block at every position
+    V_MLP_SEQ = 10          #   mlp_block at every position
+    V_LOSS_SEQ = 11         #   the mean cross-entropy of the next tokens (one value)
 
 
 @cython.final
@@ -1061,6 +1101,7 @@ cdef class Vec:
     cdef Py_ssize_t heads           # attention
     cdef double* saved              # attention: the weights, heads x steps; a block: its insides
     cdef tuple Ws                   # a block: its weight matrices
+    cdef Py_ssize_t steps           # a name's positions at once: the positions
 
     def __init__(self, values):
         """A constant Vec (a leaf) holding values."""
@@ -1357,11 +1398,12 @@ cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double 
             raise ValueError(f"attention: every key and value must have {n} values, like q")
     hd = n // heads
     v = _vec_new(n, V_ATTENTION, 1 + 2 * T)
-    # the weights (heads x T, kept for backward), then the keys' and the values' arrays (2 T)
-    v.saved = <double*>mg_mem_get(heads * T * sizeof(double) + 2 * T * sizeof(double*))
+    # the weights (heads x T, kept for backward), scratch (T), then the keys' and the values'
+    # arrays and gradients (4 T pointers)
+    v.saved = <double*>mg_mem_get(heads * T * sizeof(double) + T * sizeof(double)
+                                  + 4 * T * sizeof(double*))
     if v.saved == NULL:
         raise MemoryError()
-    kv = <const double**>(v.saved + heads * T)
     _vec_parent(v, q)
     for t in range(T):
         _vec_parent(v, <Vec>keys[t])
@@ -1369,54 +1411,34 @@ cdef Vec _vec_attention(Vec q, list keys, list values, Py_ssize_t heads, double 
         _vec_parent(v, <Vec>values[t])
     v.heads = heads
     v.scale = scale
-    for t in range(2 * T):
-        kv[t] = (<Vec>v.parents[1 + t]).d
+    kv = _kv_pointers(v, v.saved + heads * T + T, T)
     for h in range(heads):                     # out_h = sum_t softmax_t(scale q_h . k_t,h) v_t,h
-        mg_attend(q.d + h * hd, kv, kv + T, h * hd, T, hd, scale, v.saved + h * T, v.d + h * hd)
+        mg_attend(q.d + h * hd, kv, kv + 2 * T, h * hd, T, hd, scale, v.saved + h * T,
+                  v.d + h * hd)
     return v
 
 
+cdef const double** _kv_pointers(Vec v, double* at, Py_ssize_t T) noexcept:
+    """At `at`, the arrays of v's T key and T value parents (after its first): the keys',
+    their gradients, the values', theirs (T pointers each)."""
+    cdef double** kv = <double**>at
+    cdef Py_ssize_t t
+    for t in range(T):
+        kv[t] = (<Vec>v.parents[1 + t]).d
+        kv[T + t] = (<Vec>v.parents[1 + t]).g
+        kv[2 * T + t] = (<Vec>v.parents[1 + T + t]).d
+        kv[3 * T + t] = (<Vec>v.parents[1 + T + t]).g
+    return <const double**>kv
+
+
 cdef int _vec_attention_back(Vec v) except -1:
-    """The backward of attention: into the query and every key and value (_attention_back)."""
+    """The backward of attention: into the query and every key and value."""
     cdef Vec q = <Vec>v.parents[0]
-    return _attention_back(v.parents + 1, (v.n_parents - 1) // 2, v.heads, v.n // v.heads,
-                           v.scale, v.saved, v.g, q.d, q.g)
-
-
-cdef int _attention_back(PyObject** kv, Py_ssize_t T, Py_ssize_t heads, Py_ssize_t hd,
-                         double scale, const double* weights, const double* g, const double* q,
-                         double* qg) except -1:
-    """The backward of attention (out_h = sum_t a_t v_t,h, a = softmax(scale q_h . k_t,h)):
-    from g (d out), into qg and the gradients of kv's Vecs (T keys, then T values)."""
-    cdef Py_ssize_t h, t, j, lo
-    cdef const double* a
-    cdef const double* d
-    cdef double* dg
-    cdef double gi, dot
-    cdef double* ga = <double*>mg_mem_get((T if T > 0 else 1) * sizeof(double))
-    if ga == NULL:
-        raise MemoryError()
-    for h in range(heads):
-        lo = h * hd
-        a = weights + h * T
-        dot = 0.0
-        for t in range(T):                 # d out / d a_t, and into v_t
-            d = (<Vec>kv[T + t]).d + lo
-            dg = (<Vec>kv[T + t]).g + lo
-            gi = 0.0
-            for j in range(hd):
-                gi += g[lo + j] * d[j]
-                dg[j] += a[t] * g[lo + j]
-            ga[t] = gi
-            dot += a[t] * gi
-        for t in range(T):                 # through the softmax, into q and k_t
-            d = (<Vec>kv[t]).d + lo
-            dg = (<Vec>kv[t]).g + lo
-            gi = a[t] * (ga[t] - dot) * scale
-            for j in range(hd):
-                qg[lo + j] += gi * d[j]
-                dg[j] += gi * q[lo + j]
-    mg_mem_put(ga)
+    cdef Py_ssize_t T = (v.n_parents - 1) // 2
+    cdef double** kv = <double**>(v.saved + v.heads * T + T)
+    mg_attention_back(<const double* const*>kv, kv + T, <const double* const*>(kv + 2 * T),
+                      kv + 3 * T, T, v.heads, v.n // v.heads, v.scale, v.saved, v.g, q.d, q.g,
+                      v.saved + v.heads * T)
     return 0
 
 
@@ -1469,10 +1491,11 @@ def attention_block(x, wq, wk, wv, wo, list keys, list values, Py_ssize_t heads,
     gradient later positions' attention adds to, and whose backward this node does.
     """
     cdef Vec xv = _vec_arg(x, "attention_block"), v, k, vl
-    cdef Py_ssize_t E = xv.n, T = len(keys) + 1, t
+    cdef Py_ssize_t E = xv.n, T = len(keys) + 1, t, n
     cdef const double* w[4]
     cdef const double** kv
     cdef double* a
+    cdef double* inside
     if heads < 1 or E % heads:
         raise ValueError(f"attention_block: {E} values do not split into {heads} heads")
     if len(values) != T - 1:
@@ -1485,12 +1508,13 @@ def attention_block(x, wq, wk, wv, wo, list keys, list values, Py_ssize_t heads,
     k = _vec_alloc(Vec.__new__(Vec), E, V_PART)
     vl = _vec_alloc(Vec.__new__(Vec), E, V_PART)
     v = _vec_new(E, V_ATTENTION_BLOCK, 1 + 2 * T)
-    # the weights (heads x T), xn xng q qg att attg o og (E each), s, then 2 T pointers
-    v.saved = <double*>mg_mem_get((heads * T + 8 * E + 1) * sizeof(double) + 2 * T * sizeof(double*))
+    # the weights (heads x T), the insides (xn xng q qg att attg o og, E each), s, scratch (T),
+    # then 4 T pointers (_kv_pointers)
+    n = heads * T + MG_ATTENTION_INSIDES * E + 1 + T
+    v.saved = <double*>mg_mem_get(n * sizeof(double) + 4 * T * sizeof(double*))
     if v.saved == NULL:
         raise MemoryError()
-    memset(v.saved, 0, (heads * T + 8 * E + 1) * sizeof(double))
-    kv = <const double**>(v.saved + heads * T + 8 * E + 1)
+    memset(v.saved, 0, n * sizeof(double))
     _vec_parent(v, xv)
     for t in range(T - 1):
         _vec_parent(v, <Vec>keys[t])
@@ -1498,50 +1522,37 @@ def attention_block(x, wq, wk, wv, wo, list keys, list values, Py_ssize_t heads,
     for t in range(T - 1):
         _vec_parent(v, <Vec>values[t])
     _vec_parent(v, vl)
-    for t in range(2 * T):
-        kv[t] = (<Vec>v.parents[1 + t]).d
+    kv = _kv_pointers(v, v.saved + n, T)
     for t in range(4):
         w[t] = _data(Ws[t])
     v.Ws = Ws
     v.heads = heads
-    v.scale = 1.0 / sqrt(<double>(E // heads))
     a = v.saved
-    a[heads * T + 8 * E] = mg_attention_block(xv.d, v.d, w, a + heads * T, a + heads * T + 2 * E,
-                                              k.d, vl.d, kv, kv + T, T, E, heads, eps, a,
-                                              a + heads * T + 4 * E, a + heads * T + 6 * E)
+    inside = a + heads * T
+    inside[MG_ATTENTION_INSIDES * E] = mg_attention_block(
+        xv.d, v.d, w, inside, inside + 2 * E, k.d, vl.d, kv, kv + 2 * T, T, E, heads, eps, a,
+        inside + 4 * E, inside + 6 * E)
     keys.append(k)
     values.append(vl)
     return v
 
 
 cdef int _attention_block_back(Vec v) except -1:
-    """The attention block's backward: each op's, in the order the separate nodes' backward
-    passes ran (the sum, wo, attention, wq, wv, wk, rmsnorm), so the gradients are theirs."""
-    cdef Py_ssize_t E = v.n, T = (v.n_parents - 1) // 2, j
+    """The attention block's backward (mg_attention_block_back)."""
+    cdef Py_ssize_t E = v.n, T = (v.n_parents - 1) // 2, i
     cdef Vec x = <Vec>v.parents[0]
-    cdef Vec k = <Vec>v.parents[T]
-    cdef Vec vv = <Vec>v.parents[2 * T]
-    cdef double* a = v.saved                        # heads x T, then the insides, 8 E, then s
-    cdef double* xn = a + v.heads * T
-    cdef double* xng = xn + E
-    cdef double* qd = xng + E
-    cdef double* qg = qd + E
-    cdef double* att = qg + E
-    cdef double* attg = att + E
-    cdef double* o = attg + E
-    cdef double* og = o + E
-    cdef double s = og[E]
-    cdef object wq = v.Ws[0], wk = v.Ws[1], wv = v.Ws[2], wo = v.Ws[3]
-    for j in range(E):                              # y = x + o
-        x.g[j] += v.g[j]
-    for j in range(E):
-        og[j] += v.g[j]
-    mg_linear_back(_data(wo), _grad(wo), att, attg, og, o, E, E, 1.0, False)
-    _attention_back(v.parents + 1, T, v.heads, E // v.heads, v.scale, a, attg, qd, qg)
-    mg_linear_back(_data(wq), _grad(wq), xn, xng, qg, qd, E, E, 1.0, False)
-    mg_linear_back(_data(wv), _grad(wv), xn, xng, vv.g, vv.d, E, E, 1.0, False)
-    mg_linear_back(_data(wk), _grad(wk), xn, xng, k.g, k.d, E, E, 1.0, False)
-    mg_rmsnorm_back(x.d, x.g, xng, E, s)
+    cdef double* a = v.saved                        # heads x T, the insides, s, scratch (T)
+    cdef double* inside = a + v.heads * T
+    cdef double* ga = inside + MG_ATTENTION_INSIDES * E + 1
+    cdef double** kv = <double**>(ga + T)
+    cdef const double* w[4]
+    cdef double* wg[4]
+    for i in range(4):
+        w[i] = _data(v.Ws[i])
+        wg[i] = _grad(v.Ws[i])
+    mg_attention_block_back(x.d, x.g, v.g, w, wg, inside, a, inside[MG_ATTENTION_INSIDES * E],
+                            <const double* const*>kv, kv + T, <const double* const*>(kv + 2 * T),
+                            kv + 3 * T, T, E, v.heads, ga)
     return 0
 
 
@@ -1558,10 +1569,10 @@ def mlp_block(x, fc1, fc2, double eps=1e-5):
     n_ff = (<ValMatrix>fc1).rows
     Ws = (_square(fc1, n_ff, E, "mlp_block"), _square(fc2, E, n_ff, "mlp_block"))
     v = _vec_new(E, V_MLP_BLOCK, 1)
-    v.saved = <double*>mg_mem_get((4 * E + 2 * n_ff) * sizeof(double))    # xn xng o og, h hg
+    v.saved = <double*>mg_mem_get(MG_MLP_INSIDES(E, n_ff) * sizeof(double))  # xn xng o og, h hg
     if v.saved == NULL:
         raise MemoryError()
-    memset(v.saved, 0, (4 * E + 2 * n_ff) * sizeof(double))
+    memset(v.saved, 0, MG_MLP_INSIDES(E, n_ff) * sizeof(double))
     _vec_parent(v, xv)
     v.Ws = Ws
     v.scale = mg_mlp_block(xv.d, v.d, _data(fc1), _data(fc2), v.saved, v.saved + 4 * E,
@@ -1570,25 +1581,11 @@ def mlp_block(x, fc1, fc2, double eps=1e-5):
 
 
 cdef int _mlp_block_back(Vec v) except -1:
-    """The MLP block's backward, op by op as the separate nodes' ran (the sum, fc2, fc1,
-    rmsnorm)."""
-    cdef Py_ssize_t E = v.n, j
+    """The MLP block's backward (mg_mlp_block_back)."""
     cdef Vec x = <Vec>v.parents[0]
     cdef object fc1 = v.Ws[0], fc2 = v.Ws[1]
-    cdef Py_ssize_t n_ff = (<ValMatrix>fc1).rows
-    cdef double* xn = v.saved                       # xn, xng, o, og (E each), h, hg (n_ff each)
-    cdef double* xng = xn + E
-    cdef double* o = xng + E
-    cdef double* og = o + E
-    cdef double* h = og + E
-    cdef double* hg = h + n_ff
-    for j in range(E):                              # y = x + o
-        x.g[j] += v.g[j]
-    for j in range(E):
-        og[j] += v.g[j]
-    mg_linear_back(_data(fc2), _grad(fc2), h, hg, og, o, E, n_ff, 1.0, False)
-    mg_linear_back(_data(fc1), _grad(fc1), xn, xng, hg, h, n_ff, E, 1.0, True)
-    mg_rmsnorm_back(x.d, x.g, xng, E, v.scale)
+    mg_mlp_block_back(x.d, x.g, v.g, _data(fc1), _grad(fc1), _data(fc2), _grad(fc2), v.saved,
+                      v.scale, v.n, (<ValMatrix>fc1).rows)
     return 0
 
 
@@ -1653,6 +1650,172 @@ def cross_entropy(logits, Py_ssize_t target):
         _pack_release(pk)
 
 
+# ---------------------------------------------------------------------------------------------
+# A name's positions at once: embed_seq, attention_seq, mlp_seq, loss_seq. GPT.loss is these, one
+# node each per layer half, instead of one node per position and op; the kernels say why the
+# numbers, forward and backward, are that graph's to the bit.
+
+cdef ValMatrix _weights_of(object W, Py_ssize_t cols, str where):
+    """W, checked to be a ValMatrix of weights with cols columns."""
+    if type(W) is not ValMatrix or (<ValMatrix>W).pk.st == NULL:
+        raise TypeError(f"{where}: the weights must be ValMatrix weights (leaves)")
+    return _square(W, (<ValMatrix>W).rows, cols, where)
+
+
+cdef Py_ssize_t* _indices(object values, Py_ssize_t below, Py_ssize_t* n, str what) except NULL:
+    """values (ints in [0, below)) as a new array from mg_mem_get; n gets their number."""
+    cdef list vals = list(values)
+    cdef Py_ssize_t i, x
+    cdef Py_ssize_t* out
+    n[0] = len(vals)
+    out = <Py_ssize_t*>mg_mem_get((n[0] if n[0] > 0 else 1) * sizeof(Py_ssize_t))
+    if out == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n[0]):
+            x = vals[i]
+            if not 0 <= x < below:
+                raise IndexError(f"{what} {x} outside 0 .. {below - 1}")
+            out[i] = x
+    except BaseException:
+        mg_mem_put(out)
+        raise
+    return out
+
+
+cdef Vec _seq_node(Py_ssize_t n, int op, Py_ssize_t T, tuple Ws, size_t saved, Vec x):
+    """A new Vec of n values over T positions, its weights Ws, saved bytes zeroed, parent x."""
+    cdef Vec v = _vec_new(n, op, 1 if x is not None else 0)
+    v.saved = <double*>mg_mem_get(saved if saved > 0 else 1)
+    if v.saved == NULL:
+        raise MemoryError()
+    memset(v.saved, 0, saved)
+    v.steps = T
+    v.Ws = Ws
+    if x is not None:
+        _vec_parent(v, x)
+    return v
+
+
+cdef Py_ssize_t _positions(Vec x, Py_ssize_t E, str where) except -1:
+    if x.n == 0 or x.n % E:
+        raise ValueError(f"{where}: {x.n} values are not whole positions of {E}")
+    return x.n // E
+
+
+def embed_seq(wte, wpe, tokens):
+    """wte[tokens[t]] + wpe[t] for every position t, as one Vec of len(tokens) x n_emb values:
+    the numbers of vadd(wte.row(token), wpe.row(t)), position by position."""
+    cdef ValMatrix te, pe
+    cdef Py_ssize_t T, E
+    cdef Py_ssize_t* ids
+    cdef Vec v
+    if type(wte) is not ValMatrix:
+        raise TypeError("embed_seq: the weights must be ValMatrix weights (leaves)")
+    te = _weights_of(wte, (<ValMatrix>wte).cols, "embed_seq")
+    pe = _weights_of(wpe, te.cols, "embed_seq")
+    E = te.cols
+    ids = _indices(tokens, te.rows, &T, "embed_seq: token")
+    try:
+        if not 0 < T <= pe.rows:
+            raise ValueError(f"embed_seq: {T} tokens, expected 1 to {pe.rows} (wpe's rows)")
+        v = _seq_node(T * E, V_EMBED_SEQ, T, (te, pe), T * sizeof(Py_ssize_t), None)
+        memcpy(v.saved, ids, T * sizeof(Py_ssize_t))
+    finally:
+        mg_mem_put(ids)
+    mg_embed_seq(te.pk.st.data, pe.pk.st.data, <Py_ssize_t*>v.saved, T, E, v.d)
+    return v
+
+
+def attention_seq(x, wq, wk, wv, wo, Py_ssize_t heads, double eps=1e-5):
+    """attention_block at every position of x (positions x n_emb values, one Vec), each position
+    attending over itself and the positions before it, as one Vec."""
+    cdef Vec xv = _vec_arg(x, "attention_seq"), v
+    cdef Py_ssize_t E, T, t
+    cdef const double* w[4]
+    if type(wq) is not ValMatrix:
+        raise TypeError("attention_seq: the weights must be ValMatrix weights (leaves)")
+    E = (<ValMatrix>wq).cols
+    if heads < 1 or E % heads:
+        raise ValueError(f"attention_seq: {E} values do not split into {heads} heads")
+    Ws = (_square(wq, E, E, "attention_seq"), _square(wk, E, E, "attention_seq"),
+          _square(wv, E, E, "attention_seq"), _square(wo, E, E, "attention_seq"))
+    T = _positions(xv, E, "attention_seq")
+    v = _seq_node(xv.n, V_ATTENTION_SEQ, T, Ws, mg_attention_seq_size(T, E, heads), xv)
+    v.heads = heads
+    for t in range(4):
+        w[t] = _data(Ws[t])
+    mg_attention_seq(xv.d, v.d, w, T, E, heads, eps, v.saved)
+    return v
+
+
+def mlp_seq(x, fc1, fc2, double eps=1e-5):
+    """mlp_block at every position of x (positions x n_emb values, one Vec), as one Vec."""
+    cdef Vec xv = _vec_arg(x, "mlp_seq"), v
+    cdef Py_ssize_t E, T, n_ff
+    if type(fc1) is not ValMatrix:
+        raise TypeError("mlp_seq: the weights must be ValMatrix weights (leaves)")
+    E, n_ff = (<ValMatrix>fc1).cols, (<ValMatrix>fc1).rows
+    Ws = (_square(fc1, n_ff, E, "mlp_seq"), _square(fc2, E, n_ff, "mlp_seq"))
+    T = _positions(xv, E, "mlp_seq")
+    v = _seq_node(xv.n, V_MLP_SEQ, T, Ws, mg_mlp_seq_size(T, E, n_ff), xv)
+    mg_mlp_seq(xv.d, v.d, _data(fc1), _data(fc2), T, E, n_ff, eps, v.saved)
+    return v
+
+
+def loss_seq(x, lm_head, targets, double eps=1e-5):
+    """The mean over positions t of cross_entropy(linear(rmsnorm(x[t]), lm_head), targets[t]),
+    as a Val (element 0 of a one-value Vec): the numbers of vsum(those losses, 1 / positions)."""
+    cdef Vec xv = _vec_arg(x, "loss_seq"), v
+    cdef ValMatrix lm
+    cdef Py_ssize_t E, T, n, V
+    cdef Py_ssize_t* ids
+    if type(lm_head) is not ValMatrix:
+        raise TypeError("loss_seq: the weights must be ValMatrix weights (leaves)")
+    lm = _weights_of(lm_head, (<ValMatrix>lm_head).cols, "loss_seq")
+    E, V = lm.cols, lm.rows
+    T = _positions(xv, E, "loss_seq")
+    ids = _indices(targets, V, &n, "loss_seq: target")
+    try:
+        if n != T:
+            raise ValueError(f"loss_seq: {n} targets for {T} positions")
+        v = _seq_node(1, V_LOSS_SEQ, T, (lm,), mg_loss_seq_size(T, E, V) + T * sizeof(Py_ssize_t),
+                      xv)
+        memcpy(<char*>v.saved + mg_loss_seq_size(T, E, V), ids, T * sizeof(Py_ssize_t))
+    finally:
+        mg_mem_put(ids)
+    v.scale = 1.0 / T
+    v.d[0] = mg_loss_seq(xv.d, lm.pk.st.data, <Py_ssize_t*>(<char*>v.saved + mg_loss_seq_size(T, E, V)),
+                         T, E, V, eps, v.saved) * v.scale
+    return v[0]
+
+
+cdef int _seq_back(Vec v) except -1:
+    """The backward of a name's positions at once (mg_*_seq_back)."""
+    cdef Vec x
+    cdef Py_ssize_t T = v.steps, E, i
+    cdef const double* w[4]
+    cdef double* wg[4]
+    if v.op == V_EMBED_SEQ:
+        E = v.n // T
+        mg_embed_seq_back(_grad(v.Ws[0]), _grad(v.Ws[1]), <Py_ssize_t*>v.saved, T, E, v.g)
+        return 0
+    x = <Vec>v.parents[0]
+    E = x.n // T
+    if v.op == V_ATTENTION_SEQ:
+        for i in range(4):
+            w[i] = _data(v.Ws[i])
+            wg[i] = _grad(v.Ws[i])
+        mg_attention_seq_back(x.d, x.g, v.g, w, wg, T, E, v.heads, v.saved)
+    elif v.op == V_MLP_SEQ:
+        mg_mlp_seq_back(x.d, x.g, v.g, _data(v.Ws[0]), _grad(v.Ws[0]), _data(v.Ws[1]),
+                        _grad(v.Ws[1]), T, E, (<ValMatrix>v.Ws[0]).rows, v.saved)
+    else:                                           # V_LOSS_SEQ: d loss / d each ce = g / T
+        mg_loss_seq_back(x.d, x.g, v.g[0] * v.scale, _data(v.Ws[0]), _grad(v.Ws[0]), T, E,
+                         (<ValMatrix>v.Ws[0]).rows, v.saved)
+    return 0
+
+
 # =============================================================================================
 # 6. The backward sweep: pop the newest node, add its grad into its parents' by its own backward
 # (written under its forward, above), queue the parents; repeat until the queue is empty.
@@ -1674,6 +1837,8 @@ cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
         _attention_block_back(v)
     elif v.op == V_MLP_BLOCK:
         _mlp_block_back(v)
+    elif v.op >= V_EMBED_SEQ:
+        _seq_back(v)
     for i in range(v.n_parents):
         _visit_vec(v.parents[i], q, epoch)
     return 0

@@ -219,8 +219,7 @@ static void mg_rmsnorm_back(const double* x, double* xg, const double* yg, Py_ss
 }
 
 /* ---------------------------------------------------------------------------------------------
-   softmax and attention (attention's backward is _attention_back in _core.pyx: it adds into the
-   gradients of the key and value Vecs). */
+   softmax and attention. */
 
 /* p[0:n] (n >= 1) becomes softmax(p); returns log sum_j exp(p_j). The max is subtracted
    first, so exp cannot overflow. */
@@ -252,10 +251,46 @@ static void mg_attend(const double* restrict q, const double* const* k,
     }
 }
 
+/* The backward of every head's mg_attend (head h: out_h = sum_t a_t v[t]_h, a = softmax_t(scale
+   q_h . k[t]_h), its weights at a + h T): from g (d out, heads hd doubles) into qg and the keys'
+   and values' gradients kg[t], vg[t]. ga: scratch for T doubles. No restrict: q may be a key. */
+static void mg_attention_back(const double* const* kd, double* const* kg,
+                              const double* const* vd, double* const* vg, Py_ssize_t T,
+                              Py_ssize_t heads, Py_ssize_t hd, double scale,
+                              const double* weights, const double* g, const double* q,
+                              double* qg, double* ga) {
+    for (Py_ssize_t h = 0; h < heads; h++) {
+        Py_ssize_t lo = h * hd;
+        const double* a = weights + h * T;
+        double dot = 0.0;
+        for (Py_ssize_t t = 0; t < T; t++) {            /* d out / d a_t, and into v[t] */
+            const double* d = vd[t] + lo;
+            double* dg = vg[t] + lo;
+            double gi = 0.0;
+            for (Py_ssize_t j = 0; j < hd; j++) {
+                gi += g[lo + j] * d[j];
+                dg[j] += a[t] * g[lo + j];
+            }
+            ga[t] = gi;
+            dot += a[t] * gi;
+        }
+        for (Py_ssize_t t = 0; t < T; t++) {            /* through the softmax, into q and k[t] */
+            const double* d = kd[t] + lo;
+            double* dg = kg[t] + lo;
+            double gi = a[t] * (ga[t] - dot) * scale;
+            for (Py_ssize_t j = 0; j < hd; j++) {
+                qg[lo + j] += gi * d[j];
+                dg[j] += gi * q[lo + j];
+            }
+        }
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
-   A transformer block's two halves, forward, in the order model.py writes them (each vector op
-   the kernel its Vec op calls). Both return the rmsnorm factor s. Their backward passes are
-   _attention_block_back and _mlp_block_back in _core.pyx, made of the kernels above. */
+   A transformer block's two halves at one position, in the order model.py writes them (each
+   vector op the kernel its Vec op calls), each forward followed by its backward. Both forwards
+   return the rmsnorm factor s. The insides a forward leaves (and its backward reads) sit in one
+   array, each followed by its gradient, which must start at zero. */
 
 /* The weight matrices of one layer, in this order: wq, wk, wv, wo (E x E), fc1 (n_ff x E),
    fc2 (E x n_ff). */
@@ -282,6 +317,33 @@ static double mg_attention_block(const double* x, double* y, const double* const
     return s;
 }
 
+/* The insides of an attention block: xn, q, att, o (E each), each followed by its gradient. */
+enum { MG_ATTENTION_INSIDES = 8 };
+
+/* The backward of mg_attention_block, op by op as the separate nodes' backward passes ran (the
+   sum, wo, attention, wq, wv, wk, rmsnorm), so the gradients are theirs to the bit. in: its
+   insides, a: its attention weights, s: its factor; kd, kg, vd, vg: the T keys' and values'
+   arrays and gradients (the last, this position's own); wg: the four weights' gradients;
+   ga: scratch for T doubles. */
+static void mg_attention_block_back(const double* x, double* xg, const double* yg,
+                                    const double* const* w, double* const* wg, double* in,
+                                    const double* a, double s, const double* const* kd,
+                                    double* const* kg, const double* const* vd,
+                                    double* const* vg, Py_ssize_t T, Py_ssize_t E,
+                                    Py_ssize_t heads, double* ga) {
+    Py_ssize_t hd = E / heads;
+    double *xn = in, *xng = in + E, *q = in + 2 * E, *qg = in + 3 * E;
+    double *att = in + 4 * E, *attg = in + 5 * E, *o = in + 6 * E, *og = in + 7 * E;
+    for (Py_ssize_t j = 0; j < E; j++) xg[j] += yg[j];          /* y = x + o */
+    for (Py_ssize_t j = 0; j < E; j++) og[j] += yg[j];
+    mg_linear_back(w[3], wg[3], att, attg, og, o, E, E, 1.0, 0);
+    mg_attention_back(kd, kg, vd, vg, T, heads, hd, 1.0 / sqrt((double)hd), a, attg, q, qg, ga);
+    mg_linear_back(w[0], wg[0], xn, xng, qg, q, E, E, 1.0, 0);
+    mg_linear_back(w[2], wg[2], xn, xng, vg[T - 1], vd[T - 1], E, E, 1.0, 0);
+    mg_linear_back(w[1], wg[1], xn, xng, kg[T - 1], kd[T - 1], E, E, 1.0, 0);
+    mg_rmsnorm_back(x, xg, xng, E, s);
+}
+
 /* MLP: xn = rmsnorm(x), h = relu(fc1 xn) (n_ff), o = fc2 h, y = x + o. */
 static double mg_mlp_block(const double* x, double* y, const double* fc1, const double* fc2,
                            double* xn, double* h, double* o, Py_ssize_t E, Py_ssize_t n_ff,
@@ -291,6 +353,173 @@ static double mg_mlp_block(const double* x, double* y, const double* fc1, const 
     mg_linear(fc2, h, o, E, n_ff, 1.0, 0);
     for (Py_ssize_t j = 0; j < E; j++) y[j] = x[j] + o[j];
     return s;
+}
+
+/* The insides of an MLP block: xn, o (E each) and h (n_ff), each followed by its gradient. */
+#define MG_MLP_INSIDES(E, n_ff) (4 * (E) + 2 * (n_ff))
+
+/* The backward of mg_mlp_block, op by op as the separate nodes' ran (the sum, fc2, fc1,
+   rmsnorm). in: its insides (xn, xng, o, og, then h, hg), s: its factor. */
+static void mg_mlp_block_back(const double* x, double* xg, const double* yg, const double* fc1,
+                              double* fc1g, const double* fc2, double* fc2g, double* in,
+                              double s, Py_ssize_t E, Py_ssize_t n_ff) {
+    double *xn = in, *xng = in + E, *o = in + 2 * E, *og = in + 3 * E;
+    double *h = in + 4 * E, *hg = h + n_ff;
+    for (Py_ssize_t j = 0; j < E; j++) xg[j] += yg[j];          /* y = x + o */
+    for (Py_ssize_t j = 0; j < E; j++) og[j] += yg[j];
+    mg_linear_back(fc2, fc2g, h, hg, og, o, E, n_ff, 1.0, 0);
+    mg_linear_back(fc1, fc1g, xn, xng, hg, h, n_ff, E, 1.0, 1);
+    mg_rmsnorm_back(x, xg, xng, E, s);
+}
+
+/* ---------------------------------------------------------------------------------------------
+   A name's positions at once (GPT.loss, the training step): the embeddings, each half of each
+   layer, and the loss, each over a name's T positions (E doubles each, position after position)
+   as one node. A forward runs the positions first to last with the one-position kernels above;
+   its backward runs them last to first. That is the order in which the graph of one node per
+   position and op ran its backward (newest node first), and every gradient has one writer per
+   position, so each gradient is the same terms added in the same order: the same bits. Each
+   takes its saved insides from the caller, mg_*_seq_size bytes, zeroed. */
+
+/* x[t] = wte[tokens[t]] + wpe[t]. */
+static void mg_embed_seq(const double* wte, const double* wpe, const Py_ssize_t* tokens,
+                         Py_ssize_t T, Py_ssize_t E, double* x) {
+    for (Py_ssize_t t = 0; t < T; t++)
+        for (Py_ssize_t j = 0; j < E; j++) x[t * E + j] = wte[tokens[t] * E + j] + wpe[t * E + j];
+}
+
+static void mg_embed_seq_back(double* wteg, double* wpeg, const Py_ssize_t* tokens,
+                              Py_ssize_t T, Py_ssize_t E, const double* xg) {
+    for (Py_ssize_t t = T - 1; t >= 0; t--) {
+        for (Py_ssize_t j = 0; j < E; j++) wteg[tokens[t] * E + j] += xg[t * E + j];
+        for (Py_ssize_t j = 0; j < E; j++) wpeg[t * E + j] += xg[t * E + j];
+    }
+}
+
+/* Attention over positions: position t is mg_attention_block over keys and values 0 .. t. Saved:
+   per position its attention weights (heads x T), insides and factor; then the keys, their
+   gradients, the values, theirs (T x E each); scratch (T); pointers to each key's and value's
+   arrays (4 T). */
+static Py_ssize_t mg_attention_seq_stride(Py_ssize_t T, Py_ssize_t E, Py_ssize_t heads) {
+    return heads * T + MG_ATTENTION_INSIDES * E + 1;
+}
+
+static size_t mg_attention_seq_size(Py_ssize_t T, Py_ssize_t E, Py_ssize_t heads) {
+    return (size_t)(T * mg_attention_seq_stride(T, E, heads) + 4 * T * E + T) * sizeof(double)
+           + (size_t)(4 * T) * sizeof(double*);
+}
+
+static double** mg_attention_seq_kv(double* saved, Py_ssize_t T, Py_ssize_t E, Py_ssize_t heads) {
+    double* K = saved + T * mg_attention_seq_stride(T, E, heads);
+    return (double**)(K + 4 * T * E + T);       /* kd, kg, vd, vg: T pointers each */
+}
+
+static void mg_attention_seq(const double* x, double* y, const double* const* w, Py_ssize_t T,
+                             Py_ssize_t E, Py_ssize_t heads, double eps, double* saved) {
+    Py_ssize_t P = mg_attention_seq_stride(T, E, heads);
+    double* K = saved + T * P;
+    double** kv = mg_attention_seq_kv(saved, T, E, heads);
+    for (Py_ssize_t t = 0; t < T; t++) {
+        kv[t] = K + t * E;                      /* the keys, their gradients, the values, theirs */
+        kv[T + t] = K + T * E + t * E;
+        kv[2 * T + t] = K + 2 * T * E + t * E;
+        kv[3 * T + t] = K + 3 * T * E + t * E;
+    }
+    for (Py_ssize_t t = 0; t < T; t++) {
+        double* a = saved + t * P;
+        double* in = a + heads * T;
+        in[MG_ATTENTION_INSIDES * E] = mg_attention_block(
+            x + t * E, y + t * E, w, in, in + 2 * E, kv[t], kv[2 * T + t],
+            (const double* const*)kv, (const double* const*)(kv + 2 * T), t + 1, E, heads, eps,
+            a, in + 4 * E, in + 6 * E);
+    }
+}
+
+static void mg_attention_seq_back(const double* x, double* xg, const double* yg,
+                                  const double* const* w, double* const* wg, Py_ssize_t T,
+                                  Py_ssize_t E, Py_ssize_t heads, double* saved) {
+    Py_ssize_t P = mg_attention_seq_stride(T, E, heads);
+    double** kv = mg_attention_seq_kv(saved, T, E, heads);
+    double* ga = saved + T * P + 4 * T * E;
+    for (Py_ssize_t t = T - 1; t >= 0; t--) {
+        double* a = saved + t * P;
+        double* in = a + heads * T;
+        mg_attention_block_back(x + t * E, xg + t * E, yg + t * E, w, wg, in, a,
+                                in[MG_ATTENTION_INSIDES * E], (const double* const*)kv,
+                                kv + T, (const double* const*)(kv + 2 * T), kv + 3 * T, t + 1,
+                                E, heads, ga);
+    }
+}
+
+/* The MLP over positions: position t is mg_mlp_block. Saved: per position its insides and
+   factor. */
+static size_t mg_mlp_seq_size(Py_ssize_t T, Py_ssize_t E, Py_ssize_t n_ff) {
+    return (size_t)(T * (MG_MLP_INSIDES(E, n_ff) + 1)) * sizeof(double);
+}
+
+static void mg_mlp_seq(const double* x, double* y, const double* fc1, const double* fc2,
+                       Py_ssize_t T, Py_ssize_t E, Py_ssize_t n_ff, double eps, double* saved) {
+    Py_ssize_t P = MG_MLP_INSIDES(E, n_ff) + 1;
+    for (Py_ssize_t t = 0; t < T; t++) {
+        double* in = saved + t * P;
+        in[P - 1] = mg_mlp_block(x + t * E, y + t * E, fc1, fc2, in, in + 4 * E, in + 2 * E, E,
+                                 n_ff, eps);
+    }
+}
+
+static void mg_mlp_seq_back(const double* x, double* xg, const double* yg, const double* fc1,
+                            double* fc1g, const double* fc2, double* fc2g, Py_ssize_t T,
+                            Py_ssize_t E, Py_ssize_t n_ff, double* saved) {
+    Py_ssize_t P = MG_MLP_INSIDES(E, n_ff) + 1;
+    for (Py_ssize_t t = T - 1; t >= 0; t--) {
+        double* in = saved + t * P;
+        mg_mlp_block_back(x + t * E, xg + t * E, yg + t * E, fc1, fc1g, fc2, fc2g, in, in[P - 1],
+                          E, n_ff);
+    }
+}
+
+/* The loss over positions: position t's logits = lm_head rmsnorm(x[t]) (V of them) and its
+   cross-entropy -log softmax(logits)[targets[t]]; returns their sum, position by position.
+   Saved: per position xn and its gradient (E each), the logits and theirs, d ce / d logits
+   (V each), the factor. */
+static Py_ssize_t mg_loss_seq_stride(Py_ssize_t E, Py_ssize_t V) { return 2 * E + 3 * V + 1; }
+
+static size_t mg_loss_seq_size(Py_ssize_t T, Py_ssize_t E, Py_ssize_t V) {
+    return (size_t)(T * mg_loss_seq_stride(E, V)) * sizeof(double);
+}
+
+static double mg_loss_seq(const double* x, const double* lm, const Py_ssize_t* targets,
+                          Py_ssize_t T, Py_ssize_t E, Py_ssize_t V, double eps, double* saved) {
+    Py_ssize_t P = mg_loss_seq_stride(E, V);
+    double total = 0.0;
+    for (Py_ssize_t t = 0; t < T; t++) {
+        double* xn = saved + t * P;
+        double* logits = xn + 2 * E;
+        double* ds = logits + 2 * V;
+        xn[P - 1] = mg_rmsnorm(x + t * E, xn, E, eps);
+        mg_linear(lm, xn, logits, V, E, 1.0, 0);
+        memcpy(ds, logits, (size_t)V * sizeof(double));
+        double lse = mg_softmax(ds, V);
+        ds[targets[t]] -= 1.0;                  /* d ce / d logits_j = softmax_j - [j == target] */
+        total += lse - logits[targets[t]];
+    }
+    return total;
+}
+
+/* The backward of the sum mg_loss_seq returned, g = d loss / d (each position's ce). */
+static void mg_loss_seq_back(const double* x, double* xg, double g, const double* lm,
+                             double* lmg, Py_ssize_t T, Py_ssize_t E, Py_ssize_t V,
+                             double* saved) {
+    Py_ssize_t P = mg_loss_seq_stride(E, V);
+    for (Py_ssize_t t = T - 1; t >= 0; t--) {
+        double* xn = saved + t * P;
+        double* logits = xn + 2 * E;
+        double* lg = logits + V;
+        const double* ds = logits + 2 * V;
+        for (Py_ssize_t j = 0; j < V; j++) lg[j] += g * ds[j];
+        mg_linear_back(lm, lmg, xn, xn + E, lg, logits, V, E, 1.0, 0);
+        mg_rmsnorm_back(x + t * E, xg + t * E, xn + E, E, xn[P - 1]);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------

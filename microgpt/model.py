@@ -4,9 +4,11 @@ Follows the seed's architecture (itself Karpathy's microGPT, a GPT-2 with RMSNor
 biases), one token at a time so the KV cache is explicit. Every weight is a `Val` in a
 `ValMatrix` with one row per output unit, so a layer is `linear(x, W) = W·x`. The activations are
 `Vec`s: each op of the forward pass is one node holding a whole vector, whose gradient flows back
-into the weights' Vals; the loss is a `Val`. Where no gradient is wanted (sampling, a held-out
-loss), `decoder()` runs the same forward pass in the core without building a graph, to the same
-logits bit for bit.
+into the weights' Vals; the loss is a `Val`. The loss that training differentiates runs each
+layer half over all of a name's positions as one node (`loss`), with the numbers of the
+one-position `forward`, to the bit. Where no gradient is wanted (sampling, a held-out loss),
+`decoder()` runs the same forward pass in the core without building a graph, to the same logits
+bit for bit.
 
 References: Vaswani et al. 2017 (attention), Zhang & Sennrich 2019 (RMSNorm),
 Radford et al. 2019 (GPT-2), Karpathy, "microGPT" (2026).
@@ -18,9 +20,13 @@ from microgpt._core import (
     Val,
     ValMatrix,
     attention_block,
+    attention_seq,
     cross_entropy,
+    embed_seq,
     linear,
+    loss_seq,
     mlp_block,
+    mlp_seq,
     rmsnorm,
     vadd,
     vsum,
@@ -128,7 +134,25 @@ class GPT:
         return linear(rmsnorm(x, self.rms_eps), W["lm_head"])           # vocab_size
 
     def loss(self, tokens):
-        """Mean next-token cross-entropy (a Val) over tokens[:n_ctx]: position p predicts p+1."""
+        """Mean next-token cross-entropy (a Val) over tokens[:n_ctx]: position p predicts p+1.
+
+        A name's positions at once: the embeddings, each half of each layer and the loss are one
+        node each (a Vec of positions x n_emb), each the one-position op at every position. Their
+        forward and backward give `loss_by_position`'s numbers to the bit, with a few nodes per
+        name instead of a few per position (and as many calls from Python).
+        """
+        tokens = list(tokens)[:self.n_ctx]
+        if len(tokens) < 2:
+            raise ValueError("GPT.loss needs at least two tokens")
+        W = self.weights
+        x = embed_seq(W["wte"], W["wpe"], tokens[:-1])                  # positions x n_emb
+        for wq, wk, wv, wo, fc1, fc2 in self.layers:
+            x = attention_seq(x, wq, wk, wv, wo, self.n_head, self.rms_eps)
+            x = mlp_seq(x, fc1, fc2, self.rms_eps)
+        return loss_seq(x, W["lm_head"], tokens[1:], self.rms_eps)
+
+    def loss_by_position(self, tokens):
+        """`loss` built one position at a time from `forward`: the graph `loss` fuses."""
         tokens = list(tokens)[:self.n_ctx]
         if len(tokens) < 2:
             raise ValueError("GPT.loss needs at least two tokens")

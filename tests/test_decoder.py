@@ -189,6 +189,75 @@ def test_the_blocks_give_the_separate_ops_numbers_bit_for_bit(config, weights):
         assert {k: W.grads() for k, W in model.weights.items()} == want_grads
 
 
+@pytest.mark.parametrize("weights", ["init", 0.5, 3.0])
+@pytest.mark.parametrize("config", CONFIGS)
+def test_a_names_positions_at_once_give_the_per_position_graphs_numbers(config, weights):
+    # GPT.loss (embed_seq, attention_seq, mlp_seq, loss_seq: a node per layer half) against
+    # loss_by_position (a node per position and block): the loss and every gradient, after one
+    # backward and after a second one over the same graph (gradients accumulate)
+    for seed in range(3):
+        model = model_of(config, weights, seed)
+        rng = random.Random(seed)
+        n = [2, config[1], config[1] + 3][seed]           # one position, a full context, cut
+        tokens = [rng.randrange(config[0]) for _ in range(n)]
+        runs = []
+        for loss in (model.loss_by_position, model.loss):
+            out = loss(tokens)
+            out.backward()
+            once = {k: W.grads() for k, W in model.weights.items()}
+            out.backward()
+            runs.append((out.data, once, {k: W.grads() for k, W in model.weights.items()}))
+            for W in model.weights.values():
+                W.zero_grad()
+        assert runs[0] == runs[1]
+        assert runs[1][0] == model.decoder().loss(tokens)
+
+
+def test_a_names_positions_at_once_are_a_few_nodes():
+    from microgpt import graph_size
+
+    model = GPT(27, 16, 16, 2, 4, 4, seed=0)
+    tokens = [0, 5, 13, 13, 1, 0]
+    # the loss's element, the loss, 2 layers x 2 halves, the embeddings; against the sum and 8 a
+    # position (the sum of the embeddings, 2 x 2 blocks, rmsnorm, lm_head, the cross-entropy)
+    assert graph_size(model.loss(tokens))[0] == 7
+    assert graph_size(model.loss_by_position(tokens))[0] == 1 + 5 * 8
+
+
+def test_seq_errors_are_clear():
+    from microgpt import Vec, attention_seq, embed_seq, loss_seq, mlp_seq
+
+    model = GPT(5, 4, 4, 1, 2, 2, seed=0)
+    W = model.weights
+    wq, wk, wv, wo, fc1, fc2 = model.layers[0]             # fc1 8 x 4, fc2 4 x 8
+    with pytest.raises(IndexError, match="token 5 outside 0 .. 4"):
+        embed_seq(W["wte"], W["wpe"], [0, 5])
+    with pytest.raises(ValueError, match="5 tokens, expected 1 to 4"):
+        embed_seq(W["wte"], W["wpe"], [0] * 5)
+    with pytest.raises(ValueError, match="0 tokens"):
+        embed_seq(W["wte"], W["wpe"], [])
+    with pytest.raises(TypeError, match="ValMatrix"):
+        embed_seq([[0.0] * 4] * 5, W["wpe"], [0])
+    x = embed_seq(W["wte"], W["wpe"], [1, 2, 3])
+    assert len(x) == 12
+    with pytest.raises(ValueError, match="heads"):
+        attention_seq(x, wq, wk, wv, wo, 3)
+    with pytest.raises(ValueError, match="expected 4 x 4"):
+        attention_seq(x, wq, wk, wv, fc1, 2)
+    with pytest.raises(ValueError, match="not whole positions of 4"):
+        attention_seq(Vec([0.1] * 6), wq, wk, wv, wo, 2)
+    with pytest.raises(TypeError, match="Vec"):
+        mlp_seq([0.1] * 4, fc1, fc2)
+    with pytest.raises(ValueError, match="expected 4 x 8"):
+        mlp_seq(x, fc1, fc1)
+    with pytest.raises(ValueError, match="2 targets for 3 positions"):
+        loss_seq(x, W["lm_head"], [1, 2])
+    with pytest.raises(IndexError, match="target 9 outside 0 .. 4"):
+        loss_seq(x, W["lm_head"], [1, 2, 9])
+    loss = loss_seq(mlp_seq(attention_seq(x, wq, wk, wv, wo, 2), fc1, fc2), W["lm_head"], [2, 3, 4])
+    assert loss.data == model.loss([1, 2, 3, 4]).data
+
+
 def test_block_errors_are_clear():
     from microgpt import Vec, attention_block, mlp_block
 
