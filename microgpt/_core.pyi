@@ -1,5 +1,6 @@
 """Hand-written stub of the compiled core, microgpt/_core.pyx."""
-from collections.abc import MutableSequence, Sequence
+from array import array
+from collections.abc import Iterable, MutableSequence, Sequence
 from typing import Union, overload
 
 Number = Union[int, float]  # noqa: UP007 (a runtime alias: Python 3.9 has no X | Y)
@@ -129,6 +130,14 @@ def adam_step(
     params: ValMatrix,
     m: MutableSequence[float],
     v: MutableSequence[float],
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    t: int,
+) -> None: ...
+def adam_steps(
+    groups: Iterable[tuple[ValMatrix, array[float], array[float]]],
     lr: float,
     beta1: float,
     beta2: float,

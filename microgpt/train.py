@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Optional
 
-from microgpt._core import ValMatrix, Vec, adam_step, draw_index
+from microgpt._core import ValMatrix, Vec, adam_steps, draw_index
 from microgpt.errors import DataError
 from microgpt.files import read_bytes, read_stdin
 from microgpt.model import GPT
@@ -168,7 +168,7 @@ class Tokenizer:
 
 
 class Adam:
-    """Adam over fixed parameters, each group updated in one compiled call (`adam_step`).
+    """Adam over fixed parameters, every group updated in one compiled call (`adam_steps`).
 
     params: Vals, or ValMatrix objects (a model's weights), whose contiguous arrays are the
     fastest to update.
@@ -189,8 +189,7 @@ class Adam:
     def step(self, lr):
         """Apply one update with learning rate lr and zero every gradient."""
         self.t += 1
-        for W, m, v in self.groups:
-            adam_step(W, m, v, lr, self.beta1, self.beta2, self.eps, self.t)
+        adam_steps(self.groups, lr, self.beta1, self.beta2, self.eps, self.t)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from microgpt import (
     vrelu,
     vsum,
 )
+from microgpt._core import adam_steps
 
 
 def test_imports_the_installed_package():
@@ -535,6 +537,29 @@ def test_adam_step_matches_numpy_adam(adopted):
         assert all(val.grad == 0.0 for val in W.values())
 
 
+def test_adam_steps_is_adam_step_per_group():
+    # one call over every group gives each group adam_step's numbers, to the bit
+    rng = np.random.default_rng(2)
+    shapes = [(2, 3), (1, 4), (3, 1)]
+    runs = []
+    for one_call in (False, True):
+        groups = [(ValMatrix([[Val(x) for x in row] for row in rng.normal(size=s).tolist()]),
+                   array("d", bytes(8 * s[0] * s[1])), array("d", bytes(8 * s[0] * s[1])))
+                  for s in shapes]
+        for t in (1, 2, 3):
+            for W, _, _ in groups:
+                for val, gi in zip(W.values(), rng.normal(size=W.rows * W.cols).tolist()):
+                    val.grad = gi
+            if one_call:
+                adam_steps(groups, 0.01, 0.85, 0.99, 1e-8, t)
+            else:
+                for W, m, v in groups:
+                    adam_step(W, m, v, 0.01, 0.85, 0.99, 1e-8, t)
+        runs.append([(W.datas(), list(m), list(v)) for W, m, v in groups])
+        rng = np.random.default_rng(2)
+    assert runs[0] == runs[1]
+
+
 # Bad inputs raise clean Python exceptions
 
 u, w = Val(1.0), Val(2.0)
@@ -561,6 +586,11 @@ BAD_INPUTS = {
                                                   0.1, 0.9, 0.99, 1e-8, 0)),
     "adam_shared_moments": (ValueError, lambda: adam_step(ValMatrix([[Val(1.0), Val(2.0)]]),
                                                           *[np.zeros(2)] * 2, 0.1, 0.9, 0.99, 1e-8, 1)),
+    "adam_steps_moment_type": (TypeError, lambda: adam_steps(
+        [(ValMatrix([[u]]), array("f", [0.0]), array("d", [0.0]))], 0.1, 0.9, 0.99, 1e-8, 1)),
+    "adam_steps_moment_length": (ValueError, lambda: adam_steps(
+        [(ValMatrix([[u, w]]), array("d", [0.0]), array("d", [0.0] * 2))], 0.1, 0.9, 0.99, 1e-8, 1)),
+    "adam_steps_t_zero": (ValueError, lambda: adam_steps([], 0.1, 0.9, 0.99, 1e-8, 0)),
 }
 
 
