@@ -28,11 +28,13 @@
 /* ---------------------------------------------------------------------------------------------
    Portability. `restrict` promises the compiler that the arrays do not overlap (the callers
    check), so it vectorises the loops; on x86-64 with GCC and glibc each MG_CLONES kernel is also
-   built for AVX2 and the CPU picks at load time. */
+   built for AVX2 and the CPU picks at load time. -DMG_PLAIN builds neither the clones nor the
+   vector-extension loops, for checking that they change no result. */
 #if defined(_MSC_VER)
 #define restrict __restrict
 #endif
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) \
+    && !defined(MG_PLAIN)
 #define MG_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define MG_CLONES
@@ -43,7 +45,7 @@
    linear and a list's would differ in the last bits. */
 enum { MG_LANES = 4 };
 
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(MG_PLAIN)
 typedef double mg_v4 __attribute__((vector_size(MG_LANES * sizeof(double))));
 #define mg_load4(p) ({ mg_v4 v_; memcpy(&v_, (p), sizeof v_); v_; })   /* unaligned */
 #define MG_V4 1
@@ -169,32 +171,103 @@ MG_CLONES static void mg_linear(const double* restrict w, const double* restrict
     }
 }
 
-/* The backward of y = relu?(scale W x): xg += W^T g', wg += g' x^T, g' = scale yg where y > 0. */
+/* One row of a linear layer's backward: xg += g wi, wgi += g x. */
+static inline void mg_linear_back_row(const double* restrict wi, double* restrict wgi,
+                                      const double* restrict x, double* restrict xg, double g,
+                                      Py_ssize_t cols) {
+    Py_ssize_t j = 0;
+#ifdef MG_V4
+    mg_v4 g4 = {g, g, g, g};
+    for (; j + MG_LANES <= cols; j += MG_LANES) {   /* the same adds, a vector at a time */
+        mg_v4 xg4 = mg_load4(xg + j) + g4 * mg_load4(wi + j);
+        mg_v4 wg4 = mg_load4(wgi + j) + g4 * mg_load4(x + j);
+        memcpy(xg + j, &xg4, sizeof xg4);
+        memcpy(wgi + j, &wg4, sizeof wg4);
+    }
+#endif
+    for (; j < cols; j++) {
+        xg[j] += g * wi[j];
+        wgi[j] += g * x[j];
+    }
+}
+
+#ifdef MG_V4
+/* Four rows of a linear layer's backward, a, b, c, d in that order: a vector of xg stays in
+   registers while the four rows add into it one after the other, so each element of xg gets
+   the same terms in the same order as from mg_linear_back_row four times. */
+static inline void mg_linear_back_rows4(const double* const* wr, double* const* wgr,
+                                        const double* restrict x, double* restrict xg,
+                                        const double* g, Py_ssize_t cols) {
+    const double* restrict w0 = wr[0];
+    const double* restrict w1 = wr[1];
+    const double* restrict w2 = wr[2];
+    const double* restrict w3 = wr[3];
+    double* restrict wg0 = wgr[0];
+    double* restrict wg1 = wgr[1];
+    double* restrict wg2 = wgr[2];
+    double* restrict wg3 = wgr[3];
+    mg_v4 g0 = {g[0], g[0], g[0], g[0]}, g1 = {g[1], g[1], g[1], g[1]};
+    mg_v4 g2 = {g[2], g[2], g[2], g[2]}, g3 = {g[3], g[3], g[3], g[3]};
+    Py_ssize_t j = 0;
+    for (; j + MG_LANES <= cols; j += MG_LANES) {
+        mg_v4 x4 = mg_load4(x + j);
+        mg_v4 xg4 = mg_load4(xg + j);
+        xg4 = xg4 + g0 * mg_load4(w0 + j);
+        xg4 = xg4 + g1 * mg_load4(w1 + j);
+        xg4 = xg4 + g2 * mg_load4(w2 + j);
+        xg4 = xg4 + g3 * mg_load4(w3 + j);
+        memcpy(xg + j, &xg4, sizeof xg4);
+        mg_v4 wg4 = mg_load4(wg0 + j) + g0 * x4;
+        memcpy(wg0 + j, &wg4, sizeof wg4);
+        wg4 = mg_load4(wg1 + j) + g1 * x4;
+        memcpy(wg1 + j, &wg4, sizeof wg4);
+        wg4 = mg_load4(wg2 + j) + g2 * x4;
+        memcpy(wg2 + j, &wg4, sizeof wg4);
+        wg4 = mg_load4(wg3 + j) + g3 * x4;
+        memcpy(wg3 + j, &wg4, sizeof wg4);
+    }
+    for (; j < cols; j++) {
+        xg[j] += g[0] * w0[j];
+        xg[j] += g[1] * w1[j];
+        xg[j] += g[2] * w2[j];
+        xg[j] += g[3] * w3[j];
+        wg0[j] += g[0] * x[j];
+        wg1[j] += g[1] * x[j];
+        wg2[j] += g[2] * x[j];
+        wg3[j] += g[3] * x[j];
+    }
+}
+#endif
+
+/* The backward of y = relu?(scale W x): xg += W^T g', wg += g' x^T, g' = scale yg where y > 0.
+   Row by row, a row whose g' is 0 skipped; with GCC or Clang the rows not skipped go four at a
+   time (mg_linear_back_rows4), each element of xg getting the same terms in the same order. */
 MG_CLONES static void mg_linear_back(const double* restrict w, double* restrict wg,
                                      const double* restrict x, double* restrict xg,
                                      const double* restrict gy, const double* restrict y,
                                      Py_ssize_t rows, Py_ssize_t cols, double scale, int relu) {
+    const double* wr[4];
+    double* wgr[4];
+    double g[4];
+    int n = 0;
     for (Py_ssize_t i = 0; i < rows; i++) {
         if (relu && !(y[i] > 0.0)) continue;
         double gi = gy[i] * scale;
         if (gi == 0.0) continue;
-        const double* restrict wi = w + i * cols;
-        double* restrict wgi = wg + i * cols;
-        Py_ssize_t j = 0;
 #ifdef MG_V4
-        mg_v4 g4 = {gi, gi, gi, gi};
-        for (; j + MG_LANES <= cols; j += MG_LANES) {   /* the same adds, a vector at a time */
-            mg_v4 xg4 = mg_load4(xg + j) + g4 * mg_load4(wi + j);
-            mg_v4 wg4 = mg_load4(wgi + j) + g4 * mg_load4(x + j);
-            memcpy(xg + j, &xg4, sizeof xg4);
-            memcpy(wgi + j, &wg4, sizeof wg4);
+        wr[n] = w + i * cols;
+        wgr[n] = wg + i * cols;
+        g[n++] = gi;
+        if (n == 4) {
+            mg_linear_back_rows4(wr, wgr, x, xg, g, cols);
+            n = 0;
         }
+#else
+        mg_linear_back_row(w + i * cols, wg + i * cols, x, xg, gi, cols);
 #endif
-        for (; j < cols; j++) {
-            xg[j] += gi * wi[j];
-            wgi[j] += gi * x[j];
-        }
     }
+    for (int r = 0; r < n; r++)                     /* the rows left over */
+        mg_linear_back_row(wr[r], wgr[r], x, xg, g[r], cols);
 }
 
 /* ---------------------------------------------------------------------------------------------
