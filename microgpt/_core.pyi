@@ -1,6 +1,6 @@
 """Hand-written stub of the compiled core, microgpt/_core.pyx."""
 from array import array
-from collections.abc import Iterable, MutableSequence, Sequence
+from collections.abc import Callable, Iterable, MutableSequence, Sequence
 from typing import Union, overload
 
 Number = Union[int, float]  # noqa: UP007 (a runtime alias: Python 3.9 has no X | Y)
@@ -78,6 +78,9 @@ class Decoder:
     @property
     def n_ctx(self) -> int: ...
     def logits(self, token: int, pos: int) -> Vec: ...
+    def sample(
+        self, fed: Sequence[int], temperature: float, cooling: float, random: Callable[[], float]
+    ) -> list[int]: ...
     def loss(self, tokens: Sequence[int]) -> float: ...
 
 def attention(

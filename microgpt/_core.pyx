@@ -32,7 +32,8 @@ from cpython cimport array
 from cpython.object cimport Py_SIZE
 from cpython.ref cimport PyObject, Py_INCREF
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_ITEMS, PySequence_Fast_GET_SIZE
-from libc.math cimport exp, log, pow, sqrt
+from libc.float cimport DBL_MIN
+from libc.math cimport INFINITY, exp, log, pow, sqrt
 from libc.stdlib cimport calloc, malloc, realloc, free
 from libc.string cimport memcpy, memset
 cimport cython
@@ -2014,8 +2015,7 @@ def draw_index(logits, double temperature, double u):
     the same draw, without a Python float per logit. logits: a Vec or a sequence of floats.
     ValueError, as random.choices raises, when the weights do not sum to a positive finite
     number (a NaN or infinite logit)."""
-    cdef Py_ssize_t n, j, lo, hi, mid
-    cdef double top, total = 0.0, x
+    cdef Py_ssize_t n, j
     cdef double* w
     n = (<Vec>logits).n if isinstance(logits, Vec) else len(logits)
     if n < 1:
@@ -2029,26 +2029,32 @@ def draw_index(logits, double temperature, double u):
         else:
             for j in range(n):
                 w[j] = logits[j]               # TypeError for what is not a number
-        top = w[0]
-        for j in range(1, n):
-            if w[j] > top:
-                top = w[j]
-        for j in range(n):
-            total += exp((w[j] - top) / temperature)
-            w[j] = total                       # the cumulative weights
-        if not (total > 0.0 and total - total == 0.0):     # NaN or infinite
-            raise ValueError("draw_index: the weights must sum to a positive finite number")
-        x = u * total
-        lo, hi = 0, n - 1                      # bisect_right(cumulative, x, 0, n - 1)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if x < w[mid]:
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo
+        return _draw(w, n, temperature, u)
     finally:
         mg_mem_put(w)
+
+
+cdef Py_ssize_t _draw(double* w, Py_ssize_t n, double temperature, double u) except -1:
+    """draw_index over the n logits in w (n >= 1), which become the cumulative weights."""
+    cdef Py_ssize_t j, lo, hi, mid
+    cdef double top = w[0], total = 0.0, x
+    for j in range(1, n):
+        if w[j] > top:
+            top = w[j]
+    for j in range(n):
+        total += exp((w[j] - top) / temperature)
+        w[j] = total                           # the cumulative weights
+    if not (total > 0.0 and total - total == 0.0):     # NaN or infinite
+        raise ValueError("draw_index: the weights must sum to a positive finite number")
+    x = u * total
+    lo, hi = 0, n - 1                          # bisect_right(cumulative, x, 0, n - 1)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x < w[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 # Decoder: the GPT's forward pass without a graph, for sampling and for a loss nobody
@@ -2151,6 +2157,41 @@ cdef class Decoder:
         out = Vec.__new__(Vec)
         _vec_alloc(out, self.m.vocab, V_LEAF)
         memcpy(out.d, self.m.logits, self.m.vocab * sizeof(double))
+        return out
+
+    def sample(self, fed, double temperature, double cooling, random):
+        """A name's tokens as `train._sample` draws them without top_k, its loop in C: feed fed
+        (BOS, then a prefix's tokens); then at each position p draw a token with u = random()
+        from the logits at temperature * cooling ** p (at least the smallest float), until BOS
+        or n_ctx positions. A BOS drawn first is drawn again without BOS. Returns the prefix's
+        tokens and the drawn ones, the same draws from the same random() calls as _sample's."""
+        cdef list toks = list(fed), out
+        cdef Py_ssize_t n_fed = len(toks), pos, bos, token, V = self.m.vocab
+        cdef double t
+        cdef double* w = self.m.logits + V              # scratch: the draw's weights
+        if n_fed < 1:
+            raise ValueError("Decoder.sample: fed needs at least BOS")
+        bos = toks[0]
+        token = bos
+        out = toks[1:]
+        for pos in range(self.m.n_ctx):
+            self._forward(token, pos)
+            if pos + 1 < n_fed:                         # still reading the prefix
+                token = toks[pos + 1]
+                continue
+            t = temperature * pow(cooling, <double>pos)
+            if DBL_MIN > t:                             # a temperature cooled below the
+                t = DBL_MIN                             # smallest float is argmax all the same
+            memcpy(w, self.m.logits, V * sizeof(double))
+            token = _draw(w, V, t, random())
+            if token == bos:
+                if not out:                             # an empty name: draw a letter instead
+                    memcpy(w, self.m.logits, V * sizeof(double))
+                    w[bos] = -INFINITY
+                    token = _draw(w, V, t, random())
+                if token == bos:
+                    break
+            out.append(token)
         return out
 
     def loss(self, tokens):

@@ -341,12 +341,21 @@ def sample(model, tok, rng, temperature=1.0, top_k=None, prefix="", cooling=1.0)
     name of at least one letter.
 
     The logits come from `model.decoder()`, the forward pass without a graph."""
-    return _sample(model.decoder().logits, model.n_ctx, tok, rng, temperature, top_k, prefix,
-                   cooling)
+    return _sample_with(model.decoder(), tok, rng, temperature, top_k, prefix, cooling)
+
+
+def _sample_with(decoder, tok, rng, temperature, top_k, prefix, cooling):
+    """sample() through decoder: without top_k, its loop in the core (`Decoder.sample`, the
+    same draws as `_sample`'s)."""
+    if top_k is None:
+        fed = [tok.bos] + tok.encode(prefix)[1:-1]
+        return tok.decode(decoder.sample(fed, temperature, cooling, rng.random))
+    return _sample(decoder.logits, decoder.n_ctx, tok, rng, temperature, top_k, prefix, cooling)
 
 
 def _sample(logits_at, n_ctx, tok, rng, temperature, top_k, prefix, cooling):
-    """sample() with the logits from logits_at(token, pos) (so a test can use the graph's)."""
+    """sample() with the logits from logits_at(token, pos) (so a test can use the graph's), one
+    position at a time in Python."""
     bos = tok.bos
     fed = [bos] + tok.encode(prefix)[1:-1]            # BOS, then the prefix
     token, out, n_fed = fed[0], fed[1:], len(fed)
@@ -423,6 +432,5 @@ def generate(model, tok, n, temperature, seed, top_k=None, prefix="", cooling=1.
     after the prefix), the draws seeded from seed: the same seed gives the same names, so a
     trained model can be heard again at another temperature."""
     rng = random.Random(f"{seed}:sample")
-    logits_at = model.decoder().logits                 # one KV cache, each name from position 0
-    return [_sample(logits_at, model.n_ctx, tok, rng, temperature, top_k, prefix, cooling)
-            for _ in range(n)]
+    decoder = model.decoder()                          # one KV cache, each name from position 0
+    return [_sample_with(decoder, tok, rng, temperature, top_k, prefix, cooling) for _ in range(n)]

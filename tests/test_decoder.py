@@ -101,6 +101,36 @@ def test_generate_gives_the_graphs_names(kw):
     assert names == [_sample(graph, model.n_ctx, tok, rng, **args) for _ in range(40)]
 
 
+@pytest.mark.parametrize("temperature, cooling", [(1.0, 1.0), (0.4, 1.0), (2.0, 0.6), (1e-300, 1.0)])
+@pytest.mark.parametrize("config", CONFIGS[1:4])
+def test_decoder_sample_draws_what_the_python_loop_draws(config, temperature, cooling):
+    # the loop in C against _sample's in Python over the same decoder: the same tokens and the
+    # same number of random() calls, BOS drawn first (then drawn again) included: at these
+    # weights, seed 0's models draw BOS first with probability 0.13 (vocabulary 5) and 0.996 (7)
+    from microgpt.train import Tokenizer
+
+    tok = Tokenizer("abcdefghij"[:config[0] - 1])
+    counted = []
+    for seed in range(3):
+        model = model_of(config, 3.0, seed)
+        for prefix in ("", "b", "ab"):
+            fed = [tok.bos] + tok.encode(prefix)[1:-1]
+            runs = []
+            for in_c in (True, False):
+                rng = random.Random(seed)
+                dec = model.decoder()
+                if in_c:
+                    names = [tok.decode(dec.sample(fed, temperature, cooling, rng.random))
+                             for _ in range(60)]
+                else:
+                    names = [_sample(dec.logits, dec.n_ctx, tok, rng, temperature, None, prefix,
+                                     cooling) for _ in range(60)]
+                runs.append((names, rng.random()))
+            assert runs[0] == runs[1]
+            counted.append(sum(len(n) - len(prefix) for n in runs[0][0]))
+    assert sum(counted) > 0
+
+
 def test_the_held_out_loss_is_the_graphs():
     data = Dataset(NAMES)
     model = GPT(data.tok.vocab_size, 6, 8, 1, 2, 4, seed=2)      # names longer than n_ctx too

@@ -198,14 +198,19 @@ def test_cooling_multiplies_the_temperature_letter_by_letter(monkeypatch):
         seen.append(temperature)
         return real(logits, temperature, u)
 
+    def python_loop(cooling):        # the loop Decoder.sample runs in C (test_decoder: the same)
+        return train._sample(model.decoder().logits, model.n_ctx, data.tok, random.Random(1),
+                             2.0, None, "", cooling)
+
     monkeypatch.setattr(train, "draw_index", spy)
-    name = sample(model, data.tok, random.Random(1), temperature=2.0, cooling=0.5)
+    name = python_loop(0.5)
     assert seen == [2.0 * 0.5 ** i for i in range(len(seen))]
     assert len(seen) == min(len(name) + 1, 8)      # every letter, then the end, if it came
     seen.clear()
-    sample(model, data.tok, random.Random(1), temperature=2.0, cooling=1e-300)
+    python_loop(1e-300)
     assert seen[0] == 2.0 and all(t > 0 for t in seen)   # cooled below any float: still argmax
     monkeypatch.undo()
+    assert name == sample(model, data.tok, random.Random(1), temperature=2.0, cooling=0.5)
     # cooling 1 is the plain temperature, draw for draw: a genome without it speaks as before
     assert (train.generate(model, data.tok, 6, 0.8, seed=5)
             == train.generate(model, data.tok, 6, 0.8, seed=5, cooling=1.0))
@@ -216,31 +221,31 @@ def test_cooling_multiplies_the_temperature_letter_by_letter(monkeypatch):
 
 
 class _Mute:
-    """A stand-in model that would rather end a name than begin one: BOS far likelier than any
-    letter at every position."""
+    """Logits of a stand-in model that would rather end a name than begin one: BOS far likelier
+    than any letter at every position."""
     n_ctx = 4
 
     def __init__(self, vocab_size, bos):
         self.values = [0.0] * vocab_size
         self.values[bos] = 8.0
 
-    def decoder(self):
-        return self
-
-    def logits(self, token, pos):
+    def __call__(self, token, pos):
         return list(self.values)
 
 
 def test_a_sampled_name_is_never_empty():
+    # the Python loop (_sample; Decoder.sample, its loop in C, draws the same: test_decoder)
+    from microgpt.train import _sample
+
     tok = Tokenizer.from_names(["abc"])
     mute = _Mute(tok.vocab_size, tok.bos)
     rng = random.Random(0)
-    names = [sample(mute, tok, rng, temperature=1.0) for _ in range(300)]
+    names = [_sample(mute, mute.n_ctx, tok, rng, 1.0, None, "", 1.0) for _ in range(300)]
     # the first letter is redrawn from the letters alone; the name then ends almost at once
     assert all(len(n) >= 1 for n in names)
     assert sum(len(n) == 1 for n in names) > 250
     # with top_k=1 the only candidate is BOS: the redraw still takes the best letter
-    assert {sample(mute, tok, rng, temperature=1.0, top_k=1) for _ in range(5)} == {"a"}
+    assert {_sample(mute, mute.n_ctx, tok, rng, 1.0, 1, "", 1.0) for _ in range(5)} == {"a"}
 
 
 def test_a_hot_voice_of_an_untrained_model_says_no_empty_name():
