@@ -1701,6 +1701,9 @@ cdef Vec _seq_node(Py_ssize_t n, int op, Py_ssize_t T, tuple Ws, size_t saved, V
 
 
 cdef Py_ssize_t _positions(Vec x, Py_ssize_t E, str where) except -1:
+    """The positions of x, E values each."""
+    if E < 1:
+        raise ValueError(f"{where}: the weights have no columns")
     if x.n == 0 or x.n % E:
         raise ValueError(f"{where}: {x.n} values are not whole positions of {E}")
     return x.n // E
@@ -1718,6 +1721,8 @@ def embed_seq(wte, wpe, tokens):
     te = _weights_of(wte, (<ValMatrix>wte).cols, "embed_seq")
     pe = _weights_of(wpe, te.cols, "embed_seq")
     E = te.cols
+    if E < 1:
+        raise ValueError("embed_seq: the weights have no columns")
     ids = _indices(tokens, te.rows, &T, "embed_seq: token")
     try:
         if not 0 < T <= pe.rows:

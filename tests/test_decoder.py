@@ -284,6 +284,11 @@ def test_seq_errors_are_clear():
         loss_seq(x, W["lm_head"], [1, 2])
     with pytest.raises(IndexError, match="target 9 outside 0 .. 4"):
         loss_seq(x, W["lm_head"], [1, 2, 9])
+    empty = ValMatrix([[]])                                # no columns: not weights
+    for call in (lambda: embed_seq(empty, empty, [0]), lambda: loss_seq(x, empty, [0, 0, 0]),
+                 lambda: mlp_seq(x, empty, empty), lambda: attention_seq(x, *[empty] * 4, 1)):
+        with pytest.raises(TypeError, match="leaves"):
+            call()
     loss = loss_seq(mlp_seq(attention_seq(x, wq, wk, wv, wo, 2), fc1, fc2), W["lm_head"], [2, 3, 4])
     assert loss.data == model.loss([1, 2, 3, 4]).data
 
