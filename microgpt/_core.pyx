@@ -33,7 +33,7 @@ from cpython.object cimport Py_SIZE
 from cpython.ref cimport PyObject, Py_INCREF
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_ITEMS, PySequence_Fast_GET_SIZE
 from libc.float cimport DBL_MIN
-from libc.math cimport INFINITY, exp, log, pow, sqrt
+from libc.math cimport INFINITY, exp, isinf, log, pow, sqrt
 from libc.stdlib cimport calloc, malloc, realloc, free
 from libc.string cimport memcpy, memset
 cimport cython
@@ -1701,9 +1701,7 @@ cdef Vec _seq_node(Py_ssize_t n, int op, Py_ssize_t T, tuple Ws, size_t saved, V
 
 
 cdef Py_ssize_t _positions(Vec x, Py_ssize_t E, str where) except -1:
-    """The positions of x, E values each."""
-    if E < 1:
-        raise ValueError(f"{where}: the weights have no columns")
+    """The positions of x, E values each (E >= 1: weights always have columns)."""
     if x.n == 0 or x.n % E:
         raise ValueError(f"{where}: {x.n} values are not whole positions of {E}")
     return x.n // E
@@ -1721,8 +1719,6 @@ def embed_seq(wte, wpe, tokens):
     te = _weights_of(wte, (<ValMatrix>wte).cols, "embed_seq")
     pe = _weights_of(wpe, te.cols, "embed_seq")
     E = te.cols
-    if E < 1:
-        raise ValueError("embed_seq: the weights have no columns")
     ids = _indices(tokens, te.rows, &T, "embed_seq: token")
     try:
         if not 0 < T <= pe.rows:
@@ -1787,13 +1783,16 @@ def loss_seq(x, lm_head, targets, double eps=1e-5):
     try:
         if n != T:
             raise ValueError(f"loss_seq: {n} targets for {T} positions")
-        v = _seq_node(1, V_LOSS_SEQ, T, (lm,), mg_loss_seq_size(T, E, V) + T * sizeof(Py_ssize_t),
-                      xv)
-        memcpy(<char*>v.saved + mg_loss_seq_size(T, E, V), ids, T * sizeof(Py_ssize_t))
+        # saved: the insides, the cross-entropies' gradient (one double), the targets
+        v = _seq_node(1, V_LOSS_SEQ, T, (lm,),
+                      mg_loss_seq_size(T, E, V) + sizeof(double) + T * sizeof(Py_ssize_t), xv)
+        memcpy(<char*>v.saved + mg_loss_seq_size(T, E, V) + sizeof(double), ids,
+               T * sizeof(Py_ssize_t))
     finally:
         mg_mem_put(ids)
     v.scale = 1.0 / T
-    v.d[0] = mg_loss_seq(xv.d, lm.pk.st.data, <Py_ssize_t*>(<char*>v.saved + mg_loss_seq_size(T, E, V)),
+    v.d[0] = mg_loss_seq(xv.d, lm.pk.st.data,
+                         <Py_ssize_t*>(<char*>v.saved + mg_loss_seq_size(T, E, V) + sizeof(double)),
                          T, E, V, eps, v.saved) * v.scale
     return v[0]
 
@@ -1801,9 +1800,10 @@ def loss_seq(x, lm_head, targets, double eps=1e-5):
 cdef int _seq_back(Vec v) except -1:
     """The backward of a name's positions at once (mg_*_seq_back)."""
     cdef Vec x
-    cdef Py_ssize_t T = v.steps, E, i
+    cdef Py_ssize_t T = v.steps, E, i, V
     cdef const double* w[4]
     cdef double* wg[4]
+    cdef double* ce_g
     if v.op == V_EMBED_SEQ:
         E = v.n // T
         mg_embed_seq_back(_grad(v.Ws[0]), _grad(v.Ws[1]), <Py_ssize_t*>v.saved, T, E, v.g)
@@ -1818,9 +1818,15 @@ cdef int _seq_back(Vec v) except -1:
     elif v.op == V_MLP_SEQ:
         mg_mlp_seq_back(x.d, x.g, v.g, _data(v.Ws[0]), _grad(v.Ws[0]), _data(v.Ws[1]),
                         _grad(v.Ws[1]), T, E, (<ValMatrix>v.Ws[0]).rows, v.saved)
-    else:                                           # V_LOSS_SEQ: d loss / d each ce = g / T
-        mg_loss_seq_back(x.d, x.g, v.g[0] * v.scale, _data(v.Ws[0]), _grad(v.Ws[0]), T, E,
-                         (<ValMatrix>v.Ws[0]).rows, v.saved)
+    else:                                           # V_LOSS_SEQ
+        # each cross-entropy's gradient, as vsum's backward adds it: += g / T a pass. So that a
+        # pass adds only its own g, the node's gradient is used up (it is no one else's: the
+        # loss is v[0], whose own gradient accumulates).
+        V = (<ValMatrix>v.Ws[0]).rows
+        ce_g = <double*>(<char*>v.saved + mg_loss_seq_size(T, E, V))
+        ce_g[0] += v.g[0] * v.scale
+        v.g[0] = 0.0
+        mg_loss_seq_back(x.d, x.g, ce_g[0], _data(v.Ws[0]), _grad(v.Ws[0]), T, E, V, v.saved)
     return 0
 
 
@@ -1954,7 +1960,7 @@ def graph_size(Val root):
 # 7. Adam, sampling's draw, and the Decoder: plain arrays, no graph.
 # =============================================================================================
 
-def adam_step(ValMatrix params, double[::1] m, double[::1] v, double lr,
+def adam_step(ValMatrix params not None, double[::1] m, double[::1] v, double lr,
               double beta1, double beta2, double eps, Py_ssize_t t):
     """Apply one bias-corrected Adam step (t counts from 1) to every param, then zero its grad.
 
@@ -1975,16 +1981,28 @@ def adam_steps(groups, double lr, double beta1, double beta2, double eps, Py_ssi
     cdef ValMatrix params
     cdef array.array m, v
     cdef double c1, c2
+    cdef list checked = []
     if t < 1:
         raise ValueError("adam_steps: t counts from 1")
-    c1 = 1.0 / (1.0 - pow(beta1, <double>t))       # bias corrections, as factors
-    c2 = 1.0 / (1.0 - pow(beta2, <double>t))
-    for params, m, v in groups:
-        if m.ob_descr.typecode != c'd' or v.ob_descr.typecode != c'd':
+    for group in groups:                            # every group checked before any is updated
+        params_, m_, v_ = group
+        if type(params_) is not ValMatrix:
+            raise TypeError("adam_steps: the params must be a ValMatrix")
+        if (type(m_) is not array.array or type(v_) is not array.array
+                or (<array.array>m_).ob_descr.typecode != c'd'
+                or (<array.array>v_).ob_descr.typecode != c'd'):
             raise TypeError("adam_steps: the moments must be array('d')")
+        params, m, v = params_, m_, v_
         if Py_SIZE(m) != params.pk.n or Py_SIZE(v) != params.pk.n:
             raise ValueError(f"adam_steps: {params.pk.n} params but moments of length "
                              f"{Py_SIZE(m)}, {Py_SIZE(v)}")
+        if params.pk.st != NULL and params.pk.n > 0 and (
+                _overlap(m.data.as_doubles, params.pk.n, v.data.as_doubles, params.pk.n)):
+            raise ValueError("adam_steps: m, v and the params must be separate arrays")
+        checked.append((params, m, v))
+    c1 = 1.0 / (1.0 - pow(beta1, <double>t))       # bias corrections, as factors
+    c2 = 1.0 / (1.0 - pow(beta2, <double>t))
+    for params, m, v in checked:
         _adam(params, m.data.as_doubles, v.data.as_doubles, lr, beta1, beta2, eps, c1, c2)
 
 
@@ -2184,7 +2202,10 @@ cdef class Decoder:
             if pos + 1 < n_fed:                         # still reading the prefix
                 token = toks[pos + 1]
                 continue
-            t = temperature * pow(cooling, <double>pos)
+            t = pow(cooling, <double>pos)
+            if isinf(t) and not isinf(cooling):        # as Python's cooling ** pos raises
+                raise OverflowError(f"Decoder.sample: cooling ** {pos} overflows")
+            t = temperature * t
             if DBL_MIN > t:                             # a temperature cooled below the
                 t = DBL_MIN                             # smallest float is argmax all the same
             memcpy(w, self.m.logits, V * sizeof(double))

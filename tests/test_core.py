@@ -560,6 +560,16 @@ def test_adam_steps_is_adam_step_per_group():
     assert runs[0] == runs[1]
 
 
+def test_adam_steps_updates_nothing_when_a_group_is_bad():
+    W = ValMatrix([[Val(1.0), Val(2.0)]])
+    for val in W.values():
+        val.grad = 0.5
+    good = (W, array("d", [0.0, 0.0]), array("d", [0.0, 0.0]))
+    with pytest.raises(ValueError, match="moments of length"):
+        adam_steps([good, (ValMatrix([[Val(3.0)]]), array("d"), array("d"))], 0.1, 0.9, 0.99, 1e-8, 1)
+    assert W.datas() == [1.0, 2.0] and W.grads() == [0.5, 0.5] and list(good[1]) == [0.0, 0.0]
+
+
 # Bad inputs raise clean Python exceptions
 
 u, w = Val(1.0), Val(2.0)
@@ -591,6 +601,11 @@ BAD_INPUTS = {
     "adam_steps_moment_length": (ValueError, lambda: adam_steps(
         [(ValMatrix([[u, w]]), array("d", [0.0]), array("d", [0.0] * 2))], 0.1, 0.9, 0.99, 1e-8, 1)),
     "adam_steps_t_zero": (ValueError, lambda: adam_steps([], 0.1, 0.9, 0.99, 1e-8, 0)),
+    "adam_steps_none": (TypeError, lambda: adam_steps([(None, array("d", [0.0]), array("d", [0.0]))],
+                                                      0.1, 0.9, 0.99, 1e-8, 1)),
+    "adam_steps_none_moment": (TypeError, lambda: adam_steps([(ValMatrix([[u]]), None, array("d", [0.0]))],
+                                                             0.1, 0.9, 0.99, 1e-8, 1)),
+    "adam_step_none": (TypeError, lambda: adam_step(None, np.zeros(1), np.zeros(1), 0.1, 0.9, 0.99, 1e-8, 1)),
 }
 
 

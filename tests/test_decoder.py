@@ -2,6 +2,7 @@
 logits at every position and the same loss, compared with `==`, never approximately; sampling and
 the held-out loss, which use it, against the same done through the graph; and a run's numbers
 against those the graph alone gave before the Decoder existed."""
+import math
 import random
 
 import numpy as np
@@ -101,7 +102,8 @@ def test_generate_gives_the_graphs_names(kw):
     assert names == [_sample(graph, model.n_ctx, tok, rng, **args) for _ in range(40)]
 
 
-@pytest.mark.parametrize("temperature, cooling", [(1.0, 1.0), (0.4, 1.0), (2.0, 0.6), (1e-300, 1.0)])
+@pytest.mark.parametrize("temperature, cooling", [(1.0, 1.0), (0.4, 1.0), (2.0, 0.6), (1e-300, 1.0),
+                                                  (1.0, 1e-200)])     # below the smallest float
 @pytest.mark.parametrize("config", CONFIGS[1:4])
 def test_decoder_sample_draws_what_the_python_loop_draws(config, temperature, cooling):
     # the loop in C against _sample's in Python over the same decoder: the same tokens and the
@@ -127,8 +129,25 @@ def test_decoder_sample_draws_what_the_python_loop_draws(config, temperature, co
                                      cooling) for _ in range(60)]
                 runs.append((names, rng.random()))
             assert runs[0] == runs[1]
+            assert all(runs[0][0])                            # never an empty name
             counted.append(sum(len(n) - len(prefix) for n in runs[0][0]))
     assert sum(counted) > 0
+    if config[0] == 7 and temperature == 1.0:
+        # seed 0's model draws BOS first almost always: its names above were drawn again
+        logits = model_of(config, 3.0, 0).decoder().logits(tok.bos, 0).data
+        weights = [math.exp((x - max(logits)) / temperature) for x in logits]
+        assert weights[tok.bos] / sum(weights) > 0.9
+
+
+def test_decoder_sample_overflowing_cooling_raises_as_python_does():
+    from microgpt.train import Tokenizer
+
+    tok = Tokenizer("abcd")
+    dec = model_of((5, 4, 4, 1, 1, 1), 0.5, 0).decoder()
+    with pytest.raises(OverflowError):
+        _sample(dec.logits, dec.n_ctx, tok, random.Random(0), 1.0, None, "", 1e200)
+    with pytest.raises(OverflowError):
+        dec.sample([tok.bos], 1.0, 1e200, random.Random(0).random)
 
 
 def test_the_held_out_loss_is_the_graphs():
@@ -223,8 +242,8 @@ def test_the_blocks_give_the_separate_ops_numbers_bit_for_bit(config, weights):
 @pytest.mark.parametrize("config", CONFIGS)
 def test_a_names_positions_at_once_give_the_per_position_graphs_numbers(config, weights):
     # GPT.loss (embed_seq, attention_seq, mlp_seq, loss_seq: a node per layer half) against
-    # loss_by_position (a node per position and block): the loss and every gradient, after one
-    # backward and after a second one over the same graph (gradients accumulate)
+    # loss_by_position (a node per position and block): the loss and every gradient, after each
+    # of 8 backward passes over the same graph (gradients accumulate)
     for seed in range(3):
         model = model_of(config, weights, seed)
         rng = random.Random(seed)
@@ -233,10 +252,11 @@ def test_a_names_positions_at_once_give_the_per_position_graphs_numbers(config, 
         runs = []
         for loss in (model.loss_by_position, model.loss):
             out = loss(tokens)
-            out.backward()
-            once = {k: W.grads() for k, W in model.weights.items()}
-            out.backward()
-            runs.append((out.data, once, {k: W.grads() for k, W in model.weights.items()}))
+            grads = []
+            for _ in range(8):          # the cross-entropies' gradient summed pass by pass
+                out.backward()
+                grads.append({k: W.grads() for k, W in model.weights.items()})
+            runs.append((out.data, grads))
             for W in model.weights.values():
                 W.zero_grad()
         assert runs[0] == runs[1]
