@@ -4,10 +4,11 @@
    below) calls these kernels, so every path computes the same numbers in the same order, to the
    last bit. _core.pyx owns the nodes, the graph and backward; this file owns only loops.
 
-   Not here: Python objects (attention's backward, which adds into Vecs' gradients, stays in
-   _core.pyx), randomness, files, threads. Not a goal: speed at the cost of reproducibility. No
-   kernel reassociates a sum or fuses a multiply-add (setup.py builds with -ffp-contract=off),
-   so the results do not depend on the CPU or on which clone of a kernel it runs.
+   Not here: Python objects, randomness, files, threads. Not a goal: speed at the cost of
+   reproducibility. No kernel reassociates a sum or fuses a multiply-add (setup.py builds with
+   -ffp-contract=off), so a kernel's own arithmetic does not depend on the CPU or on which clone
+   of it runs. exp, log and pow are the C library's: glibc picks an FMA variant of each where the
+   CPU has FMA, and the two can differ in the last bit (benchmarks/README.md).
 
    Notation: E = n_emb (a position's width), T = positions attended over, hd = E / heads (one
    head's slice), n_ff = the MLP's hidden width, W_i = row i of a row-major matrix W. "The
