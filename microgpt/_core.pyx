@@ -1086,7 +1086,9 @@ cdef class Vec:
     """n doubles with a gradient each, made by one op from its parents: one node for a vector.
 
     `v.data` and `v.grad` are lists of floats; `v[i]` is a Val that is element i (its gradient
-    flows back into this Vec). Made by `ValMatrix.row`, `vadd`, `rmsnorm`, `linear`, `attention`.
+    flows back into this Vec). Made by `ValMatrix.row`, `vadd`, `rmsnorm`, `linear`, `attention`,
+    the blocks (`attention_block`, `mlp_block`) and a name's positions at once (`embed_seq`,
+    `attention_seq`, `mlp_seq`; `loss_seq` gives element 0 of one).
     """
     cdef double* d
     cdef double* g
@@ -1102,7 +1104,8 @@ cdef class Vec:
     cdef double scale               # linear, attention: the scale; rmsnorm: the factor s
     cdef bint relu                  # linear: clamped at 0
     cdef Py_ssize_t heads           # attention
-    cdef double* saved              # attention: the weights, heads x steps; a block: its insides
+    cdef double* saved              # attention: the weights, heads x steps; a block or a name's
+                                    # positions at once: its insides
     cdef tuple Ws                   # a block: its weight matrices
     cdef Py_ssize_t steps           # a name's positions at once: the positions
 
