@@ -33,7 +33,7 @@ from cpython.object cimport Py_SIZE
 from cpython.ref cimport PyObject, Py_INCREF
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_ITEMS, PySequence_Fast_GET_SIZE
 from libc.float cimport DBL_MIN
-from libc.math cimport INFINITY, exp, isinf, log, pow, sqrt
+from libc.math cimport INFINITY, log, pow, sqrt
 from libc.stdlib cimport calloc, malloc, realloc, free
 from libc.string cimport memcpy, memset
 cimport cython
@@ -52,6 +52,10 @@ cdef extern from "_kernels.h":
     void mg_mem_put(void* p) nogil
     # the backward queue's bucket of a key
     int mg_bitlen(unsigned long long x) nogil
+    # exp, log and whole powers, the same bits on every CPU
+    double mg_exp(double x) nogil
+    double mg_log(double x) nogil
+    double mg_powi(double x, long long n) nogil
     # each forward, then its backward
     void mg_linear(const double* w, const double* x, double* y, Py_ssize_t rows, Py_ssize_t cols,
                    double scale, int relu) nogil
@@ -729,11 +733,11 @@ cdef class Val:
                       p * pow(self.pd[0], p - 1.0) if p != 0.0 else 0.0)  # x^0 is flat
 
     cpdef Val exp(self):                # d/da = e^a
-        cdef double e = exp(self.pd[0])
+        cdef double e = mg_exp(self.pd[0])
         return _unary(e, self, e)
 
     cpdef Val log(self):                # d/da = 1/a
-        return _unary(log(self.pd[0]), self, 1.0 / self.pd[0])
+        return _unary(mg_log(self.pd[0]), self, 1.0 / self.pd[0])
 
     cpdef Val relu(self):               # d/da = 1 if a > 0 else 0
         cdef bint on = self.pd[0] > 0.0
@@ -1296,7 +1300,7 @@ def rmsnorm(x, double eps=1e-5):
             xj = D(pk.items[j])
             ms += xj * xj
         ms /= n
-        s = pow(ms + eps, -0.5)
+        s = 1.0 / sqrt(ms + eps)
         ds = _doubles(n)
         for j in range(n):
             ds[j] = -D(pk.items[j]) * s * s * s / n
@@ -1975,7 +1979,7 @@ def adam_step(ValMatrix params not None, double[::1] m, double[::1] v, double lr
     if t < 1:
         raise ValueError("adam_step: t counts from 1")
     _adam(params, &m[0] if n > 0 else NULL, &v[0] if n > 0 else NULL, lr, beta1, beta2, eps,
-          1.0 / (1.0 - pow(beta1, <double>t)), 1.0 / (1.0 - pow(beta2, <double>t)))
+          1.0 / (1.0 - mg_powi(beta1, t)), 1.0 / (1.0 - mg_powi(beta2, t)))
 
 
 def adam_steps(groups, double lr, double beta1, double beta2, double eps, Py_ssize_t t):
@@ -2003,8 +2007,8 @@ def adam_steps(groups, double lr, double beta1, double beta2, double eps, Py_ssi
                 _overlap(m.data.as_doubles, params.pk.n, v.data.as_doubles, params.pk.n)):
             raise ValueError("adam_steps: m, v and the params must be separate arrays")
         checked.append((params, m, v))
-    c1 = 1.0 / (1.0 - pow(beta1, <double>t))       # bias corrections, as factors
-    c2 = 1.0 / (1.0 - pow(beta2, <double>t))
+    c1 = 1.0 / (1.0 - mg_powi(beta1, t))           # bias corrections, as factors
+    c2 = 1.0 / (1.0 - mg_powi(beta2, t))
     for params, m, v in checked:
         _adam(params, m.data.as_doubles, v.data.as_doubles, lr, beta1, beta2, eps, c1, c2)
 
@@ -2034,9 +2038,30 @@ cdef int _adam(ValMatrix params, double* m, double* v, double lr, double beta1, 
     return 0
 
 
+def portable_exp(double x):
+    """e^x with the same bits on every CPU (the core's own exp; math.exp is the C library's,
+    which can differ in the last bit from CPU to CPU)."""
+    return mg_exp(x)
+
+
+def portable_log(double x):
+    """ln x (x > 0) with the same bits on every CPU, as portable_exp."""
+    if not x > 0.0:
+        raise ValueError(f"portable_log: {x} is not positive")
+    return mg_log(x)
+
+
+def powi(double x, long long n):
+    """x ** n for a whole n >= 0 by repeated squaring: the same bits on every CPU (Python's
+    float ** is the C library's pow)."""
+    if n < 0:
+        raise ValueError(f"powi: the power must be 0 or more, got {n}")
+    return mg_powi(x, n)
+
+
 def draw_index(logits, double temperature, double u):
     """The index `random.choices(range(n), weights)[0]` draws when its `random()` returns u, the
-    weights being exp((logit - max) / temperature): the same arithmetic in the same order (the
+    weights being portable_exp((logit - max) / temperature): the same arithmetic in the same order (the
     weights summed left to right, then the first cumulative weight above u times the total), so
     the same draw, without a Python float per logit. logits: a Vec or a sequence of floats.
     ValueError, as random.choices raises, when the weights do not sum to a positive finite
@@ -2068,7 +2093,7 @@ cdef Py_ssize_t _draw(double* w, Py_ssize_t n, double temperature, double u) exc
         if w[j] > top:
             top = w[j]
     for j in range(n):
-        total += exp((w[j] - top) / temperature)
+        total += mg_exp((w[j] - top) / temperature)
         w[j] = total                           # the cumulative weights
     if not (total > 0.0 and total - total == 0.0):     # NaN or infinite
         raise ValueError("draw_index: the weights must sum to a positive finite number")
@@ -2205,10 +2230,7 @@ cdef class Decoder:
             if pos + 1 < n_fed:                         # still reading the prefix
                 token = toks[pos + 1]
                 continue
-            t = pow(cooling, <double>pos)
-            if isinf(t) and not isinf(cooling):        # as Python's cooling ** pos raises
-                raise OverflowError(f"Decoder.sample: cooling ** {pos} overflows")
-            t = temperature * t
+            t = temperature * mg_powi(cooling, pos)
             if DBL_MIN > t:                             # a temperature cooled below the
                 t = DBL_MIN                             # smallest float is argmax all the same
             memcpy(w, self.m.logits, V * sizeof(double))

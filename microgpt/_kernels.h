@@ -6,9 +6,8 @@
 
    Not here: Python objects, randomness, files, threads. Not a goal: speed at the cost of
    reproducibility. No kernel reassociates a sum or fuses a multiply-add (setup.py builds with
-   -ffp-contract=off), so a kernel's own arithmetic does not depend on the CPU or on which clone
-   of it runs. exp, log and pow are the C library's: glibc picks an FMA variant of each where the
-   CPU has FMA, and the two can differ in the last bit (benchmarks/README.md).
+   -ffp-contract=off), and exp and log are this file's own (mg_exp, mg_log), not the C
+   library's, so the results do not depend on the CPU or on which clone of a kernel it runs.
 
    Notation: E = n_emb (a position's width), T = positions attended over, hd = E / heads (one
    head's slice), n_ff = the MLP's hidden width, W_i = row i of a row-major matrix W. "The
@@ -56,6 +55,83 @@ typedef double mg_v4 __attribute__((vector_size(MG_LANES * sizeof(double))));
 #endif
 #endif
 #endif
+
+/* ---------------------------------------------------------------------------------------------
+   exp, log and whole powers of our own. A C library's exp and log may differ in the last bit from
+   CPU to CPU (glibc picks a variant compiled for FMA where the CPU has it), so a run would not be
+   the same everywhere. These use +, -, *, / and exact scalings by powers of two only, each
+   rounded as IEEE 754 says (no fused multiply-add: -ffp-contract=off), so they give the same
+   bits on every CPU, compiler and C library. The method is fdlibm's (Sun, 1993): reduce the
+   argument by multiples of ln 2 split in two parts (Cody and Waite), then a short polynomial of
+   the remainder; error below one unit in the last place. */
+static const double mg_ln2_hi = 6.93147180369123816490e-01;    /* ln 2 to 32 bits: k ln2_hi exact */
+static const double mg_ln2_lo = 1.90821492927058770002e-10;    /* ln 2 - ln2_hi */
+
+/* y 2^k for y near 1 and -1075 <= k <= 1024 (exp's range): exact, unless the result is
+   subnormal, then rounded once. */
+static double mg_scale2(double y, int k) {
+    union { double d; unsigned long long u; } p;
+    if (k > 1023) { y *= 2.0; k -= 1; }
+    else if (k < -1000) { y *= 0x1p-1000; k += 1000; }
+    p.u = (unsigned long long)(k + 1023) << 52;
+    return y * p.d;
+}
+
+/* e^x. */
+static double mg_exp(double x) {
+    static const double P1 = 1.66666666666666019037e-01, P2 = -2.77777777770155933842e-03,
+                        P3 = 6.61375632143793436117e-05, P4 = -1.65339022054652515390e-06,
+                        P5 = 4.13813679705723846039e-08;
+    if (x != x) return x;                                   /* NaN */
+    if (x > 7.09782712893383973096e+02) return HUGE_VAL;    /* overflows */
+    if (x < -7.45133219101941108420e+02) return 0.0;        /* underflows */
+    if (x > -0x1p-28 && x < 0x1p-28) return 1.0 + x;
+    /* x = k ln 2 + r, |r| <= ln 2 / 2 (about), r = hi - lo */
+    double kd = floor(x * 1.44269504088896338700e+00 + 0.5);
+    int k = (int)kd;
+    double hi = x - kd * mg_ln2_hi;
+    double lo = kd * mg_ln2_lo;
+    double r = hi - lo;
+    double t = r * r;
+    double c = r - t * (P1 + t * (P2 + t * (P3 + t * (P4 + t * P5))));
+    double y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);     /* e^r */
+    return k == 0 ? y : mg_scale2(y, k);
+}
+
+/* ln x. */
+static double mg_log(double x) {
+    static const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01,
+                        Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01,
+                        Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01,
+                        Lg7 = 1.479819860511658591e-01;
+    if (x != x) return x;                                   /* NaN */
+    if (x < 0.0) return NAN;
+    if (x == 0.0) return -HUGE_VAL;
+    if (x == HUGE_VAL) return x;
+    int e;
+    double m = frexp(x, &e);                                /* x = m 2^e, m in [1/2, 1): exact */
+    if (m < 7.07106781186547524401e-01) { m *= 2.0; e -= 1; }   /* m in [sqrt(1/2), sqrt(2)) */
+    double f = m - 1.0;                                     /* exact */
+    double kd = (double)e;
+    double s = f / (2.0 + f);
+    double z = s * s, w = z * z;
+    double t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
+    double t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
+    double R = t2 + t1;
+    double hfsq = 0.5 * f * f;
+    return kd * mg_ln2_hi - ((hfsq - (s * (hfsq + R) + kd * mg_ln2_lo)) - f);
+}
+
+/* x^n for a whole n >= 0, by squaring (the same products in the same order on every CPU). */
+static double mg_powi(double x, long long n) {
+    double r = 1.0;
+    while (n > 0) {
+        if (n & 1) r *= x;
+        n >>= 1;
+        if (n > 0) x *= x;
+    }
+    return r;
+}
 
 /* ---------------------------------------------------------------------------------------------
    The allocator of Vec nodes' arrays (values and gradients, parents, attention weights) and of
@@ -274,11 +350,11 @@ MG_CLONES static void mg_linear_back(const double* restrict w, double* restrict 
 /* ---------------------------------------------------------------------------------------------
    RMSNorm (no learned scale). */
 
-/* y = x s with s = (mean(x^2) + eps)^-1/2, the squares summed left to right; returns s. */
+/* y = x s with s = 1 / sqrt(mean(x^2) + eps), the squares summed left to right; returns s. */
 static double mg_rmsnorm(const double* x, double* y, Py_ssize_t n, double eps) {
     double ms = 0.0;
     for (Py_ssize_t j = 0; j < n; j++) ms += x[j] * x[j];
-    double s = pow(ms / (double)n + eps, -0.5);
+    double s = 1.0 / sqrt(ms / (double)n + eps);
     for (Py_ssize_t j = 0; j < n; j++) y[j] = x[j] * s;
     return s;
 }
@@ -300,9 +376,9 @@ static void mg_rmsnorm_back(const double* x, double* xg, const double* yg, Py_ss
 static double mg_softmax(double* p, Py_ssize_t n) {
     double m = p[0], s = 0.0;
     for (Py_ssize_t j = 1; j < n; j++) if (p[j] > m) m = p[j];
-    for (Py_ssize_t j = 0; j < n; j++) { p[j] = exp(p[j] - m); s += p[j]; }
+    for (Py_ssize_t j = 0; j < n; j++) { p[j] = mg_exp(p[j] - m); s += p[j]; }
     for (Py_ssize_t j = 0; j < n; j++) p[j] /= s;
-    return m + log(s);
+    return m + mg_log(s);
 }
 
 /* One head of causal attention over T positions: a[t] = softmax_t(scale q . k[t]),

@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from microgpt._core import portable_exp, portable_log
 from microgpt.train import TrainingConfig
 
 NEW_EMB, MUTANT_EMB = (16, 24, 32), (16, 24, 32, 40)
@@ -41,8 +42,8 @@ def _clamp(x, bounds):
 
 
 def log_uniform(rng, bounds):
-    lo, hi = bounds
-    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    lo, hi = bounds                          # the core's exp and log: the same draw on every CPU
+    return portable_exp(rng.uniform(portable_log(lo), portable_log(hi)))
 
 
 def _step(bounds):

@@ -19,7 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Optional
 
-from microgpt._core import ValMatrix, Vec, adam_steps, draw_index
+from microgpt._core import ValMatrix, Vec, adam_steps, draw_index, powi
 from microgpt.errors import DataError
 from microgpt.files import read_bytes, read_stdin
 from microgpt.model import GPT
@@ -364,7 +364,7 @@ def _sample(logits_at, n_ctx, tok, rng, temperature, top_k, prefix, cooling):
         if pos + 1 < n_fed:                           # still reading the prefix
             token = fed[pos + 1]
             continue
-        t = temperature * cooling ** pos
+        t = temperature * powi(cooling, pos)             # the same bits on every CPU
         if TINY > t:                                  # max(t, TINY): a temperature cooled below
             t = TINY                                  # the smallest float is argmax all the same
         token = draw_index(logits, t, rng.random()) if top_k is None else draw(rng, logits, t, top_k)

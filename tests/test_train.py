@@ -151,9 +151,9 @@ def test_sampling_respects_the_context_and_the_temperature():
 
 
 def test_draw_is_random_choices_draw_bit_for_bit():
-    # draw_index does random.choices' arithmetic in C: for any logits, temperature and uniform,
-    # the same index, so names sampled with a seed never change.
-    from microgpt._core import Vec, draw_index
+    # draw_index does random.choices' arithmetic in C, its weights by the core's exp: for any
+    # logits, temperature and uniform, the same index, so names sampled with a seed never change.
+    from microgpt._core import Vec, draw_index, portable_exp
 
     rng = random.Random(7)
     for _ in range(3000):
@@ -162,7 +162,7 @@ def test_draw_is_random_choices_draw_bit_for_bit():
         t = rng.choice((1e-9, 0.05, 0.5, 1.0, 1.7, 1e6))
         state = rng.getstate()
         top = max(logits)
-        want = rng.choices(range(n), weights=[math.exp((x - top) / t) for x in logits])[0]
+        want = rng.choices(range(n), weights=[portable_exp((x - top) / t) for x in logits])[0]
         rng.setstate(state)
         u = rng.random()
         assert draw_index(logits, t, u) == draw_index(Vec(logits), t, u) == want

@@ -28,13 +28,13 @@ def yardstick(reference, heads, rejudged=()):
     for h in heads:
         xs = [x for x in (o.fitness(h.name) for o in reference) if math.isfinite(x)]
         mean = sum(xs) / len(xs) if xs else 0.0
-        var = sum((x - mean) ** 2 for x in xs) / len(xs) if xs else 0.0
+        var = sum((x - mean) * (x - mean) for x in xs) / len(xs) if xs else 0.0
         squares = dof = 0.0
         for o in rejudged:
             trials = [x for x in in_reference_voice(o, h.name) if math.isfinite(x)]
             if len(trials) > 1:
                 m = sum(trials) / len(trials)
-                squares += sum((x - m) ** 2 for x in trials)
+                squares += sum((x - m) * (x - m) for x in trials)
                 dof += len(trials) - 1
         noise = squares / dof if dof else 0.0
         keep = math.sqrt(max(1 - noise / var, 0.25)) if var else 1.0
@@ -81,7 +81,7 @@ def standing_key(organism, stick):
     for name, (scores, mean, spread, noise) in stick.items():
         x = organism.fitness(name)
         own = trial_variance(trials, name, noise)
-        error = math.sqrt(own / max(len(trials), 1) + (own + noise ** 2) / JUDGE_TRIALS)
+        error = math.sqrt(own / max(len(trials), 1) + (own + noise * noise) / JUDGE_TRIALS)
         shares.append(expected_share(x, error, scores))
         margins.append(min(max((x - mean) / spread, -3.0), 3.0) if math.isfinite(x) else -math.inf)
     return sum(shares) / len(shares), min(margins)
@@ -99,8 +99,8 @@ def trial_variance(trials, head, noise):
     (the spread measured over many organisms) when that is larger."""
     xs = [t.scores[head] for t in trials if math.isfinite(t.scores[head])]
     m = sum(xs) / len(xs) if xs else 0.0
-    own = sum((x - m) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
-    return max(own, noise ** 2)
+    own = sum((x - m) * (x - m) for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
+    return max(own, noise * noise)
 
 
 def expected_share(x, error, scores):

@@ -1,6 +1,7 @@
 """How an organism is heard: every evaluation samples its trained model at several voices (a
 temperature at the organism's cooling, or a (temperature, cooling) pair), which costs no training;
 `at_temperatures` turns those into the organism heard at each voice (`Heard`)."""
+from microgpt._core import powi
 from microgpt.hydra.organism import Heard, Trial
 from microgpt.worker import voice
 
@@ -27,10 +28,11 @@ def temperature_grid(genome, coolings=()):
 
 def mid_name(temperatures, cooling):
     """The temperatures at which a name's MID_NAME-th letter (from 0) samples at these: each
-    divided by cooling**MID_NAME (rounded to 4 digits), the same ones for a voice that does not
-    cool. A cooled voice is heard where it stands best, bold at first and calm by the end,
-    without sampling the flat voice's temperatures, which are too cold for it."""
-    return tuple(float(f"{t / cooling ** MID_NAME:.4g}") for t in temperatures)
+    divided by cooling**MID_NAME (`powi`: the same bits on every CPU; rounded to 4 digits), the
+    same ones for a voice that does not cool. A cooled voice is heard where it stands best, bold
+    at first and calm by the end, without sampling the flat voice's temperatures, which are too
+    cold for it."""
+    return tuple(float(f"{t / powi(cooling, MID_NAME):.4g}") for t in temperatures)
 
 
 def heard_at(t, temperatures):
