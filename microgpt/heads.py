@@ -22,6 +22,7 @@ Names are trimmed and lower-cased before they are judged.
 import math
 
 from microgpt.errors import UsageError
+from microgpt.sums import total
 
 NO_SCORE = -100.0            # the fitness of an empty sample (and, averaged, of one it cannot score)
 VOWELS = frozenset("aeiouy")
@@ -97,9 +98,9 @@ class NameHead:
             return NO_SCORE
         if self.scoring == "counted":                  # each distinct name once, in order
             scores = self.score_names(list(dict.fromkeys(names)))
-            return sum(s for s in scores if s is not None) / len(names)
+            return total(s for s in scores if s is not None) / len(names)
         scores = [s for s in self.score_names(names) if s is not None]
-        return sum(scores) / len(scores) if scores else NO_SCORE
+        return total(scores) / len(scores) if scores else NO_SCORE
 
     def __repr__(self):
         return f"{type(self).__name__}({self._repr_args()})"

@@ -23,6 +23,7 @@ from microgpt._core import ValMatrix, Vec, adam_steps, draw_index, powi
 from microgpt.errors import DataError
 from microgpt.files import read_bytes, read_stdin
 from microgpt.model import GPT
+from microgpt.sums import total
 
 
 def bundled_names_path():
@@ -308,7 +309,7 @@ class Dataset:
 def mean_loss(model, tok, names):
     """Mean of model.loss over names (plain float), each computed without a graph."""
     dec = model.decoder()
-    return sum(dec.loss(tok.encode(n)) for n in names) / len(names)
+    return total(dec.loss(tok.encode(n)) for n in names) / len(names)
 
 
 TINY = sys.float_info.min

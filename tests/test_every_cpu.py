@@ -1,14 +1,16 @@
-"""A run is the same on every CPU. The core's kernels keep their arithmetic in one order whatever
-vectors the CPU has (test_decoder checks the vector paths against the op-by-op graph); exp, log
-and whole powers are the core's own (portable_exp, portable_log, powi), because the C library's
-are not the same everywhere: glibc picks a variant of each by the CPU, one compiled for FMA where
-the CPU has it, and their last bits can differ.
+"""A run is the same on every CPU and every Python. The core's kernels keep their arithmetic in
+one order whatever vectors the CPU has (test_decoder checks the vector paths against the op-by-op
+graph); exp, log, erfc and whole powers are the core's own (portable_exp, portable_log,
+portable_erfc, powi), because the C library's are not the same everywhere: glibc picks a variant
+of exp and log by the CPU, one compiled for FMA where the CPU has it, their last bits can differ,
+and its erfc calls its exp. And every float sum that reaches a result adds left to right
+(microgpt.sums.total), because from Python 3.12 the built-in sum compensates its rounding.
 
 On glibc x86-64 a tunable makes glibc take its variants for a CPU without FMA or AVX2, which
-lets this machine stand in for such a CPU. Before the core had its own exp and log, the run below
-wrote another genome.json that way (a winner's loss apart in the 15th digit, then another
-winner)."""
+lets this machine stand in for such a CPU. Before the core had its own exp and log, the pair of
+runs below wrote two different genome.json files that way."""
 import filecmp
+import hashlib
 import math
 import os
 import platform
@@ -20,12 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from microgpt._core import portable_exp, portable_log, powi
+from microgpt._core import portable_erfc, portable_exp, portable_log, powi
+from microgpt.sums import total
 
 BIN = Path(sys.executable).parent
 HYDRA = [str(BIN / "microgpt-hydra")] if (BIN / "microgpt-hydra").exists() else [
     sys.executable, "-m", "microgpt.hydra"]
 NO_FMA = "glibc.cpu.hwcaps=-AVX2_Usable,-FMA_Usable,-AVX2,-FMA"
+GLIBC_X86_64 = (sys.platform.startswith("linux") and platform.machine() == "x86_64"
+                and platform.libc_ver()[0] == "glibc")
 
 
 def ulps(a, b):
@@ -52,6 +57,29 @@ def test_portable_exp_and_log_are_within_one_ulp_of_the_c_librarys():
         portable_log(0.0)
 
 
+def test_portable_erfc_is_within_3e_13_of_the_c_librarys():
+    rng = random.Random(2)
+    zs = [rng.uniform(-6, 6) for _ in range(20000)] + [rng.uniform(1.9, 2.1) for _ in range(5000)]
+    zs += [0.0, 2.0, -2.0, 26.0]
+    assert max(abs(portable_erfc(z) - math.erfc(z)) / math.erfc(z) for z in zs) < 3e-13
+    assert portable_erfc(0.0) == 1.0 and portable_erfc(30.0) == 0.0 and portable_erfc(-30.0) == 2.0
+
+
+def test_the_portable_functions_give_the_bits_they_gave_when_written():
+    # the same bits from any build: a compiler that fused a multiply-add, or reordered a sum,
+    # would change some of these 16,000 results
+    rng = random.Random(2026)
+    xs = [rng.uniform(-745.0, 709.7) for _ in range(3000)] + [rng.uniform(-2, 2) for _ in range(3000)]
+    ys = ([math.ldexp(rng.uniform(0.5, 1.0), rng.randint(-1070, 1023)) for _ in range(3000)]
+          + [rng.uniform(0.5, 2) for _ in range(3000)])
+    zs = [rng.uniform(-6.0, 6.0) for _ in range(3000)] + [rng.uniform(1.5, 2.5) for _ in range(1000)]
+    h = hashlib.sha256()
+    for f, args in ((portable_exp, xs), (portable_log, ys), (portable_erfc, zs)):
+        for a in args:
+            h.update(struct.pack("<d", f(a)))
+    assert h.hexdigest() == "007dfb1a7536d2fb7bfbc45e73171040642737cead97b455863baebbd7686ee3"
+
+
 def test_powi_multiplies_by_squaring():
     assert powi(0.85, 0) == 1.0 and powi(0.85, 1) == 0.85
     x2 = 0.85 * 0.85
@@ -61,18 +89,35 @@ def test_powi_multiplies_by_squaring():
         powi(2.0, -1)
 
 
+def test_total_adds_left_to_right():
+    xs = [1e16, 1.0, -1e16, 1.0]
+    assert total(xs) == ((1e16 + 1.0) - 1e16) + 1.0 == 1.0    # Python 3.12's sum() gives 2.0
+    assert total([]) == 0.0 and total(x for x in (0.5, 0.25)) == 0.75
+
+
+def _exp_digest(tunables):
+    """A digest of math.exp over many arguments in a child Python with these glibc tunables."""
+    code = ("import hashlib, math, random; rng = random.Random(5); "
+            "print(hashlib.sha256(','.join(math.exp(rng.uniform(-20, 20)).hex() "
+            "for _ in range(100000)).encode()).hexdigest())")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "GLIBC_TUNABLES": tunables}).stdout
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.machine() == "x86_64"
-                         and platform.libc_ver()[0] == "glibc"),
-                    reason="the stand-in for a CPU without FMA is a glibc x86-64 tunable")
+@pytest.mark.skipif(not GLIBC_X86_64, reason="the stand-in for a CPU without FMA is a glibc tunable")
 def test_a_run_is_the_same_where_the_c_library_has_no_fma(tmp_path):
+    here = os.environ.get("GLIBC_TUNABLES", "")
+    if _exp_digest(here) == _exp_digest(NO_FMA):
+        pytest.skip("this CPU or glibc gives the same exp either way: nothing to stand in for")
     outs = []
-    for name, tunables in (("fma", os.environ.get("GLIBC_TUNABLES", "")), ("no-fma", NO_FMA)):
+    for name, tunables in (("fma", here), ("no-fma", NO_FMA)):
         cwd = tmp_path / name
         cwd.mkdir()
         proc = subprocess.run(HYDRA + ["--seed", "0", "--cycles", "1", "--generations", "2"], cwd=cwd,
                               capture_output=True, text=True, timeout=300,
                               env={**os.environ, "GLIBC_TUNABLES": tunables})
         assert proc.returncode == 0, proc.stderr[-500:]
-        outs.append(cwd / "genome.json")
-    assert filecmp.cmp(*outs, shallow=False)
+        outs.append(cwd)
+    for name in ("genome.json", "genome.npz"):
+        assert filecmp.cmp(outs[0] / name, outs[1] / name, shallow=False), name

@@ -26,6 +26,7 @@ from microgpt.hydra.genes import (
 from microgpt.hydra.organism import MIN_POPULATION, N_CHAMPIONS, HydraConfig, Observer, Organism
 from microgpt.hydra.standing import percentile
 from microgpt.hydra.voices import voices
+from microgpt.sums import total
 
 LEAN = 2 / 3            # an island ranks on its head's percentile this much, the others' the rest
 MAX_TRIALS = 2          # a survivor is re-judged on a fresh seed each generation, up to this many
@@ -51,7 +52,7 @@ def leaning(organism, head, bred):
     island (MOEA/D's decomposition: Zhang & Li 2007)."""
     shares = {h: percentile(organism.fitness(h), xs) for h, xs in bred.items()}
     others = [x for h, x in shares.items() if h != head]
-    return LEAN * shares[head] + (1 - LEAN) * sum(others) / len(others)
+    return LEAN * shares[head] + (1 - LEAN) * total(others) / len(others)
 
 
 def field_of(organisms, heads):

@@ -5,6 +5,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import Optional
 
 from microgpt.hydra.genes import derive_seed, repair, trains_alike
+from microgpt.sums import total
 
 N_CHAMPIONS = 2                                     # kept each generation, sent to the Gathering
 MIN_POPULATION = N_CHAMPIONS + 1                    # room for at least one mutant
@@ -73,7 +74,7 @@ class Judged:
     def fitness(self, head):
         """The mean of head's score over the trials that succeeded; -inf when none did."""
         values = [t.scores.get(head, -math.inf) for t in self.judged()]
-        return sum(values) / len(values) if values else -math.inf
+        return total(values) / len(values) if values else -math.inf
 
     @property
     def birth(self):

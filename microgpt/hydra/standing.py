@@ -3,8 +3,10 @@ winner chosen by it and written as genome.json's dict."""
 import math
 from bisect import bisect_left, bisect_right
 
+from microgpt._core import portable_erfc
 from microgpt.errors import MicrogptError
 from microgpt.hydra.genes import full_genome
+from microgpt.sums import total
 from microgpt.train import TrainingConfig
 
 JUDGE_TRIALS = 3        # the fresh trials an outside judge averages (the issue's measure took 3)
@@ -27,14 +29,14 @@ def yardstick(reference, heads, rejudged=()):
     stick = {}
     for h in heads:
         xs = [x for x in (o.fitness(h.name) for o in reference) if math.isfinite(x)]
-        mean = sum(xs) / len(xs) if xs else 0.0
-        var = sum((x - mean) * (x - mean) for x in xs) / len(xs) if xs else 0.0
+        mean = total(xs) / len(xs) if xs else 0.0
+        var = total((x - mean) * (x - mean) for x in xs) / len(xs) if xs else 0.0
         squares = dof = 0.0
         for o in rejudged:
             trials = [x for x in in_reference_voice(o, h.name) if math.isfinite(x)]
             if len(trials) > 1:
-                m = sum(trials) / len(trials)
-                squares += sum((x - m) * (x - m) for x in trials)
+                m = total(trials) / len(trials)
+                squares += total((x - m) * (x - m) for x in trials)
                 dof += len(trials) - 1
         noise = squares / dof if dof else 0.0
         keep = math.sqrt(max(1 - noise / var, 0.25)) if var else 1.0
@@ -84,22 +86,22 @@ def standing_key(organism, stick):
         error = math.sqrt(own / max(len(trials), 1) + (own + noise * noise) / JUDGE_TRIALS)
         shares.append(expected_share(x, error, scores))
         margins.append(min(max((x - mean) / spread, -3.0), 3.0) if math.isfinite(x) else -math.inf)
-    return sum(shares) / len(shares), min(margins)
+    return total(shares) / len(shares), min(margins)
 
 
 def joint_key(organism, sticks):
     """(mean standing over the yardsticks, the worst margin among them): `standing_key` against
     each of several yardsticks at once."""
     keys = [standing_key(organism, stick) for stick in sticks]
-    return sum(k[0] for k in keys) / len(keys), min(k[1] for k in keys)
+    return total(k[0] for k in keys) / len(keys), min(k[1] for k in keys)
 
 
 def trial_variance(trials, head, noise):
     """The variance of head's score from trial to trial: over these trials, or noise squared
     (the spread measured over many organisms) when that is larger."""
     xs = [t.scores[head] for t in trials if math.isfinite(t.scores[head])]
-    m = sum(xs) / len(xs) if xs else 0.0
-    own = sum((x - m) * (x - m) for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
+    m = total(xs) / len(xs) if xs else 0.0
+    own = total((x - m) * (x - m) for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
     return max(own, noise * noise)
 
 
@@ -108,7 +110,7 @@ def expected_share(x, error, scores):
     percentile when the error is 0."""
     if not error or not math.isfinite(x) or not scores:
         return percentile(x, scores)
-    return sum(0.5 * math.erfc((s - x) / (error * math.sqrt(2))) for s in scores) / len(scores)
+    return total(0.5 * portable_erfc((s - x) / (error * math.sqrt(2))) for s in scores) / len(scores)
 
 
 def standing(organism, stick):
