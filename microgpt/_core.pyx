@@ -2058,6 +2058,26 @@ def portable_erfc(double x):
     return mg_erfc(x)
 
 
+def total(xs):
+    """The floats of xs added one after another from 0.0, left to right: what `sum` did before
+    Python 3.12, whose sum() compensates the rounding of a float sum (Neumaier's method), so the
+    same floats can sum to another last bit on 3.12 than on 3.11. Every sum that reaches a result
+    (a loss, a score, a standing) is this one, so a run is the same on every Python."""
+    cdef double s = 0.0
+    for x in xs:
+        s += x
+    return s
+
+
+def half_erfc_total(scores, double x, double scale):
+    """total(0.5 * portable_erfc((s - x) / scale) for s in scores), in one call: the expected
+    number of scores below x measured with a normal error (scale = its deviation times sqrt 2)."""
+    cdef double s = 0.0
+    for y in scores:
+        s += 0.5 * mg_erfc((<double>y - x) / scale)
+    return s
+
+
 def powi(double x, long long n):
     """x ** n for a whole n >= 0 by repeated squaring: the same bits on every CPU (Python's
     float ** is the C library's pow)."""

@@ -21,8 +21,8 @@ Names are trimmed and lower-cased before they are judged.
 """
 import math
 
+from microgpt._core import total
 from microgpt.errors import UsageError
-from microgpt.sums import total
 
 NO_SCORE = -100.0            # the fitness of an empty sample (and, averaged, of one it cannot score)
 VOWELS = frozenset("aeiouy")

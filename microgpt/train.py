@@ -19,11 +19,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Optional
 
-from microgpt._core import ValMatrix, Vec, adam_steps, draw_index, powi
+from microgpt._core import ValMatrix, Vec, adam_steps, draw_index, powi, total
 from microgpt.errors import DataError
 from microgpt.files import read_bytes, read_stdin
 from microgpt.model import GPT
-from microgpt.sums import total
 
 
 def bundled_names_path():

@@ -4,7 +4,7 @@ graph); exp, log, erfc and whole powers are the core's own (portable_exp, portab
 portable_erfc, powi), because the C library's are not the same everywhere: glibc picks a variant
 of exp and log by the CPU, one compiled for FMA where the CPU has it, their last bits can differ,
 and its erfc calls its exp. And every float sum that reaches a result adds left to right
-(microgpt.sums.total), because from Python 3.12 the built-in sum compensates its rounding.
+(the core's total), because from Python 3.12 the built-in sum compensates its rounding.
 
 On glibc x86-64 a tunable makes glibc take its variants for a CPU without FMA or AVX2, which
 lets this machine stand in for such a CPU. Before the core had its own exp and log, the pair of
@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from microgpt._core import portable_erfc, portable_exp, portable_log, powi
-from microgpt.sums import total
+from microgpt._core import half_erfc_total, portable_erfc, portable_exp, portable_log, powi, total
 
 BIN = Path(sys.executable).parent
 HYDRA = [str(BIN / "microgpt-hydra")] if (BIN / "microgpt-hydra").exists() else [
@@ -93,6 +92,12 @@ def test_total_adds_left_to_right():
     xs = [1e16, 1.0, -1e16, 1.0]
     assert total(xs) == ((1e16 + 1.0) - 1e16) + 1.0 == 1.0    # Python 3.12's sum() gives 2.0
     assert total([]) == 0.0 and total(x for x in (0.5, 0.25)) == 0.75
+    rng = random.Random(4)
+    scores = [rng.gauss(0.0, 1.0) for _ in range(500)]
+    s = 0.0
+    for y in scores:                                          # the same sum in Python
+        s += 0.5 * portable_erfc((y - 0.3) / 0.7)
+    assert half_erfc_total(scores, 0.3, 0.7) == s
 
 
 def _exp_digest(tunables):

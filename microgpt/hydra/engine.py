@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from microgpt._core import total
 from microgpt.genes import NEW_LR
 from microgpt.hydra.evaluation import evaluate_all
 from microgpt.hydra.final import (
@@ -26,7 +27,6 @@ from microgpt.hydra.genes import (
 from microgpt.hydra.organism import MIN_POPULATION, N_CHAMPIONS, HydraConfig, Observer, Organism
 from microgpt.hydra.standing import percentile
 from microgpt.hydra.voices import voices
-from microgpt.sums import total
 
 LEAN = 2 / 3            # an island ranks on its head's percentile this much, the others' the rest
 MAX_TRIALS = 2          # a survivor is re-judged on a fresh seed each generation, up to this many

@@ -4,8 +4,8 @@ import math
 from dataclasses import InitVar, dataclass, field
 from typing import Optional
 
+from microgpt._core import total
 from microgpt.hydra.genes import derive_seed, repair, trains_alike
-from microgpt.sums import total
 
 N_CHAMPIONS = 2                                     # kept each generation, sent to the Gathering
 MIN_POPULATION = N_CHAMPIONS + 1                    # room for at least one mutant

@@ -3,10 +3,9 @@ winner chosen by it and written as genome.json's dict."""
 import math
 from bisect import bisect_left, bisect_right
 
-from microgpt._core import portable_erfc
+from microgpt._core import half_erfc_total, total
 from microgpt.errors import MicrogptError
 from microgpt.hydra.genes import full_genome
-from microgpt.sums import total
 from microgpt.train import TrainingConfig
 
 JUDGE_TRIALS = 3        # the fresh trials an outside judge averages (the issue's measure took 3)
@@ -110,7 +109,7 @@ def expected_share(x, error, scores):
     percentile when the error is 0."""
     if not error or not math.isfinite(x) or not scores:
         return percentile(x, scores)
-    return total(0.5 * portable_erfc((s - x) / (error * math.sqrt(2))) for s in scores) / len(scores)
+    return half_erfc_total(scores, x, error * math.sqrt(2)) / len(scores)
 
 
 def standing(organism, stick):
