@@ -1112,7 +1112,6 @@ cdef class Vec:
     cdef double* saved              # attention: the weights, heads x steps; a block or a name's
                                     # positions at once: its insides
     cdef tuple Ws                   # a block: its weight matrices
-    cdef Py_ssize_t steps           # a name's positions at once: the positions
 
     def __init__(self, values):
         """A constant Vec (a leaf) holding values."""
@@ -1479,10 +1478,16 @@ cdef inline double* _grad(object W) noexcept:
     return (<ValMatrix>W).pk.st.grad
 
 
-cdef ValMatrix _square(object W, Py_ssize_t rows, Py_ssize_t cols, str where):
-    """W, checked to be a rows x cols ValMatrix of weights."""
+cdef ValMatrix _leaves(object W, str where):
+    """W, checked to be a ValMatrix of weights (leaves, whose arrays the kernels read)."""
     if type(W) is not ValMatrix or (<ValMatrix>W).pk.st == NULL:
         raise TypeError(f"{where}: the weights must be ValMatrix weights (leaves)")
+    return <ValMatrix>W
+
+
+cdef ValMatrix _square(object W, Py_ssize_t rows, Py_ssize_t cols, str where):
+    """W, checked to be a rows x cols ValMatrix of weights."""
+    _leaves(W, where)
     if (<ValMatrix>W).rows != rows or (<ValMatrix>W).cols != cols:
         raise ValueError(f"{where}: a weight matrix is {(<ValMatrix>W).rows} x "
                          f"{(<ValMatrix>W).cols}, expected {rows} x {cols}")
@@ -1574,10 +1579,7 @@ def mlp_block(x, fc1, fc2, double eps=1e-5):
     """x + fc2 . relu(fc1 . rmsnorm(x, eps)) as one Vec: the same numbers, forward and backward,
     as the separate ops (rmsnorm, linear, linear, vadd), with one node instead of four."""
     cdef Vec xv = _vec_arg(x, "mlp_block"), v
-    cdef Py_ssize_t E = xv.n, n_ff
-    if type(fc1) is not ValMatrix:
-        raise TypeError("mlp_block: the weights must be ValMatrix weights (leaves)")
-    n_ff = (<ValMatrix>fc1).rows
+    cdef Py_ssize_t E = xv.n, n_ff = _leaves(fc1, "mlp_block").rows
     Ws = (_square(fc1, n_ff, E, "mlp_block"), _square(fc2, E, n_ff, "mlp_block"))
     v = _vec_new(E, V_MLP_BLOCK, 1)
     v.saved = <double*>mg_mem_get(MG_MLP_INSIDES(E, n_ff) * sizeof(double))  # xn xng o og, h hg
@@ -1666,13 +1668,6 @@ def cross_entropy(logits, Py_ssize_t target):
 # node each per layer half, instead of one node per position and op; the kernels say why the
 # numbers, forward and backward, are that graph's to the bit.
 
-cdef ValMatrix _weights_of(object W, Py_ssize_t cols, str where):
-    """W, checked to be a ValMatrix of weights with cols columns."""
-    if type(W) is not ValMatrix or (<ValMatrix>W).pk.st == NULL:
-        raise TypeError(f"{where}: the weights must be ValMatrix weights (leaves)")
-    return _square(W, (<ValMatrix>W).rows, cols, where)
-
-
 cdef Py_ssize_t* _indices(object values, Py_ssize_t below, Py_ssize_t* n, str what) except NULL:
     """values (ints in [0, below)) as a new array from mg_mem_get; n gets their number."""
     cdef list vals = list(values)
@@ -1694,14 +1689,15 @@ cdef Py_ssize_t* _indices(object values, Py_ssize_t below, Py_ssize_t* n, str wh
     return out
 
 
-cdef Vec _seq_node(Py_ssize_t n, int op, Py_ssize_t T, tuple Ws, size_t saved, Vec x):
-    """A new Vec of n values over T positions, its weights Ws, saved bytes zeroed, parent x."""
+cdef Vec _seq_node(Py_ssize_t n, int op, tuple Ws, size_t saved, Vec x):
+    """A new Vec of n values, its weights Ws, saved bytes zeroed, parent x (None: no parent).
+    Its positions need not be kept: they are its input's values (or its own) over the first
+    weight matrix's columns."""
     cdef Vec v = _vec_new(n, op, 1 if x is not None else 0)
     v.saved = <double*>mg_mem_get(saved if saved > 0 else 1)
     if v.saved == NULL:
         raise MemoryError()
     memset(v.saved, 0, saved)
-    v.steps = T
     v.Ws = Ws
     if x is not None:
         _vec_parent(v, x)
@@ -1718,42 +1714,40 @@ cdef Py_ssize_t _positions(Vec x, Py_ssize_t E, str where) except -1:
 def embed_seq(wte, wpe, tokens):
     """wte[tokens[t]] + wpe[t] for every position t, as one Vec of len(tokens) x n_emb values:
     the numbers of vadd(wte.row(token), wpe.row(t)), position by position."""
-    cdef ValMatrix te, pe
-    cdef Py_ssize_t T, E
-    cdef Py_ssize_t* ids
+    cdef ValMatrix te = _leaves(wte, "embed_seq")
+    cdef ValMatrix pe = _square(wpe, _leaves(wpe, "embed_seq").rows, te.cols, "embed_seq")
+    cdef Py_ssize_t T, E = te.cols
+    cdef Py_ssize_t* ids = _indices(tokens, te.rows, &T, "embed_seq: token")
     cdef Vec v
-    if type(wte) is not ValMatrix:
-        raise TypeError("embed_seq: the weights must be ValMatrix weights (leaves)")
-    te = _weights_of(wte, (<ValMatrix>wte).cols, "embed_seq")
-    pe = _weights_of(wpe, te.cols, "embed_seq")
-    E = te.cols
-    ids = _indices(tokens, te.rows, &T, "embed_seq: token")
     try:
         if not 0 < T <= pe.rows:
             raise ValueError(f"embed_seq: {T} tokens, expected 1 to {pe.rows} (wpe's rows)")
-        v = _seq_node(T * E, V_EMBED_SEQ, T, (te, pe), T * sizeof(Py_ssize_t), None)
-        memcpy(v.saved, ids, T * sizeof(Py_ssize_t))
+        v = _seq_node(T * E, V_EMBED_SEQ, (te, pe), T * sizeof(Py_ssize_t), None)
+        memcpy(v.saved, ids, T * sizeof(Py_ssize_t))       # saved: the tokens
     finally:
         mg_mem_put(ids)
     mg_embed_seq(te.pk.st.data, pe.pk.st.data, <Py_ssize_t*>v.saved, T, E, v.d)
     return v
 
 
+cdef int _embed_seq_back(Vec v) except -1:
+    cdef Py_ssize_t E = (<ValMatrix>v.Ws[0]).cols
+    mg_embed_seq_back(_grad(v.Ws[0]), _grad(v.Ws[1]), <Py_ssize_t*>v.saved, v.n // E, E, v.g)
+    return 0
+
+
 def attention_seq(x, wq, wk, wv, wo, Py_ssize_t heads, double eps=1e-5):
     """attention_block at every position of x (positions x n_emb values, one Vec), each position
     attending over itself and the positions before it, as one Vec."""
     cdef Vec xv = _vec_arg(x, "attention_seq"), v
-    cdef Py_ssize_t E, T, t
+    cdef Py_ssize_t E = _leaves(wq, "attention_seq").cols, T, t
     cdef const double* w[4]
-    if type(wq) is not ValMatrix:
-        raise TypeError("attention_seq: the weights must be ValMatrix weights (leaves)")
-    E = (<ValMatrix>wq).cols
     if heads < 1 or E % heads:
         raise ValueError(f"attention_seq: {E} values do not split into {heads} heads")
     Ws = (_square(wq, E, E, "attention_seq"), _square(wk, E, E, "attention_seq"),
           _square(wv, E, E, "attention_seq"), _square(wo, E, E, "attention_seq"))
     T = _positions(xv, E, "attention_seq")
-    v = _seq_node(xv.n, V_ATTENTION_SEQ, T, Ws, mg_attention_seq_size(T, E, heads), xv)
+    v = _seq_node(xv.n, V_ATTENTION_SEQ, Ws, mg_attention_seq_size(T, E, heads), xv)
     v.heads = heads
     for t in range(4):
         w[t] = _data(Ws[t])
@@ -1761,80 +1755,80 @@ def attention_seq(x, wq, wk, wv, wo, Py_ssize_t heads, double eps=1e-5):
     return v
 
 
+cdef int _attention_seq_back(Vec v) except -1:
+    cdef Vec x = <Vec>v.parents[0]
+    cdef Py_ssize_t E = (<ValMatrix>v.Ws[0]).cols, i
+    cdef const double* w[4]
+    cdef double* wg[4]
+    for i in range(4):
+        w[i] = _data(v.Ws[i])
+        wg[i] = _grad(v.Ws[i])
+    mg_attention_seq_back(x.d, x.g, v.g, w, wg, x.n // E, E, v.heads, v.saved)
+    return 0
+
+
 def mlp_seq(x, fc1, fc2, double eps=1e-5):
     """mlp_block at every position of x (positions x n_emb values, one Vec), as one Vec."""
     cdef Vec xv = _vec_arg(x, "mlp_seq"), v
-    cdef Py_ssize_t E, T, n_ff
-    if type(fc1) is not ValMatrix:
-        raise TypeError("mlp_seq: the weights must be ValMatrix weights (leaves)")
-    E, n_ff = (<ValMatrix>fc1).cols, (<ValMatrix>fc1).rows
-    Ws = (_square(fc1, n_ff, E, "mlp_seq"), _square(fc2, E, n_ff, "mlp_seq"))
+    cdef ValMatrix W1 = _leaves(fc1, "mlp_seq")
+    cdef Py_ssize_t E = W1.cols, n_ff = W1.rows, T
+    Ws = (W1, _square(fc2, E, n_ff, "mlp_seq"))
     T = _positions(xv, E, "mlp_seq")
-    v = _seq_node(xv.n, V_MLP_SEQ, T, Ws, mg_mlp_seq_size(T, E, n_ff), xv)
+    v = _seq_node(xv.n, V_MLP_SEQ, Ws, mg_mlp_seq_size(T, E, n_ff), xv)
     mg_mlp_seq(xv.d, v.d, _data(fc1), _data(fc2), T, E, n_ff, eps, v.saved)
     return v
+
+
+cdef int _mlp_seq_back(Vec v) except -1:
+    cdef Vec x = <Vec>v.parents[0]
+    cdef ValMatrix W1 = <ValMatrix>v.Ws[0]
+    mg_mlp_seq_back(x.d, x.g, v.g, _data(W1), _grad(W1), _data(v.Ws[1]), _grad(v.Ws[1]),
+                    x.n // W1.cols, W1.cols, W1.rows, v.saved)
+    return 0
+
+
+# loss_seq's saved: the kernel's insides, then the cross-entropies' gradient (one double), then
+# the targets.
+cdef inline double* _loss_ce_grad(Vec v, Py_ssize_t T, Py_ssize_t E, Py_ssize_t V) noexcept:
+    return <double*>(<char*>v.saved + mg_loss_seq_size(T, E, V))
+
+
+cdef inline Py_ssize_t* _loss_targets(Vec v, Py_ssize_t T, Py_ssize_t E, Py_ssize_t V) noexcept:
+    return <Py_ssize_t*>(_loss_ce_grad(v, T, E, V) + 1)
 
 
 def loss_seq(x, lm_head, targets, double eps=1e-5):
     """The mean over positions t of cross_entropy(linear(rmsnorm(x[t]), lm_head), targets[t]),
     as a Val (element 0 of a one-value Vec): the numbers of vsum(those losses, 1 / positions)."""
     cdef Vec xv = _vec_arg(x, "loss_seq"), v
-    cdef ValMatrix lm
-    cdef Py_ssize_t E, T, n, V
-    cdef Py_ssize_t* ids
-    if type(lm_head) is not ValMatrix:
-        raise TypeError("loss_seq: the weights must be ValMatrix weights (leaves)")
-    lm = _weights_of(lm_head, (<ValMatrix>lm_head).cols, "loss_seq")
-    E, V = lm.cols, lm.rows
-    T = _positions(xv, E, "loss_seq")
-    ids = _indices(targets, V, &n, "loss_seq: target")
+    cdef ValMatrix lm = _leaves(lm_head, "loss_seq")
+    cdef Py_ssize_t E = lm.cols, V = lm.rows, T = _positions(xv, lm.cols, "loss_seq"), n
+    cdef Py_ssize_t* ids = _indices(targets, V, &n, "loss_seq: target")
     try:
         if n != T:
             raise ValueError(f"loss_seq: {n} targets for {T} positions")
-        # saved: the insides, the cross-entropies' gradient (one double), the targets
-        v = _seq_node(1, V_LOSS_SEQ, T, (lm,),
+        v = _seq_node(1, V_LOSS_SEQ, (lm,),
                       mg_loss_seq_size(T, E, V) + sizeof(double) + T * sizeof(Py_ssize_t), xv)
-        memcpy(<char*>v.saved + mg_loss_seq_size(T, E, V) + sizeof(double), ids,
-               T * sizeof(Py_ssize_t))
+        memcpy(_loss_targets(v, T, E, V), ids, T * sizeof(Py_ssize_t))
     finally:
         mg_mem_put(ids)
     v.scale = 1.0 / T
-    v.d[0] = mg_loss_seq(xv.d, lm.pk.st.data,
-                         <Py_ssize_t*>(<char*>v.saved + mg_loss_seq_size(T, E, V) + sizeof(double)),
-                         T, E, V, eps, v.saved) * v.scale
+    v.d[0] = mg_loss_seq(xv.d, lm.pk.st.data, _loss_targets(v, T, E, V), T, E, V, eps,
+                         v.saved) * v.scale
     return v[0]
 
 
-cdef int _seq_back(Vec v) except -1:
-    """The backward of a name's positions at once (mg_*_seq_back)."""
-    cdef Vec x
-    cdef Py_ssize_t T = v.steps, E, i, V
-    cdef const double* w[4]
-    cdef double* wg[4]
-    cdef double* ce_g
-    if v.op == V_EMBED_SEQ:
-        E = v.n // T
-        mg_embed_seq_back(_grad(v.Ws[0]), _grad(v.Ws[1]), <Py_ssize_t*>v.saved, T, E, v.g)
-        return 0
-    x = <Vec>v.parents[0]
-    E = x.n // T
-    if v.op == V_ATTENTION_SEQ:
-        for i in range(4):
-            w[i] = _data(v.Ws[i])
-            wg[i] = _grad(v.Ws[i])
-        mg_attention_seq_back(x.d, x.g, v.g, w, wg, T, E, v.heads, v.saved)
-    elif v.op == V_MLP_SEQ:
-        mg_mlp_seq_back(x.d, x.g, v.g, _data(v.Ws[0]), _grad(v.Ws[0]), _data(v.Ws[1]),
-                        _grad(v.Ws[1]), T, E, (<ValMatrix>v.Ws[0]).rows, v.saved)
-    else:                                           # V_LOSS_SEQ
-        # each cross-entropy's gradient, as vsum's backward adds it: += g / T a pass. So that a
-        # pass adds only its own g, the node's gradient is used up (it is no one else's: the
-        # loss is v[0], whose own gradient accumulates).
-        V = (<ValMatrix>v.Ws[0]).rows
-        ce_g = <double*>(<char*>v.saved + mg_loss_seq_size(T, E, V))
-        ce_g[0] += v.g[0] * v.scale
-        v.g[0] = 0.0
-        mg_loss_seq_back(x.d, x.g, ce_g[0], _data(v.Ws[0]), _grad(v.Ws[0]), T, E, V, v.saved)
+cdef int _loss_seq_back(Vec v) except -1:
+    """Each cross-entropy's gradient grows by g / T a pass, as vsum's backward adds it. So that a
+    pass adds only its own g, the node's gradient is used up (it is no one else's: the loss is
+    v[0], whose own gradient accumulates)."""
+    cdef Vec x = <Vec>v.parents[0]
+    cdef ValMatrix lm = <ValMatrix>v.Ws[0]
+    cdef Py_ssize_t E = lm.cols, T = x.n // lm.cols
+    cdef double* ce_g = _loss_ce_grad(v, T, E, lm.rows)
+    ce_g[0] += v.g[0] * v.scale
+    v.g[0] = 0.0
+    mg_loss_seq_back(x.d, x.g, ce_g[0], _data(lm), _grad(lm), T, E, lm.rows, v.saved)
     return 0
 
 
@@ -1859,8 +1853,14 @@ cdef int _vec_backward(Vec v, Queue* q, unsigned long long epoch) except -1:
         _attention_block_back(v)
     elif v.op == V_MLP_BLOCK:
         _mlp_block_back(v)
-    elif v.op >= V_EMBED_SEQ:
-        _seq_back(v)
+    elif v.op == V_EMBED_SEQ:
+        _embed_seq_back(v)
+    elif v.op == V_ATTENTION_SEQ:
+        _attention_seq_back(v)
+    elif v.op == V_MLP_SEQ:
+        _mlp_seq_back(v)
+    elif v.op == V_LOSS_SEQ:
+        _loss_seq_back(v)
     for i in range(v.n_parents):
         _visit_vec(v.parents[i], q, epoch)
     return 0
