@@ -1979,7 +1979,10 @@ def adam_step(ValMatrix params not None, double[::1] m, double[::1] v, double lr
         raise ValueError(f"adam_step: {n} params but moments of length {m.shape[0]}, {v.shape[0]}")
     if t < 1:
         raise ValueError("adam_step: t counts from 1")
-    _adam(params, &m[0] if n > 0 else NULL, &v[0] if n > 0 else NULL, lr, beta1, beta2, eps,
+    if n == 0:
+        return
+    _separate(params, &m[0], &v[0], "adam_step")
+    _adam(params, &m[0], &v[0], lr, beta1, beta2, eps,
           1.0 / (1.0 - mg_powi(beta1, t)), 1.0 / (1.0 - mg_powi(beta2, t)))
 
 
@@ -2004,9 +2007,7 @@ def adam_steps(groups, double lr, double beta1, double beta2, double eps, Py_ssi
         if Py_SIZE(m) != params.pk.n or Py_SIZE(v) != params.pk.n:
             raise ValueError(f"adam_steps: {params.pk.n} params but moments of length "
                              f"{Py_SIZE(m)}, {Py_SIZE(v)}")
-        if params.pk.st != NULL and params.pk.n > 0 and (
-                _overlap(m.data.as_doubles, params.pk.n, v.data.as_doubles, params.pk.n)):
-            raise ValueError("adam_steps: m, v and the params must be separate arrays")
+        _separate(params, m.data.as_doubles, v.data.as_doubles, "adam_steps")
         checked.append((params, m, v))
     c1 = 1.0 / (1.0 - mg_powi(beta1, t))           # bias corrections, as factors
     c2 = 1.0 / (1.0 - mg_powi(beta2, t))
@@ -2014,21 +2015,26 @@ def adam_steps(groups, double lr, double beta1, double beta2, double eps, Py_ssi
         _adam(params, m.data.as_doubles, v.data.as_doubles, lr, beta1, beta2, eps, c1, c2)
 
 
-cdef int _adam(ValMatrix params, double* m, double* v, double lr, double beta1, double beta2,
-               double eps, double c1, double c2) except -1:
-    """Adam's update of params with moments m and v (one per param), c1 and c2 the bias
-    corrections."""
+cdef int _separate(ValMatrix params, double* m, double* v, str where) except -1:
+    """ValueError unless m, v and the params' arrays (n doubles each) are apart."""
+    cdef Py_ssize_t n = params.pk.n
+    if n > 0 and (_overlap(m, n, v, n) or params.pk.st != NULL and (
+            _overlap(m, n, params.pk.st.data, n) or _overlap(m, n, params.pk.st.grad, n)
+            or _overlap(v, n, params.pk.st.data, n) or _overlap(v, n, params.pk.st.grad, n))):
+        raise ValueError(f"{where}: m, v and the params must be separate arrays")
+    return 0
+
+
+cdef void _adam(ValMatrix params, double* m, double* v, double lr, double beta1, double beta2,
+                double eps, double c1, double c2) noexcept:
+    """Adam's update of params with moments m and v (one per param, apart: _separate), c1
+    and c2 the bias corrections."""
     cdef Py_ssize_t n = params.pk.n, i
     cdef double g
     cdef PyObject* p
     if params.pk.st != NULL:           # adopted weights: the contiguous arrays
-        if n > 0 and (_overlap(m, n, v, n) or _overlap(m, n, params.pk.st.data, n)
-                      or _overlap(m, n, params.pk.st.grad, n)
-                      or _overlap(v, n, params.pk.st.data, n)
-                      or _overlap(v, n, params.pk.st.grad, n)):
-            raise ValueError("adam_step: m, v and the params must be separate arrays")
         mg_adam(params.pk.st.data, params.pk.st.grad, m, v, n, lr, beta1, beta2, c1, c2, eps)
-        return 0
+        return
     for i in range(n):
         p = params.pk.items[i]
         g = (<Val>p).pg[0]
@@ -2036,7 +2042,6 @@ cdef int _adam(ValMatrix params, double* m, double* v, double lr, double beta1, 
         v[i] = beta2 * v[i] + (1.0 - beta2) * g * g
         (<Val>p).pd[0] = D(p) - lr * (m[i] * c1) / (sqrt(v[i] * c2) + eps)
         (<Val>p).pg[0] = 0.0
-    return 0
 
 
 def portable_exp(double x):

@@ -348,16 +348,20 @@ def _sample_with(decoder, tok, rng, temperature, top_k, prefix, cooling):
     """sample() through decoder: without top_k, its loop in the core (`Decoder.sample`, the
     same draws as `_sample`'s)."""
     if top_k is None:
-        fed = [tok.bos] + tok.encode(prefix)[1:-1]
-        return tok.decode(decoder.sample(fed, temperature, cooling, rng.random))
+        return tok.decode(decoder.sample(_fed(tok, prefix), temperature, cooling, rng.random))
     return _sample(decoder.logits, decoder.n_ctx, tok, rng, temperature, top_k, prefix, cooling)
+
+
+def _fed(tok, prefix):
+    """The tokens a name's sampling is fed before its first draw: BOS, then the prefix's."""
+    return [tok.bos] + tok.encode(prefix)[1:-1]
 
 
 def _sample(logits_at, n_ctx, tok, rng, temperature, top_k, prefix, cooling):
     """sample() with the logits from logits_at(token, pos) (so a test can use the graph's), one
     position at a time in Python."""
     bos = tok.bos
-    fed = [bos] + tok.encode(prefix)[1:-1]            # BOS, then the prefix
+    fed = _fed(tok, prefix)
     token, out, n_fed = fed[0], fed[1:], len(fed)
     for pos in range(n_ctx):
         logits = logits_at(token, pos)
